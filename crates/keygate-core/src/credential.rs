@@ -1,0 +1,159 @@
+//! Finding the credential in a request's headers, framework-agnostically.
+
+/// Read access to request headers. Implemented for `http::HeaderMap`; the actix adapter
+/// implements it for actix's header map.
+pub trait HeaderSource {
+    /// Every value of header `name` (matched case-insensitively), in order.
+    fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a;
+}
+
+impl HeaderSource for http::HeaderMap {
+    fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.get_all(name).into_iter().map(http::HeaderValue::as_bytes)
+    }
+}
+
+/// Where a credential may be presented.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// `Authorization: Bearer <key>`, the scheme matched case-insensitively (RFC 6750).
+    /// Other schemes (`Basic`) are ignored.
+    Bearer,
+    /// A header whose whole value is the key, such as `X-Api-Key` (matched
+    /// case-insensitively).
+    Header(&'static str),
+}
+
+impl CredentialSource {
+    /// `X-Api-Key: <key>`.
+    pub const X_API_KEY: CredentialSource = CredentialSource::Header("X-Api-Key");
+
+    /// The header this source reads, as documented to clients.
+    pub fn header_name(&self) -> &'static str {
+        match self {
+            CredentialSource::Bearer => "Authorization",
+            CredentialSource::Header(name) => name,
+        }
+    }
+}
+
+/// What the headers hold.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Presented<'a> {
+    /// No credential in any source.
+    Nothing,
+    /// One credential (possibly sent in several sources, all equal).
+    One(&'a str),
+    /// Something that cannot be a key: not UTF-8, empty, or two different values.
+    Unusable,
+}
+
+/// Extracts the credential. Values for which `ours` is false are ignored as if absent
+/// when `only_ours` is set (optional mode: a JWT in `Authorization` is someone else's).
+pub(crate) fn extract<'h, H: HeaderSource + ?Sized>(
+    headers: &'h H,
+    sources: &[CredentialSource],
+    only_ours: Option<&dyn Fn(&str) -> bool>,
+) -> Presented<'h> {
+    let mut found: Option<&'h str> = None;
+    for source in sources {
+        let (lookup, bearer) = match source {
+            CredentialSource::Bearer => ("authorization", true),
+            CredentialSource::Header(name) => (*name, false),
+        };
+        for raw in headers.values(lookup) {
+            let value = if bearer {
+                match bearer_token(raw) {
+                    Some(token) => token,
+                    None => continue,
+                }
+            } else {
+                raw.trim_ascii()
+            };
+            let Ok(value) = std::str::from_utf8(value) else {
+                if only_ours.is_some() {
+                    continue;
+                }
+                return Presented::Unusable;
+            };
+            if only_ours.is_some_and(|ours| !ours(value)) {
+                continue;
+            }
+            match found {
+                _ if value.is_empty() => return Presented::Unusable,
+                None => found = Some(value),
+                Some(previous) if previous != value => return Presented::Unusable,
+                Some(_) => {}
+            }
+        }
+    }
+    found.map_or(Presented::Nothing, Presented::One)
+}
+
+/// The token of `Bearer <token>`; `None` for another scheme. An empty token is `Some("")`.
+fn bearer_token(raw: &[u8]) -> Option<&[u8]> {
+    let raw = raw.trim_ascii();
+    let split = raw.iter().position(|b| *b == b' ').unwrap_or(raw.len());
+    let (scheme, rest) = raw.split_at(split);
+    scheme.eq_ignore_ascii_case(b"bearer").then(|| rest.trim_ascii())
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderMap;
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    fn default_sources() -> Vec<CredentialSource> {
+        vec![CredentialSource::Bearer, CredentialSource::X_API_KEY]
+    }
+
+    fn run(pairs: &[(&'static str, &str)]) -> String {
+        let h = headers(pairs);
+        format!("{:?}", extract(&h, &default_sources(), None))
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            assert_eq!(run(&[("authorization", &format!("{scheme} k1"))]), r#"One("k1")"#);
+        }
+    }
+
+    #[test]
+    fn other_schemes_are_ignored() {
+        assert_eq!(run(&[("authorization", "Basic dXNlcjpwYXNz")]), "Nothing");
+        assert_eq!(run(&[("authorization", "Bearerk1")]), "Nothing");
+    }
+
+    #[test]
+    fn two_different_keys_are_refused_and_equal_ones_accepted() {
+        assert_eq!(run(&[("authorization", "Bearer k1"), ("x-api-key", "k2")]), "Unusable");
+        assert_eq!(run(&[("authorization", "Bearer k1"), ("x-api-key", "k1")]), r#"One("k1")"#);
+        assert_eq!(run(&[("x-api-key", "k1"), ("x-api-key", "k2")]), "Unusable");
+    }
+
+    #[test]
+    fn empty_bearer_is_unusable_not_missing() {
+        assert_eq!(run(&[("authorization", "Bearer ")]), "Unusable");
+        assert_eq!(run(&[("authorization", "Bearer")]), "Unusable");
+        assert_eq!(run(&[("x-api-key", "")]), "Unusable");
+    }
+
+    #[test]
+    fn optional_mode_ignores_foreign_credentials() {
+        let h = headers(&[("authorization", "Bearer eyJhbGciOi.jwt"), ("x-api-key", "kg_mine")]);
+        let ours = |v: &str| v.starts_with("kg_");
+        assert_eq!(extract(&h, &default_sources(), Some(&ours)), Presented::One("kg_mine"));
+        let h = headers(&[("authorization", "Bearer eyJhbGciOi.jwt")]);
+        assert_eq!(extract(&h, &default_sources(), Some(&ours)), Presented::Nothing);
+    }
+}

@@ -1,0 +1,424 @@
+//! Rejections and how they are rendered: every byte of every error body comes from here,
+//! so all adapters answer alike.
+//!
+//! # Example
+//! ```
+//! use keygate_core::{DefaultFormat, Denial, ErrorFormat};
+//!
+//! let body = DefaultFormat.body(&Denial::MissingKey { header: "Authorization" }, chrono::Utc::now());
+//! assert_eq!(
+//!     body,
+//!     r#"{"success":false,"error":{"code":"MISSING_API_KEY","message":"API key is required","details":{"header":"Authorization"}}}"#
+//! );
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::StatusCode;
+use serde::Serialize;
+
+use crate::key::KeyId;
+use crate::record::Scopes;
+
+/// Why a request was refused: the decision, before it is rendered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Denial {
+    /// No credential was presented.
+    MissingKey {
+        /// The header the client should send.
+        header: &'static str,
+    },
+    /// The credential is malformed, unknown, wrong, revoked, or one of two different
+    /// keys. All of these answer with the same bytes, so a key id's existence is
+    /// never revealed.
+    InvalidKey {
+        /// The public part as presented, if it was readable.
+        key_id: Option<KeyId>,
+    },
+    /// The key is past its expiry.
+    ExpiredKey {
+        /// When it expired.
+        expired_at: DateTime<Utc>,
+    },
+    /// The key lacks a scope the route requires.
+    InsufficientScope {
+        /// The scopes the route requires.
+        required: Scopes,
+    },
+    /// The key's monthly spend cap is used up.
+    QuotaExceeded {
+        /// The first instant of the next month (UTC).
+        resets_at: DateTime<Utc>,
+    },
+    /// A rate limit is exhausted.
+    RateLimited {
+        /// Whole seconds to wait, at least 1.
+        retry_after: u64,
+    },
+    /// Verification is saturated or the store is down; retry later.
+    Unavailable {
+        /// Whole seconds to wait, at least 1.
+        retry_after: u64,
+    },
+}
+
+impl Denial {
+    /// The HTTP status for this denial.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Denial::MissingKey { .. } | Denial::InvalidKey { .. } | Denial::ExpiredKey { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
+            Denial::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            Denial::QuotaExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
+            Denial::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Denial::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable machine-readable code (`MISSING_API_KEY`, …).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denial::MissingKey { .. } => "MISSING_API_KEY",
+            Denial::InvalidKey { .. } => "INVALID_API_KEY",
+            Denial::ExpiredKey { .. } => "EXPIRED_API_KEY",
+            Denial::InsufficientScope { .. } => "INSUFFICIENT_PERMISSIONS",
+            Denial::QuotaExceeded { .. } => "INSUFFICIENT_QUOTA",
+            Denial::RateLimited { .. } => "RATE_LIMIT_EXCEEDED",
+            Denial::Unavailable { .. } => "SERVICE_UNAVAILABLE",
+        }
+    }
+
+    /// The human-readable message.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Denial::MissingKey { .. } => "API key is required",
+            Denial::InvalidKey { .. } => "The provided API key is invalid",
+            Denial::ExpiredKey { .. } => "The API key has expired",
+            Denial::InsufficientScope { .. } => "The API key lacks the scopes this route requires",
+            Denial::QuotaExceeded { .. } => "The API key's monthly spend cap is exhausted",
+            Denial::RateLimited { .. } => "Rate limit exceeded",
+            Denial::Unavailable { .. } => "Authentication is temporarily unavailable, retry later",
+        }
+    }
+
+    /// Seconds for a `Retry-After` header, when the denial has one.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Denial::RateLimited { retry_after } | Denial::Unavailable { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+/// RFC 3339 in UTC with a `Z`, whole seconds: `2024-01-01T00:00:00Z`.
+pub(crate) fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Renders a [`Denial`] as a body. Status and headers are the gate's; the format chooses
+/// the body and its content type.
+pub trait ErrorFormat: Send + Sync + 'static {
+    /// The `content-type` of bodies in this format.
+    fn content_type(&self) -> &'static str {
+        "application/json"
+    }
+
+    /// The body for `denial`, rendered at `now`.
+    fn body(&self, denial: &Denial, now: DateTime<Utc>) -> String;
+}
+
+/// The documented format of DESIGN.md's error table, byte for byte.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DefaultFormat;
+
+#[derive(Serialize)]
+struct Envelope<'a, D: Serialize> {
+    success: bool,
+    error: Body<'a, D>,
+}
+
+#[derive(Serialize)]
+struct Body<'a, D: Serialize> {
+    code: &'a str,
+    message: &'a str,
+    details: D,
+}
+
+#[derive(Serialize)]
+struct RateLimited {
+    error: &'static str,
+    status_code: u16,
+    retry_after: u64,
+    timestamp: String,
+}
+
+/// Serialising these plain structs cannot fail; an empty object is the safe fallback.
+pub(crate) fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
+}
+
+impl ErrorFormat for DefaultFormat {
+    fn body(&self, denial: &Denial, now: DateTime<Utc>) -> String {
+        fn envelope<D: Serialize>(denial: &Denial, details: D) -> String {
+            to_json(&Envelope {
+                success: false,
+                error: Body {
+                    code: denial.code(),
+                    message: denial.message(),
+                    details,
+                },
+            })
+        }
+        #[derive(Serialize)]
+        struct Empty {}
+        match denial {
+            Denial::MissingKey { header } => {
+                #[derive(Serialize)]
+                struct D<'a> {
+                    header: &'a str,
+                }
+                envelope(denial, D { header })
+            }
+            Denial::InvalidKey { key_id } => {
+                #[derive(Serialize)]
+                struct D<'a> {
+                    key_id: Option<&'a KeyId>,
+                }
+                envelope(denial, D { key_id: key_id.as_ref() })
+            }
+            Denial::ExpiredKey { expired_at } => {
+                #[derive(Serialize)]
+                struct D {
+                    expired_at: String,
+                }
+                envelope(
+                    denial,
+                    D {
+                        expired_at: rfc3339(*expired_at),
+                    },
+                )
+            }
+            Denial::InsufficientScope { required } => {
+                #[derive(Serialize)]
+                struct D<'a> {
+                    required: &'a Scopes,
+                }
+                envelope(denial, D { required })
+            }
+            Denial::QuotaExceeded { resets_at } => {
+                #[derive(Serialize)]
+                struct D {
+                    resets_at: String,
+                }
+                envelope(
+                    denial,
+                    D {
+                        resets_at: rfc3339(*resets_at),
+                    },
+                )
+            }
+            Denial::RateLimited { retry_after } => to_json(&RateLimited {
+                error: "Rate limit exceeded",
+                status_code: 429,
+                retry_after: *retry_after,
+                timestamp: now.to_rfc3339_opts(SecondsFormat::Millis, true),
+            }),
+            Denial::Unavailable { .. } => envelope(denial, Empty {}),
+        }
+    }
+}
+
+/// A refused request, fully rendered: status, headers and body. Adapters copy it into
+/// their response type and add nothing.
+#[derive(Clone)]
+pub struct Rejection {
+    denial: Denial,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl fmt::Debug for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejection")
+            .field("status", &self.status())
+            .field("denial", &self.denial)
+            .finish()
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status().as_u16(), self.denial.code())
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// How rejections are rendered: the error format, and the realm of `WWW-Authenticate`.
+#[derive(Clone)]
+pub struct Renderer {
+    pub(crate) format: Arc<dyn ErrorFormat>,
+    pub(crate) realm: Arc<str>,
+}
+
+impl Default for Renderer {
+    fn default() -> Self {
+        Self {
+            format: Arc::new(DefaultFormat),
+            realm: "api".into(),
+        }
+    }
+}
+
+impl Renderer {
+    /// Renders `denial` at `now`, with `extra` headers (the rate-limit fields of a 429).
+    pub fn render(&self, denial: Denial, now: DateTime<Utc>, extra: Option<HeaderMap>) -> Rejection {
+        let mut headers = extra.unwrap_or_default();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(self.format.content_type()));
+        if let Some(challenge) = self.challenge(&denial) {
+            headers.insert(WWW_AUTHENTICATE, challenge);
+        }
+        if let Some(secs) = denial.retry_after() {
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        let body = Bytes::from(self.format.body(&denial, now));
+        Rejection { denial, headers, body }
+    }
+
+    fn challenge(&self, denial: &Denial) -> Option<HeaderValue> {
+        let realm = &self.realm;
+        let value = match denial {
+            Denial::MissingKey { .. } => format!("Bearer realm=\"{realm}\""),
+            Denial::InvalidKey { .. } | Denial::ExpiredKey { .. } => {
+                format!("Bearer realm=\"{realm}\", error=\"invalid_token\"")
+            }
+            Denial::InsufficientScope { required } => {
+                let scope: Vec<&str> = required.iter().collect();
+                format!(
+                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{}\"",
+                    scope.join(" ")
+                )
+            }
+            _ => return None,
+        };
+        // Realm and scopes are validated text; a value that still fails is dropped,
+        // not allowed to panic.
+        HeaderValue::try_from(value).ok()
+    }
+}
+
+impl Rejection {
+    /// The decision behind this rejection.
+    pub fn denial(&self) -> &Denial {
+        &self.denial
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.denial.status()
+    }
+
+    /// Every header of the response, `content-type` included.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The body.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// Adds a header (the adapters' admission headers, for example).
+    pub fn insert_header(&mut self, name: HeaderName, value: HeaderValue) {
+        self.headers.insert(name, value);
+    }
+
+    /// Into an `http::Response` with any body type built from `Bytes`.
+    pub fn into_response<B: From<Bytes>>(self) -> http::Response<B> {
+        let mut response = http::Response::new(B::from(self.body));
+        *response.status_mut() = self.denial.status();
+        *response.headers_mut() = self.headers;
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn default_bodies_match_the_documented_table_byte_for_byte() {
+        let now = at("2025-08-30T09:19:31.245Z");
+        let cases = [
+            (
+                Denial::MissingKey { header: "Authorization" },
+                r#"{"success":false,"error":{"code":"MISSING_API_KEY","message":"API key is required","details":{"header":"Authorization"}}}"#,
+            ),
+            (
+                Denial::InvalidKey { key_id: Some("kova_a1b2c3d4".into()) },
+                r#"{"success":false,"error":{"code":"INVALID_API_KEY","message":"The provided API key is invalid","details":{"key_id":"kova_a1b2c3d4"}}}"#,
+            ),
+            (
+                Denial::InvalidKey { key_id: None },
+                r#"{"success":false,"error":{"code":"INVALID_API_KEY","message":"The provided API key is invalid","details":{"key_id":null}}}"#,
+            ),
+            (
+                Denial::ExpiredKey { expired_at: at("2024-01-01T00:00:00Z") },
+                r#"{"success":false,"error":{"code":"EXPIRED_API_KEY","message":"The API key has expired","details":{"expired_at":"2024-01-01T00:00:00Z"}}}"#,
+            ),
+            (
+                Denial::RateLimited { retry_after: 60 },
+                r#"{"error":"Rate limit exceeded","status_code":429,"retry_after":60,"timestamp":"2025-08-30T09:19:31.245Z"}"#,
+            ),
+        ];
+        for (denial, expected) in cases {
+            assert_eq!(DefaultFormat.body(&denial, now), expected);
+        }
+        let forbidden = DefaultFormat.body(&Denial::InsufficientScope { required: Scopes::new(["write"]) }, now);
+        assert!(forbidden.starts_with(r#"{"success":false,"error":{"code":"INSUFFICIENT_PERMISSIONS","message":""#));
+        assert!(forbidden.ends_with(r#"","details":{"required":["write"]}}}"#));
+        let quota = DefaultFormat.body(&Denial::QuotaExceeded { resets_at: at("2026-12-01T00:00:00Z") }, now);
+        assert!(quota.ends_with(r#"","details":{"resets_at":"2026-12-01T00:00:00Z"}}}"#));
+        let unavailable = DefaultFormat.body(&Denial::Unavailable { retry_after: 1 }, now);
+        assert!(unavailable.ends_with(r#"","details":{}}}"#));
+    }
+
+    #[test]
+    fn challenges_follow_rfc_6750() {
+        let r = Renderer::default();
+        let now = Utc::now();
+        let header = |d: Denial| {
+            r.render(d, now, None)
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(header(Denial::MissingKey { header: "Authorization" }).unwrap(), r#"Bearer realm="api""#);
+        assert_eq!(
+            header(Denial::InvalidKey { key_id: None }).unwrap(),
+            r#"Bearer realm="api", error="invalid_token""#
+        );
+        assert_eq!(
+            header(Denial::InsufficientScope { required: Scopes::new(["read", "write"]) }).unwrap(),
+            r#"Bearer realm="api", error="insufficient_scope", scope="read write""#
+        );
+        assert_eq!(header(Denial::RateLimited { retry_after: 3 }), None);
+    }
+
+    #[test]
+    fn retry_after_is_at_least_one_second() {
+        let rejection = Renderer::default().render(Denial::Unavailable { retry_after: 0 }, Utc::now(), None);
+        assert_eq!(rejection.headers()[RETRY_AFTER], "1");
+        assert_eq!(rejection.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -1,0 +1,476 @@
+//! [`Gate`]: the one place where requests are admitted or refused.
+//!
+//! # Example
+//! ```
+//! use keygate_core::{Argon2Hasher, Gate, MemoryStore, NewKey, RoutePolicy};
+//! use http::{HeaderMap, StatusCode};
+//!
+//! # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
+//! let gate = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast()).build();
+//! let created = gate.keys().create(NewKey::new("acct_1", "demo")).await.unwrap();
+//!
+//! let mut headers = HeaderMap::new();
+//! let value = format!("Bearer {}", created.key.expose_secret());
+//! headers.insert("authorization", value.parse().unwrap());
+//! let admission = gate.admit(&headers, &RoutePolicy::new()).await.unwrap();
+//! assert_eq!(admission.principal().unwrap().owner().as_str(), "acct_1");
+//!
+//! let refused = gate.admit(&HeaderMap::new(), &RoutePolicy::new()).await.unwrap_err();
+//! assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+//! # });
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::clock::{Clock, SystemClock};
+use crate::credential::{extract, CredentialSource, HeaderSource, Presented};
+use crate::error::{DefaultFormat, Denial, ErrorFormat, Rejection, Renderer};
+use crate::hash::{Argon2Hasher, KeyHasher};
+use crate::key::{KeyFormat, KeyId};
+use crate::manage::KeyManager;
+use crate::policy::{
+    Bucket, DynRateLimiter, DynSpendMeter, Month, RateDecision, RateLimiter, RoutePolicy, SpendMeter,
+};
+use crate::principal::Principal;
+use crate::record::RateLimit;
+use crate::store::KeyStore;
+use crate::verify::{digest, Failure, Verifier, VerifierConfig};
+
+/// What to do when the rate limiter or spend meter cannot answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FailMode {
+    /// Refuse with 503 and `Retry-After` (the default: limits are a promise).
+    #[default]
+    Closed,
+    /// Admit the request as if the limit were not there.
+    Open,
+}
+
+/// An admitted request: the principal (none in optional mode without a credential)
+/// and the headers to add to the response.
+#[derive(Clone, Debug, Default)]
+pub struct Admission {
+    principal: Option<Principal>,
+    headers: HeaderMap,
+    cost: Option<u64>,
+}
+
+impl Admission {
+    /// The authenticated caller; `None` only in optional mode without a credential.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+
+    /// Headers for the response (`X-RateLimit-*`).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// Splits the admission into the principal and the response headers.
+    pub fn into_parts(self) -> (Option<Principal>, HeaderMap) {
+        (self.principal, self.headers)
+    }
+
+    /// The route's fixed cost, charged when the handler declares none.
+    pub fn fixed_cost(&self) -> Option<u64> {
+        self.cost
+    }
+}
+
+/// A request's cost in micro-cents, declared by a handler as a response extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cost(pub u64);
+
+struct Inner {
+    verifier: Arc<Verifier>,
+    keys: KeyManager,
+    renderer: Renderer,
+    sources: Vec<CredentialSource>,
+    clock: Arc<dyn Clock>,
+    limiter: Option<Arc<dyn DynRateLimiter>>,
+    default_limits: Vec<RateLimit>,
+    meter: Option<Arc<dyn DynSpendMeter>>,
+    admin_grants_all: bool,
+    ietf_headers: bool,
+    fail_mode: FailMode,
+}
+
+/// Admits or refuses requests. Cheap to clone; every clone shares one cache.
+#[derive(Clone)]
+pub struct Gate {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gate")
+            .field("format", self.inner.keys.key_format())
+            .field("sources", &self.inner.sources)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Gate`]; see [`Gate::builder`].
+pub struct GateBuilder {
+    keys: KeyManager,
+    hasher: Arc<dyn KeyHasher>,
+    format: KeyFormat,
+    clock: Arc<dyn Clock>,
+    renderer: Renderer,
+    sources: Vec<CredentialSource>,
+    verifier: VerifierConfig,
+    limiter: Option<Arc<dyn DynRateLimiter>>,
+    default_limits: Vec<RateLimit>,
+    meter: Option<Arc<dyn DynSpendMeter>>,
+    admin_grants_all: bool,
+    ietf_headers: bool,
+    fail_mode: FailMode,
+}
+
+impl GateBuilder {
+    /// The hasher (argon2id with OWASP parameters by default).
+    pub fn hasher(mut self, hasher: impl KeyHasher) -> Self {
+        self.hasher = Arc::new(hasher);
+        self
+    }
+
+    /// The key format (`kg_live_…`/`kg_test_…` by default).
+    pub fn key_format(mut self, format: KeyFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The clock (the system clock by default).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The error format ([`DefaultFormat`] by default).
+    pub fn error_format(mut self, format: impl ErrorFormat) -> Self {
+        self.renderer.format = Arc::new(format);
+        self
+    }
+
+    /// The realm of `WWW-Authenticate` (`api` by default). Quotes and control
+    /// characters are dropped.
+    pub fn realm(mut self, realm: &str) -> Self {
+        let clean: String = realm.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect();
+        self.renderer.realm = clean.into();
+        self
+    }
+
+    /// Where credentials are read, in order (`Authorization: Bearer`, then `X-Api-Key`).
+    pub fn sources(mut self, sources: impl Into<Vec<CredentialSource>>) -> Self {
+        let sources = sources.into();
+        if !sources.is_empty() {
+            self.sources = sources;
+        }
+        self
+    }
+
+    /// Cache, negative cache and hash pool settings.
+    pub fn verifier(mut self, config: VerifierConfig) -> Self {
+        self.verifier = config;
+        self
+    }
+
+    /// Counts requests with `limiter` against `defaults` for every key whose record
+    /// does not override them, plus each route's service limits.
+    pub fn rate_limiter(mut self, limiter: impl RateLimiter, defaults: impl Into<Vec<RateLimit>>) -> Self {
+        self.limiter = Some(Arc::new(limiter));
+        self.default_limits = defaults.into();
+        self
+    }
+
+    /// Meters spend against each key's monthly cap.
+    pub fn spend_meter(mut self, meter: impl SpendMeter) -> Self {
+        self.meter = Some(Arc::new(meter));
+        self
+    }
+
+    /// Whether `admin` grants every scope (on by default).
+    pub fn admin_grants_all(mut self, on: bool) -> Self {
+        self.admin_grants_all = on;
+        self
+    }
+
+    /// Also send the IETF draft's `RateLimit` and `RateLimit-Policy` fields.
+    pub fn ietf_rate_limit_headers(mut self, on: bool) -> Self {
+        self.ietf_headers = on;
+        self
+    }
+
+    /// What to do when the limiter or meter fails ([`FailMode::Closed`] by default).
+    pub fn fail_mode(mut self, mode: FailMode) -> Self {
+        self.fail_mode = mode;
+        self
+    }
+
+    /// Builds the gate.
+    pub fn build(self) -> Gate {
+        let mut keys = self.keys;
+        keys.set_hasher(self.hasher.clone());
+        keys.set_format(self.format);
+        keys.set_clock(self.clock.clone());
+        let verifier = Arc::new(Verifier::new(keys.store_ref().clone(), keys.hasher_ref().clone(), &self.verifier));
+        let weak = Arc::downgrade(&verifier);
+        keys.set_invalidate(Arc::new(move |key_id: &KeyId| {
+            if let Some(verifier) = weak.upgrade() {
+                verifier.invalidate(key_id);
+            }
+        }));
+        Gate {
+            inner: Arc::new(Inner {
+                verifier,
+                keys,
+                renderer: self.renderer,
+                sources: self.sources,
+                clock: self.clock,
+                limiter: self.limiter,
+                default_limits: self.default_limits,
+                meter: self.meter,
+                admin_grants_all: self.admin_grants_all,
+                ietf_headers: self.ietf_headers,
+                fail_mode: self.fail_mode,
+            }),
+        }
+    }
+}
+
+static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+static X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+impl Gate {
+    /// Starts a gate over `store`.
+    pub fn builder(store: impl KeyStore) -> GateBuilder {
+        GateBuilder {
+            keys: KeyManager::new(store),
+            hasher: Arc::new(Argon2Hasher::default()),
+            format: KeyFormat::default(),
+            clock: Arc::new(SystemClock),
+            renderer: Renderer {
+                format: Arc::new(DefaultFormat),
+                realm: "api".into(),
+            },
+            sources: vec![CredentialSource::Bearer, CredentialSource::X_API_KEY],
+            verifier: VerifierConfig::default(),
+            limiter: None,
+            default_limits: Vec::new(),
+            meter: None,
+            admin_grants_all: true,
+            ietf_headers: false,
+            fail_mode: FailMode::Closed,
+        }
+    }
+
+    /// Key management. Revocations and rotations through it reach this gate's cache
+    /// before they return.
+    pub fn keys(&self) -> &KeyManager {
+        &self.inner.keys
+    }
+
+    /// Forgets what the cache knows of `key_id`, for a change made elsewhere (another
+    /// instance, the CLI): the next request with it re-reads the store.
+    pub fn invalidate(&self, key_id: &KeyId) {
+        self.inner.verifier.invalidate(key_id);
+    }
+
+    /// Forgets every cached key.
+    pub fn invalidate_all(&self) {
+        self.inner.verifier.invalidate_all();
+    }
+
+    /// Keys currently cached as verified (approximate).
+    pub fn cached_keys(&self) -> u64 {
+        self.inner.verifier.cached_len()
+    }
+
+    /// The clock the gate reads.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    /// Renders a denial in this gate's format, for refusals an adapter must make itself
+    /// (a `Principal` extractor used where no layer ran, say).
+    pub fn reject(&self, denial: Denial) -> Rejection {
+        self.inner.renderer.render(denial, self.now(), None)
+    }
+
+    /// Runs the pipeline: credential, parse, verify, state, scopes, spend cap, rate
+    /// limits. An adapter calls this once per request and does what it says.
+    pub async fn admit<H: HeaderSource + ?Sized>(&self, headers: &H, policy: &RoutePolicy) -> Result<Admission, Rejection> {
+        let inner = &*self.inner;
+        let format = inner.keys.key_format();
+        let ours = |value: &str| format.is_branded(value);
+        let only_ours: Option<&dyn Fn(&str) -> bool> = if policy.is_optional() { Some(&ours) } else { None };
+        let key = match extract(headers, &inner.sources, only_ours) {
+            Presented::One(key) => key,
+            Presented::Nothing if policy.is_optional() => return Ok(Admission::default()),
+            Presented::Nothing => {
+                let header = inner.sources[0].header_name();
+                return Err(self.deny(Denial::MissingKey { header }));
+            }
+            Presented::Unusable => return Err(self.deny(Denial::InvalidKey { key_id: None })),
+        };
+        let parsed = match format.parse(key) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                tracing::debug!(key_id = e.key_id.as_ref().map(KeyId::as_str), reason = e.reason, "malformed key");
+                return Err(self.deny(Denial::InvalidKey { key_id: e.key_id }));
+            }
+        };
+        let invalid = || Denial::InvalidKey {
+            key_id: Some(KeyId::from(parsed.key_id())),
+        };
+        let verified = match inner.verifier.verify(digest(key), parsed.key_id(), parsed.secret()).await {
+            Ok(verified) => verified,
+            Err(Failure::Invalid) => return Err(self.deny(invalid())),
+            Err(Failure::Unavailable) => return Err(self.deny(Denial::Unavailable { retry_after: 1 })),
+        };
+        let now = inner.clock.now();
+        if verified.revoked {
+            tracing::debug!(key_id = parsed.key_id(), "revoked key");
+            return Err(self.deny_at(invalid(), now));
+        }
+        if let Some(expired_at) = verified.expires_at.filter(|at| *at <= now) {
+            return Err(self.deny_at(Denial::ExpiredKey { expired_at }, now));
+        }
+        let principal = &verified.principal;
+        let missing = principal.scopes().missing(policy.scopes(), inner.admin_grants_all);
+        if !missing.is_empty() {
+            tracing::debug!(key_id = parsed.key_id(), missing = %missing, "insufficient scope");
+            return Err(self.deny_at(
+                Denial::InsufficientScope {
+                    required: policy.scopes().clone(),
+                },
+                now,
+            ));
+        }
+        self.check_spend(principal, now).await?;
+        let headers = self.check_rate(principal, policy, now).await?;
+        Ok(Admission {
+            principal: Some(principal.clone()),
+            headers,
+            cost: policy.fixed_cost(),
+        })
+    }
+
+    async fn check_spend(&self, principal: &Principal, now: DateTime<Utc>) -> Result<(), Rejection> {
+        let (Some(meter), Some(cap)) = (&self.inner.meter, principal.spend_cap()) else {
+            return Ok(());
+        };
+        let month = Month::of(now);
+        match meter.spent(principal.key_id(), month).await {
+            Ok(spent) if spent >= cap => Err(self.deny_at(
+                Denial::QuotaExceeded {
+                    resets_at: month.next().start(),
+                },
+                now,
+            )),
+            Ok(_) => Ok(()),
+            Err(error) => self.backend_failed(&error, now),
+        }
+    }
+
+    async fn check_rate(
+        &self,
+        principal: &Principal,
+        policy: &RoutePolicy,
+        now: DateTime<Utc>,
+    ) -> Result<HeaderMap, Rejection> {
+        let Some(limiter) = &self.inner.limiter else {
+            return Ok(HeaderMap::new());
+        };
+        let key_limits = principal.rate_limits().unwrap_or(&self.inner.default_limits);
+        let service = policy.service_limits();
+        let mut buckets: Vec<Bucket> = key_limits
+            .iter()
+            .map(|limit| Bucket {
+                service: None,
+                limit: *limit,
+            })
+            .collect();
+        if let Some(service) = service {
+            buckets.extend(service.limits.iter().map(|limit| Bucket {
+                service: Some(service.name.clone()),
+                limit: *limit,
+            }));
+        }
+        if buckets.is_empty() {
+            return Ok(HeaderMap::new());
+        }
+        match limiter.acquire(principal.key_id(), &buckets, now).await {
+            Ok(decision) => {
+                let headers = self.rate_headers(&decision);
+                if decision.allowed {
+                    Ok(headers)
+                } else {
+                    tracing::debug!(key_id = %principal.key_id(), "rate limited");
+                    let denial = Denial::RateLimited {
+                        retry_after: decision.retry_after.max(1),
+                    };
+                    Err(self.inner.renderer.render(denial, now, Some(headers)))
+                }
+            }
+            Err(error) => self.backend_failed(&error, now).map(|()| HeaderMap::new()),
+        }
+    }
+
+    fn rate_headers(&self, decision: &RateDecision) -> HeaderMap {
+        let w = decision.tightest;
+        let mut headers = HeaderMap::with_capacity(5);
+        headers.insert(X_RATELIMIT_LIMIT.clone(), HeaderValue::from(w.limit));
+        headers.insert(X_RATELIMIT_REMAINING.clone(), HeaderValue::from(w.remaining));
+        headers.insert(X_RATELIMIT_RESET.clone(), HeaderValue::from(w.reset_at));
+        if self.inner.ietf_headers {
+            let now = self.now().timestamp().max(0) as u64;
+            let reset = w.reset_at.saturating_sub(now);
+            let field = format!("limit={}, remaining={}, reset={}", w.limit, w.remaining, reset);
+            let policy = format!("{};w={}", w.limit, w.period_secs);
+            if let (Ok(field), Ok(policy)) = (HeaderValue::try_from(field), HeaderValue::try_from(policy)) {
+                headers.insert(RATELIMIT.clone(), field);
+                headers.insert(RATELIMIT_POLICY.clone(), policy);
+            }
+        }
+        headers
+    }
+
+    fn backend_failed(&self, error: &crate::policy::BackendError, now: DateTime<Utc>) -> Result<(), Rejection> {
+        tracing::error!(%error, "policy backend failed");
+        match self.inner.fail_mode {
+            FailMode::Open => Ok(()),
+            FailMode::Closed => Err(self.deny_at(Denial::Unavailable { retry_after: 1 }, now)),
+        }
+    }
+
+    /// Charges an admitted request: the handler's declared cost, or the route's fixed
+    /// cost. Adapters call it once the response is ready.
+    pub async fn settle(&self, admission: &Admission, declared: Option<Cost>) {
+        let (Some(meter), Some(principal)) = (&self.inner.meter, &admission.principal) else {
+            return;
+        };
+        let Some(cost) = declared.map(|c| c.0).or(admission.cost).filter(|c| *c > 0) else {
+            return;
+        };
+        let month = Month::of(self.now());
+        if let Err(error) = meter.charge(principal.key_id(), month, cost).await {
+            tracing::error!(key_id = %principal.key_id(), %error, "could not record spend");
+        }
+    }
+
+    fn deny(&self, denial: Denial) -> Rejection {
+        self.deny_at(denial, self.inner.clock.now())
+    }
+
+    fn deny_at(&self, denial: Denial, now: DateTime<Utc>) -> Rejection {
+        self.inner.renderer.render(denial, now, None)
+    }
+}

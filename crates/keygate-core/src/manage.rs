@@ -1,0 +1,309 @@
+//! Key management: create (the plaintext returned once), list, revoke, rotate.
+//!
+//! A [`KeyManager`] works on its own (the CLI uses one) or inside a [`Gate`](crate::Gate),
+//! whose manager also invalidates the gate's cache before `revoke` and `rotate` return.
+//!
+//! # Example
+//! ```
+//! use keygate_core::{Argon2Hasher, KeyManager, MemoryStore, NewKey};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let keys = KeyManager::new(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast());
+//! let created = keys.create(NewKey::new("acct_1", "CI Pipeline").scopes(["read"])).await.unwrap();
+//! println!("your key, shown once: {}", created.key.expose_secret());
+//! let revoked = keys.revoke(&created.record.key_id).await.unwrap();
+//! assert!(revoked.revoked_at.is_some());
+//! # });
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::clock::{Clock, SystemClock};
+use crate::hash::{Argon2Hasher, HashError, KeyHasher};
+use crate::key::{ApiKey, KeyFormat, KeyId};
+use crate::record::{KeyRecord, KeyStatus, NewKey, OwnerId, Usage};
+use crate::store::{DynKeyStore, KeyStore, Page, StoreError};
+
+/// Why a management call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    /// No key with this id (or not one of this owner's).
+    #[error("no key with id `{0}`")]
+    NotFound(KeyId),
+    /// The request is not acceptable (a revoked key cannot be rotated, …).
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing failed.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+}
+
+/// A key just created: the plaintext, shown once, and its record.
+pub struct CreatedKey {
+    /// The plaintext key. Show it to the user once; it is not stored anywhere.
+    pub key: ApiKey,
+    /// The stored record.
+    pub record: KeyRecord,
+}
+
+impl fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedKey")
+            .field("key", &self.key)
+            .field("record", &self.record)
+            .finish()
+    }
+}
+
+/// The result of a rotation: the new key and the old record with its new expiry.
+#[derive(Debug)]
+pub struct Rotated {
+    /// The replacement, with the same owner, name, scopes, limits and cap.
+    pub new: CreatedKey,
+    /// The old key, now expiring at the end of the grace period.
+    pub old: KeyRecord,
+}
+
+pub(crate) type Invalidate = Arc<dyn Fn(&KeyId) + Send + Sync>;
+
+/// Creates, lists, revokes and rotates keys in a store.
+#[derive(Clone)]
+pub struct KeyManager {
+    store: Arc<dyn DynKeyStore>,
+    hasher: Arc<dyn KeyHasher>,
+    format: KeyFormat,
+    clock: Arc<dyn Clock>,
+    invalidate: Option<Invalidate>,
+}
+
+impl fmt::Debug for KeyManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyManager").field("format", &self.format).finish_non_exhaustive()
+    }
+}
+
+/// How many times `create` draws a new id after an id collision before giving up.
+const CREATE_ATTEMPTS: usize = 4;
+
+impl KeyManager {
+    /// A manager over `store`, with argon2id, the default key format and the system clock.
+    pub fn new(store: impl KeyStore) -> Self {
+        Self::from_dyn(Arc::new(store))
+    }
+
+    pub(crate) fn from_dyn(store: Arc<dyn DynKeyStore>) -> Self {
+        Self {
+            store,
+            hasher: Arc::new(Argon2Hasher::default()),
+            format: KeyFormat::default(),
+            clock: Arc::new(SystemClock),
+            invalidate: None,
+        }
+    }
+
+    /// Sets the hasher.
+    pub fn hasher(mut self, hasher: impl KeyHasher) -> Self {
+        self.hasher = Arc::new(hasher);
+        self
+    }
+
+    /// Sets the key format.
+    pub fn format(mut self, format: KeyFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Sets the clock.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    pub(crate) fn set_clock(&mut self, clock: Arc<dyn Clock>) {
+        self.clock = clock;
+    }
+
+    pub(crate) fn set_hasher(&mut self, hasher: Arc<dyn KeyHasher>) {
+        self.hasher = hasher;
+    }
+
+    pub(crate) fn set_format(&mut self, format: KeyFormat) {
+        self.format = format;
+    }
+
+    pub(crate) fn set_invalidate(&mut self, invalidate: Invalidate) {
+        self.invalidate = Some(invalidate);
+    }
+
+    pub(crate) fn hasher_ref(&self) -> &Arc<dyn KeyHasher> {
+        &self.hasher
+    }
+
+    pub(crate) fn store_ref(&self) -> &Arc<dyn DynKeyStore> {
+        &self.store
+    }
+
+    /// The key format.
+    pub fn key_format(&self) -> &KeyFormat {
+        &self.format
+    }
+
+    /// Creates a key and returns its plaintext, once, with the stored record.
+    pub async fn create(&self, new: NewKey) -> Result<CreatedKey, ManageError> {
+        let owner = new
+            .owner
+            .clone()
+            .filter(|o| !o.as_str().trim().is_empty())
+            .ok_or_else(|| ManageError::Invalid("a key needs an owner".into()))?;
+        let now = self.clock.now();
+        if new.expires_at.is_some_and(|at| at <= now) {
+            return Err(ManageError::Invalid("expiry is in the past".into()));
+        }
+        for _ in 0..CREATE_ATTEMPTS {
+            let (key_id, key) = self.format.generate(new.environment);
+            let parsed = self
+                .format
+                .parse(key.expose_secret())
+                .map_err(|e| ManageError::Invalid(format!("key format cannot parse its own keys: {e}")))?;
+            let secret = SecretString::from(parsed.secret().to_owned());
+            let secret_hash = self.hash_blocking(secret).await?;
+            let record = KeyRecord {
+                key_id,
+                owner: owner.clone(),
+                name: new.name.clone(),
+                scopes: new.scopes.clone(),
+                environment: new.environment,
+                secret_hash,
+                created_at: now,
+                expires_at: new.expires_at,
+                revoked_at: None,
+                metadata: new.metadata.clone().unwrap_or(serde_json::Value::Null),
+                rate_limits: new.rate_limits.clone(),
+                spend_cap: new.spend_cap,
+                usage: Usage::default(),
+            };
+            match self.store.insert(&record).await {
+                Ok(()) => {
+                    tracing::info!(key_id = %record.key_id, owner = %record.owner, "api key created");
+                    return Ok(CreatedKey { key, record });
+                }
+                Err(StoreError::Conflict) => {
+                    tracing::warn!(key_id = %record.key_id, "key id collision, drawing another");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ManageError::Store(StoreError::Conflict))
+    }
+
+    async fn hash_blocking(&self, secret: SecretString) -> Result<crate::hash::SecretHash, ManageError> {
+        let hasher = self.hasher.clone();
+        let work = move || hasher.hash(secret.expose_secret().as_bytes());
+        // Off the async workers when there is a runtime; inline otherwise.
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle
+                .spawn_blocking(work)
+                .await
+                .map_err(|e| ManageError::Hash(HashError::Failed(e.to_string())))?
+                .map_err(Into::into),
+            Err(_) => work().map_err(Into::into),
+        }
+    }
+
+    /// The record with this id.
+    pub async fn find(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, ManageError> {
+        Ok(self.store.find(key_id).await?)
+    }
+
+    /// The record with this id if it belongs to `owner`; another owner's key is
+    /// [`ManageError::NotFound`], exactly like a missing one.
+    pub async fn find_owned(&self, owner: &OwnerId, key_id: &KeyId) -> Result<KeyRecord, ManageError> {
+        match self.store.find(key_id).await? {
+            Some(record) if &record.owner == owner => Ok(record),
+            _ => Err(ManageError::NotFound(key_id.clone())),
+        }
+    }
+
+    /// Keys of `owner`, or every key when `owner` is `None`.
+    pub async fn list(&self, owner: Option<&OwnerId>, page: Page) -> Result<Vec<KeyRecord>, ManageError> {
+        Ok(match owner {
+            Some(owner) => self.store.list_by_owner(owner, page).await?,
+            None => self.store.list(page).await?,
+        })
+    }
+
+    /// The state of `record` now.
+    pub fn status(&self, record: &KeyRecord) -> KeyStatus {
+        record.status(self.clock.now())
+    }
+
+    /// Revokes a key. Inside a gate, the gate's cache forgets it before this returns,
+    /// so the very next request with it is refused.
+    pub async fn revoke(&self, key_id: &KeyId) -> Result<KeyRecord, ManageError> {
+        let record = self
+            .store
+            .revoke(key_id, self.clock.now())
+            .await?
+            .ok_or_else(|| ManageError::NotFound(key_id.clone()))?;
+        self.forget(key_id);
+        tracing::info!(key_id = %key_id, "api key revoked");
+        Ok(record)
+    }
+
+    /// Replaces a key: a new key with the same owner, name, scopes, environment, limits,
+    /// cap, metadata and lifetime; the old one expires after `grace` (at once when zero), or
+    /// keeps an earlier expiry it already had.
+    pub async fn rotate(&self, key_id: &KeyId, grace: Duration) -> Result<Rotated, ManageError> {
+        let old = self
+            .store
+            .find(key_id)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(key_id.clone()))?;
+        let now = self.clock.now();
+        match old.status(now) {
+            KeyStatus::Active => {}
+            status => return Err(ManageError::Invalid(format!("cannot rotate a key that is {status}"))),
+        }
+        let grace = chrono::Duration::from_std(grace)
+            .map_err(|_| ManageError::Invalid("grace period too long".into()))?;
+        let ends = now
+            .checked_add_signed(grace)
+            .ok_or_else(|| ManageError::Invalid("grace period too long".into()))?;
+        let ends: DateTime<Utc> = old.expires_at.map_or(ends, |at| at.min(ends));
+        let new = self
+            .create(NewKey {
+                owner: Some(old.owner.clone()),
+                name: old.name.clone(),
+                scopes: old.scopes.clone(),
+                environment: old.environment,
+                // A key issued for 90 days rotates into a new 90-day key.
+                expires_at: old.expires_at.and_then(|at| now.checked_add_signed(at - old.created_at)),
+                rate_limits: old.rate_limits.clone(),
+                spend_cap: old.spend_cap,
+                metadata: Some(old.metadata.clone()),
+            })
+            .await?;
+        let old = self
+            .store
+            .set_expiry(key_id, Some(ends))
+            .await?
+            .ok_or_else(|| ManageError::NotFound(key_id.clone()))?;
+        self.forget(key_id);
+        tracing::info!(old = %key_id, new = %new.record.key_id, "api key rotated");
+        Ok(Rotated { new, old })
+    }
+
+    fn forget(&self, key_id: &KeyId) {
+        if let Some(invalidate) = &self.invalidate {
+            invalidate(key_id);
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! The verifier: steps 3 and 4 of the pipeline (cache, store lookup, argon2).
+//!
+//! - A hit costs a SHA-256 of the key and a map lookup.
+//! - Misses are coalesced: the first request for a key spawns one task that does the
+//!   store lookup and the argon2 verify; every request for the same key waits on that
+//!   task. Because the work is a task of its own, a waiter that goes away (a client
+//!   disconnecting) neither stalls nor fails the others, and the work is not repeated.
+//! - argon2 runs on `spawn_blocking` behind a semaphore sized to the cores. A second
+//!   semaphore bounds how many cold verifications may be pending at all; past it, new
+//!   cold keys are shed (503) at once, while cached keys never touch either semaphore.
+//! - Failures go to a small negative cache with a short TTL.
+//! - Invalidation (revocation, rotation, the revocation feed) bumps an epoch and marks
+//!   the key id stale; a cached entry loaded before the mark is re-read from the store
+//!   on its next hit. The check costs one atomic load per hit.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use moka::sync::Cache;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
+
+use crate::hash::{HashError, KeyHasher, SecretHash};
+use crate::key::KeyId;
+use crate::principal::Principal;
+use crate::store::DynKeyStore;
+
+/// SHA-256 of the whole presented key: the cache key, so the plaintext is never kept.
+pub(crate) type Digest = [u8; 32];
+
+pub(crate) fn digest(key: &str) -> Digest {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// A key whose secret has been proven, with the state needed on every request.
+pub(crate) struct Verified {
+    pub(crate) principal: Principal,
+    pub(crate) revoked: bool,
+    pub(crate) expires_at: Option<DateTime<Utc>>,
+    secret_hash: SecretHash,
+    /// The epoch when the store read behind this entry began.
+    loaded_epoch: u64,
+    /// The latest epoch at which this entry was found not stale.
+    checked_epoch: AtomicU64,
+}
+
+/// Why verification failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Unknown id, wrong secret, or a corrupt stored hash.
+    Invalid,
+    /// Shed, or the store is down: retry later. Never cached.
+    Unavailable,
+}
+
+type Outcome = Result<Arc<Verified>, Failure>;
+
+/// Settings of the verifier.
+#[derive(Clone, Debug)]
+pub struct VerifierConfig {
+    /// How long a verified key stays cached: the bound on how long another instance
+    /// may honour a key revoked elsewhere, when no feed reaches it.
+    pub cache_ttl: Duration,
+    /// Most keys cached.
+    pub cache_capacity: u64,
+    /// How long a failed key is remembered.
+    pub negative_ttl: Duration,
+    /// Most failed keys remembered.
+    pub negative_capacity: u64,
+    /// argon2 verifications running at once (the blocking pool's width).
+    pub hash_workers: usize,
+    /// Cold verifications allowed to wait for a worker; past it they are shed.
+    pub hash_queue: usize,
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            cache_ttl: Duration::from_secs(300),
+            cache_capacity: 100_000,
+            negative_ttl: Duration::from_secs(10),
+            negative_capacity: 10_000,
+            hash_workers: cores,
+            hash_queue: cores * 16,
+        }
+    }
+}
+
+/// A waiting request's view of one cold verification.
+type Flight = watch::Receiver<Option<Outcome>>;
+
+pub(crate) struct Verifier {
+    store: Arc<dyn DynKeyStore>,
+    hasher: Arc<dyn KeyHasher>,
+    cache: Cache<Digest, Arc<Verified>>,
+    negative: Cache<Digest, ()>,
+    inflight: Mutex<HashMap<Digest, Flight>>,
+    /// Key id -> the epoch at which it was invalidated.
+    stale: Cache<KeyId, u64>,
+    epoch: AtomicU64,
+    /// Cold verifications admitted (running or waiting for a worker).
+    admitted: Arc<Semaphore>,
+    /// argon2 workers.
+    workers: Arc<Semaphore>,
+}
+
+impl Verifier {
+    pub(crate) fn new(store: Arc<dyn DynKeyStore>, hasher: Arc<dyn KeyHasher>, config: &VerifierConfig) -> Self {
+        let workers = config.hash_workers.max(1);
+        Self {
+            store,
+            hasher,
+            cache: Cache::builder()
+                .max_capacity(config.cache_capacity)
+                .time_to_live(config.cache_ttl)
+                .build(),
+            negative: Cache::builder()
+                .max_capacity(config.negative_capacity)
+                .time_to_live(config.negative_ttl)
+                .build(),
+            inflight: Mutex::new(HashMap::new()),
+            // Marks must outlive every entry they could apply to.
+            stale: Cache::builder()
+                .max_capacity(config.cache_capacity.max(10_000))
+                .time_to_live(config.cache_ttl + Duration::from_secs(60))
+                .build(),
+            epoch: AtomicU64::new(0),
+            admitted: Arc::new(Semaphore::new(workers + config.hash_queue)),
+            workers: Arc::new(Semaphore::new(workers)),
+        }
+    }
+
+    /// Forgets what the cache knows of `key_id`: the next request with it re-reads
+    /// the store.
+    pub(crate) fn invalidate(&self, key_id: &KeyId) {
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.stale.insert(key_id.clone(), epoch);
+    }
+
+    /// Forgets every cached key (after a lost revocation feed, for example).
+    pub(crate) fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+        self.negative.invalidate_all();
+    }
+
+    /// Entries held by the positive cache (approximate; for tests and metrics).
+    pub(crate) fn cached_len(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+
+    fn fresh_hit(&self, digest: &Digest) -> Option<Arc<Verified>> {
+        let hit = self.cache.get(digest)?;
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if hit.checked_epoch.load(Ordering::Acquire) >= epoch {
+            return Some(hit);
+        }
+        match self.stale.get(hit.principal.key_id()) {
+            Some(marked) if marked > hit.loaded_epoch => None,
+            _ => {
+                hit.checked_epoch.fetch_max(epoch, Ordering::AcqRel);
+                Some(hit)
+            }
+        }
+    }
+
+    /// Verifies `key` (already parsed and well-formed) whose id is `key_id`.
+    pub(crate) async fn verify(self: &Arc<Self>, digest: Digest, key_id: &str, secret: &str) -> Outcome {
+        if let Some(hit) = self.fresh_hit(&digest) {
+            return Ok(hit);
+        }
+        if self.negative.contains_key(&digest) {
+            return Err(Failure::Invalid);
+        }
+        let mut flight = match self.join_or_start(digest, key_id, secret) {
+            Ok(flight) => flight,
+            Err(failure) => return Err(failure),
+        };
+        let outcome = match flight.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone().unwrap_or(Err(Failure::Unavailable)),
+            // The task ended without an answer (it panicked): answer 503, not a hang.
+            Err(_) => Err(Failure::Unavailable),
+        };
+        outcome
+    }
+
+    fn join_or_start(self: &Arc<Self>, digest: Digest, key_id: &str, secret: &str) -> Result<Flight, Failure> {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(flight) = inflight.get(&digest) {
+            return Ok(flight.clone());
+        }
+        // The task inserts into the caches before it leaves `inflight`, so a second
+        // look under the lock cannot miss a verification that just finished.
+        let previous = self.cache.get(&digest);
+        if let Some(hit) = previous.as_ref().filter(|_| self.fresh_hit(&digest).is_some()) {
+            return Ok(watch::channel(Some(Ok(hit.clone()))).1);
+        }
+        if self.negative.contains_key(&digest) {
+            return Err(Failure::Invalid);
+        }
+        let Ok(permit) = self.admitted.clone().try_acquire_owned() else {
+            tracing::warn!(key_id, "cold verification shed: the hash pool is saturated");
+            return Err(Failure::Unavailable);
+        };
+        let (tx, rx) = watch::channel(None);
+        inflight.insert(digest, rx.clone());
+        drop(inflight);
+
+        let this = Arc::clone(self);
+        let key_id = KeyId::from(key_id);
+        let secret = SecretString::from(secret.to_owned());
+        let span = tracing::debug_span!("keygate.verify", key_id = %key_id);
+        tokio::spawn(
+            async move {
+                // Leaves `inflight` even if this task panics, so no waiter hangs.
+                let _guard = FlightGuard {
+                    verifier: &this,
+                    digest,
+                };
+                let outcome = this.cold_verify(&key_id, secret, previous, permit).await;
+                match &outcome {
+                    Ok(verified) => this.cache.insert(digest, verified.clone()),
+                    Err(Failure::Invalid) => this.negative.insert(digest, ()),
+                    Err(Failure::Unavailable) => {}
+                }
+                let _ = tx.send(Some(outcome));
+            }
+            .instrument(span),
+        );
+        Ok(rx)
+    }
+
+    async fn cold_verify(
+        &self,
+        key_id: &KeyId,
+        secret: SecretString,
+        previous: Option<Arc<Verified>>,
+        _admitted: OwnedSemaphorePermit,
+    ) -> Outcome {
+        let loaded_epoch = self.epoch.load(Ordering::Acquire);
+        let record = match self.store.find(key_id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                tracing::debug!("unknown key id");
+                return Err(Failure::Invalid);
+            }
+            Err(error) => {
+                tracing::error!(%error, "key store lookup failed");
+                return Err(Failure::Unavailable);
+            }
+        };
+        // A stale entry whose hash is unchanged was already proven: re-read, not re-hash.
+        let proven = previous.is_some_and(|p| p.secret_hash == record.secret_hash);
+        if !proven && !self.check_secret(secret, record.secret_hash.clone()).await? {
+            tracing::debug!("wrong secret");
+            return Err(Failure::Invalid);
+        }
+        Ok(Arc::new(Verified {
+            principal: Principal::from_record(&record),
+            revoked: record.revoked_at.is_some(),
+            expires_at: record.expires_at,
+            secret_hash: record.secret_hash,
+            loaded_epoch,
+            checked_epoch: AtomicU64::new(loaded_epoch),
+        }))
+    }
+
+    async fn check_secret(&self, secret: SecretString, stored: SecretHash) -> Result<bool, Failure> {
+        let Ok(_worker) = self.workers.acquire().await else {
+            return Err(Failure::Unavailable);
+        };
+        let hasher = self.hasher.clone();
+        let verdict = tokio::task::spawn_blocking(move || hasher.verify(secret.expose_secret().as_bytes(), &stored))
+            .await
+            .map_err(|_| Failure::Unavailable)?;
+        match verdict {
+            Ok(matches) => Ok(matches),
+            Err(HashError::Corrupt(why)) => {
+                tracing::error!(why, "stored hash refused as corrupt");
+                Err(Failure::Invalid)
+            }
+            Err(HashError::Failed(error)) => {
+                tracing::error!(%error, "hash verification failed");
+                Err(Failure::Unavailable)
+            }
+        }
+    }
+}
+
+struct FlightGuard<'a> {
+    verifier: &'a Verifier,
+    digest: Digest,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut inflight = self.verifier.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        inflight.remove(&self.digest);
+    }
+}
