@@ -17,6 +17,8 @@
 #![warn(missing_docs)]
 
 mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod credential;
 mod error;
 mod gate;
