@@ -213,15 +213,17 @@ impl Verifier {
         drop(inflight);
 
         let this = Arc::clone(self);
+        let ours = rx.clone();
         let key_id = KeyId::from(key_id);
         let secret = SecretString::from(secret.to_owned());
         let span = tracing::debug_span!("keygate.verify", key_id = %key_id);
         tokio::spawn(
             async move {
                 // Leaves `inflight` even if this task panics, so no waiter hangs.
-                let _guard = FlightGuard {
+                let guard = FlightGuard {
                     verifier: &this,
                     digest,
+                    flight: ours,
                 };
                 let outcome = this.cold_verify(&key_id, secret, previous, permit).await;
                 match &outcome {
@@ -229,6 +231,9 @@ impl Verifier {
                     Err(Failure::Invalid) => this.negative.insert(digest, ()),
                     Err(Failure::Unavailable) => {}
                 }
+                // Leave before answering: a request arriving after an invalidation must
+                // start a fresh flight, not join this finished one.
+                drop(guard);
                 let _ = tx.send(Some(outcome));
             }
             .instrument(span),
@@ -296,11 +301,15 @@ impl Verifier {
 struct FlightGuard<'a> {
     verifier: &'a Verifier,
     digest: Digest,
+    flight: Flight,
 }
 
 impl Drop for FlightGuard<'_> {
     fn drop(&mut self) {
         let mut inflight = self.verifier.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        inflight.remove(&self.digest);
+        // Only this flight's entry: a newer flight for the same key may have replaced it.
+        if inflight.get(&self.digest).is_some_and(|f| f.same_channel(&self.flight)) {
+            inflight.remove(&self.digest);
+        }
     }
 }

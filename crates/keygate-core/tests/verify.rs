@@ -1,0 +1,458 @@
+//! The verifier's promises, checked through the gate: coalesced misses, immediate
+//! revocation, shedding under a saturated hash pool, cancellation, expiry on every
+//! request, and no secret in any trace.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, StatusCode};
+use keygate_core::{
+    Argon2Hasher, Changes, CreatedKey, Denial, Gate, HashError, KeyHasher, KeyId, KeyRecord, KeyStore,
+    ManualClock, MemoryStore, NewKey, OwnerId, Page, RoutePolicy, SecretHash, StoreError, UsageDelta,
+    VerifierConfig,
+};
+
+/// A store that counts lookups and can hold them back until released.
+#[derive(Clone)]
+struct CountingStore {
+    inner: MemoryStore,
+    finds: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::Semaphore>,
+    hold: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Default for CountingStore {
+    fn default() -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            finds: Arc::default(),
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
+            hold: Arc::default(),
+        }
+    }
+}
+
+impl CountingStore {
+    fn finds(&self) -> usize {
+        self.finds.load(Ordering::SeqCst)
+    }
+}
+
+impl KeyStore for CountingStore {
+    async fn find(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        self.finds.fetch_add(1, Ordering::SeqCst);
+        if self.hold.load(Ordering::SeqCst) {
+            // Wait until the test lets lookups through.
+            let _ = self.gate.acquire().await.map(|p| p.forget());
+        }
+        self.inner.find(key_id).await
+    }
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        self.inner.insert(record).await
+    }
+    async fn list_by_owner(&self, owner: &OwnerId, page: Page) -> Result<Vec<KeyRecord>, StoreError> {
+        self.inner.list_by_owner(owner, page).await
+    }
+    async fn list(&self, page: Page) -> Result<Vec<KeyRecord>, StoreError> {
+        self.inner.list(page).await
+    }
+    async fn revoke(&self, key_id: &KeyId, at: DateTime<Utc>) -> Result<Option<KeyRecord>, StoreError> {
+        self.inner.revoke(key_id, at).await
+    }
+    async fn set_expiry(&self, key_id: &KeyId, at: Option<DateTime<Utc>>) -> Result<Option<KeyRecord>, StoreError> {
+        self.inner.set_expiry(key_id, at).await
+    }
+    async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
+        self.inner.record_usage(batch).await
+    }
+    async fn changes_since(&self, cursor: u64) -> Result<Changes, StoreError> {
+        self.inner.changes_since(cursor).await
+    }
+}
+
+/// A hasher that counts verifications and can block them until released.
+#[derive(Clone)]
+struct CountingHasher {
+    inner: Argon2Hasher,
+    verifies: Arc<AtomicUsize>,
+    blocked: Arc<(Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl Default for CountingHasher {
+    fn default() -> Self {
+        Self {
+            inner: Argon2Hasher::insecure_fast(),
+            verifies: Arc::default(),
+            blocked: Arc::new((Mutex::new(false), std::sync::Condvar::new())),
+        }
+    }
+}
+
+impl CountingHasher {
+    fn block(&self, on: bool) {
+        let (lock, cvar) = &*self.blocked;
+        *lock.lock().unwrap() = on;
+        cvar.notify_all();
+    }
+    fn verifies(&self) -> usize {
+        self.verifies.load(Ordering::SeqCst)
+    }
+}
+
+impl KeyHasher for CountingHasher {
+    fn hash(&self, secret: &[u8]) -> Result<SecretHash, HashError> {
+        self.inner.hash(secret)
+    }
+    fn verify(&self, secret: &[u8], stored: &SecretHash) -> Result<bool, HashError> {
+        self.verifies.fetch_add(1, Ordering::SeqCst);
+        let (lock, cvar) = &*self.blocked;
+        let mut blocked = lock.lock().unwrap();
+        while *blocked {
+            blocked = cvar.wait(blocked).unwrap();
+        }
+        drop(blocked);
+        self.inner.verify(secret, stored)
+    }
+}
+
+fn bearer(key: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
+    headers
+}
+
+async fn status(gate: &Gate, key: &str) -> StatusCode {
+    match gate.admit(&bearer(key), &RoutePolicy::new()).await {
+        Ok(_) => StatusCode::OK,
+        Err(rejection) => rejection.status(),
+    }
+}
+
+async fn create(gate: &Gate) -> CreatedKey {
+    gate.keys()
+        .create(NewKey::new("acct_1", "test").scopes(["read"]))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_first_requests_cause_one_lookup_and_one_hash() {
+    let store = CountingStore::default();
+    let hasher = CountingHasher::default();
+    let gate = Gate::builder(store.clone()).hasher(hasher.clone()).build();
+    let key = create(&gate).await.key.expose_secret().to_string();
+
+    // Hold the lookup so that every request arrives while the first is still cold.
+    store.hold.store(true, Ordering::SeqCst);
+    let requests: Vec<_> = (0..1000)
+        .map(|_| {
+            let gate = gate.clone();
+            let key = key.clone();
+            tokio::spawn(async move { status(&gate, &key).await })
+        })
+        .collect();
+    while store.finds() == 0 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    store.gate.add_permits(1_000_000);
+    for request in requests {
+        assert_eq!(request.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(store.finds(), 1, "store lookups");
+    assert_eq!(hasher.verifies(), 1, "argon2 verifications");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_first_request_neither_stalls_nor_fails_the_others() {
+    let store = CountingStore::default();
+    let hasher = CountingHasher::default();
+    let gate = Gate::builder(store.clone()).hasher(hasher.clone()).build();
+    let key = create(&gate).await.key.expose_secret().to_string();
+
+    store.hold.store(true, Ordering::SeqCst);
+    let first = {
+        let (gate, key) = (gate.clone(), key.clone());
+        tokio::spawn(async move { status(&gate, &key).await })
+    };
+    while store.finds() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let others: Vec<_> = (0..20)
+        .map(|_| {
+            let (gate, key) = (gate.clone(), key.clone());
+            tokio::spawn(async move { status(&gate, &key).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The client of the first request disconnects: its future is dropped.
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    store.gate.add_permits(1_000_000);
+    for other in others {
+        assert_eq!(other.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(store.finds(), 1);
+    assert_eq!(hasher.verifies(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_key_is_refused_on_the_next_request() {
+    let gate = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast()).build();
+    let created = create(&gate).await;
+    let key = created.key.expose_secret();
+    assert_eq!(status(&gate, key).await, StatusCode::OK, "cached now");
+
+    gate.keys().revoke(&created.record.key_id).await.unwrap();
+    let rejection = gate.admit(&bearer(key), &RoutePolicy::new()).await.unwrap_err();
+    assert_eq!(rejection.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        rejection.denial(),
+        &Denial::InvalidKey {
+            key_id: Some(created.record.key_id.clone())
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_key_answers_the_same_bytes_as_an_unknown_one() {
+    let store = MemoryStore::new();
+    let gate = Gate::builder(store.clone()).hasher(Argon2Hasher::insecure_fast()).build();
+    let created = create(&gate).await;
+    gate.keys().revoke(&created.record.key_id).await.unwrap();
+    let revoked = gate.admit(&bearer(created.key.expose_secret()), &RoutePolicy::new()).await.unwrap_err();
+
+    // Same id, record deleted from a fresh store: the id is unknown.
+    let other = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast()).build();
+    let unknown = other.admit(&bearer(created.key.expose_secret()), &RoutePolicy::new()).await.unwrap_err();
+    assert_eq!(revoked.status(), unknown.status());
+    assert_eq!(revoked.body(), unknown.body());
+    assert_eq!(revoked.headers(), unknown.headers());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_elsewhere_is_seen_after_invalidate() {
+    let store = MemoryStore::new();
+    let gate = Gate::builder(store.clone()).hasher(Argon2Hasher::insecure_fast()).build();
+    let created = create(&gate).await;
+    let key = created.key.expose_secret();
+    assert_eq!(status(&gate, key).await, StatusCode::OK);
+
+    // Another process revokes through the store directly: the cache still trusts it...
+    store.revoke(&created.record.key_id, Utc::now()).await.unwrap();
+    assert_eq!(status(&gate, key).await, StatusCode::OK);
+    // ...until the change feed tells this gate.
+    gate.invalidate(&created.record.key_id);
+    assert_eq!(status(&gate, key).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_is_checked_on_every_request_not_only_on_a_miss() {
+    let clock = ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+    let gate = Gate::builder(MemoryStore::new())
+        .hasher(Argon2Hasher::insecure_fast())
+        .clock(clock.clone())
+        .build();
+    let expires: DateTime<Utc> = "2026-01-01T01:00:00Z".parse().unwrap();
+    let created = gate
+        .keys()
+        .create(NewKey::new("acct_1", "short-lived").expires_at(expires))
+        .await
+        .unwrap();
+    let key = created.key.expose_secret();
+    assert_eq!(status(&gate, key).await, StatusCode::OK);
+
+    clock.advance(Duration::from_secs(3600));
+    let rejection = gate.admit(&bearer(key), &RoutePolicy::new()).await.unwrap_err();
+    assert_eq!(rejection.denial(), &Denial::ExpiredKey { expired_at: expires });
+    let body = std::str::from_utf8(rejection.body()).unwrap();
+    assert!(body.contains(r#""expired_at":"2026-01-01T01:00:00Z""#), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_keys_flow_while_the_hash_pool_is_saturated_and_cold_ones_are_shed() {
+    let hasher = CountingHasher::default();
+    let config = VerifierConfig {
+        hash_workers: 1,
+        hash_queue: 2,
+        ..VerifierConfig::default()
+    };
+    let gate = Gate::builder(MemoryStore::new())
+        .hasher(hasher.clone())
+        .verifier(config)
+        .build();
+    let valid = create(&gate).await;
+    let valid_key = valid.key.expose_secret().to_string();
+    assert_eq!(status(&gate, &valid_key).await, StatusCode::OK, "warm the cache");
+
+    // Wrong-secret keys for a real id: each is a cold argon2 verification. Block the
+    // hasher so they pile up and fill the pool (1 running + 2 waiting).
+    hasher.block(true);
+    let victim = create(&gate).await;
+    let format = keygate_core::KeyFormat::default();
+    let wrong_keys: Vec<String> = (0..3)
+        .map(|_| forge_wrong_secret(&format, victim.record.key_id.as_str()))
+        .collect();
+    let flood: Vec<_> = wrong_keys
+        .iter()
+        .map(|key| {
+            let (gate, key) = (gate.clone(), key.clone());
+            tokio::spawn(async move { status(&gate, &key).await })
+        })
+        .collect();
+    while hasher.verifies() < 2 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    // The pool is saturated: a cached key still completes at once...
+    for _ in 0..100 {
+        assert_eq!(status(&gate, &valid_key).await, StatusCode::OK);
+    }
+    // ...and a new cold key is shed with 503 and Retry-After, not queued.
+    let cold = forge_wrong_secret(&format, victim.record.key_id.as_str());
+    let shed = gate.admit(&bearer(&cold), &RoutePolicy::new()).await.unwrap_err();
+    assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(shed.headers()["retry-after"], "1");
+    assert!(std::str::from_utf8(shed.body()).unwrap().contains("SERVICE_UNAVAILABLE"));
+
+    hasher.block(false);
+    for request in flood {
+        assert_eq!(request.await.unwrap(), StatusCode::UNAUTHORIZED);
+    }
+}
+
+/// A well-formed key (valid checksum) for an existing id, with a secret that is wrong.
+fn forge_wrong_secret(format: &keygate_core::KeyFormat, key_id: &str) -> String {
+    // Take a fresh key's layout, put the victim's id in front and recompute the
+    // checksum (CRC32 in 6 base62 characters), as a forger who knows the format could.
+    let (_, other) = format.generate(keygate_core::Environment::Live);
+    let text = other.expose_secret();
+    let parsed = format.parse(text).unwrap();
+    let tail = &text[parsed.key_id().len()..];
+    let body = format!("{key_id}{}", &tail[..tail.len() - 6]);
+    let candidate = format!("{body}{}", checksum(&body));
+    assert!(format.parse(&candidate).is_ok(), "forged key must be well-formed");
+    candidate
+}
+
+fn checksum(body: &str) -> String {
+    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut n = crc32(body.as_bytes()) as u64;
+    let mut out = [b'0'; 6];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+    String::from_utf8(out.to_vec()).unwrap()
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_keys_go_to_the_negative_cache() {
+    let store = CountingStore::default();
+    let hasher = CountingHasher::default();
+    let gate = Gate::builder(store.clone()).hasher(hasher.clone()).build();
+    let victim = create(&gate).await;
+    let wrong = forge_wrong_secret(&keygate_core::KeyFormat::default(), victim.record.key_id.as_str());
+    for _ in 0..10 {
+        assert_eq!(status(&gate, &wrong).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(store.finds(), 1);
+    assert_eq!(hasher.verifies(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_hash_above_the_ceiling_is_refused_without_hashing() {
+    let store = MemoryStore::new();
+    let gate = Gate::builder(store.clone()).hasher(Argon2Hasher::insecure_fast()).build();
+    let format = keygate_core::KeyFormat::default();
+    let (key_id, key) = format.generate(keygate_core::Environment::Live);
+    let record = KeyRecord {
+        key_id,
+        owner: "acct_1".into(),
+        name: "poisoned".into(),
+        scopes: Default::default(),
+        environment: Default::default(),
+        secret_hash: SecretHash::new(
+            "$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA",
+        ),
+        created_at: Utc::now(),
+        expires_at: None,
+        revoked_at: None,
+        metadata: serde_json::Value::Null,
+        rate_limits: None,
+        spend_cap: None,
+        usage: Default::default(),
+    };
+    store.insert(&record).await.unwrap();
+    assert_eq!(status(&gate, key.expose_secret()).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_trace_of_a_canary_secret_reaches_the_logs() {
+    use tracing_subscriber::fmt::MakeWriter;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl<'a> MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let gate = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast()).build();
+    let canary = create(&gate).await;
+    let key = canary.key.expose_secret().to_string();
+    let secret = keygate_core::KeyFormat::default().parse(&key).unwrap().secret().to_string();
+    // Every path a key can take: admitted, cached, malformed, wrong, revoked, rotated.
+    assert_eq!(status(&gate, &key).await, StatusCode::OK);
+    assert_eq!(status(&gate, &key).await, StatusCode::OK);
+    assert_eq!(status(&gate, &format!("{key}x")).await, StatusCode::UNAUTHORIZED);
+    let mut altered = key.clone().into_bytes();
+    altered[20] = if altered[20] == b'a' { b'b' } else { b'a' };
+    assert_eq!(status(&gate, std::str::from_utf8(&altered).unwrap()).await, StatusCode::UNAUTHORIZED);
+    tracing::info!(created = ?canary, "created key (Debug)");
+    tracing::info!(key = %canary.key, "created key (Display)");
+    let rotated = gate.keys().rotate(&canary.record.key_id, Duration::ZERO).await.unwrap();
+    tracing::info!(?rotated, "rotated");
+    gate.keys().revoke(&rotated.new.record.key_id).await.unwrap();
+    assert_eq!(status(&gate, rotated.new.key.expose_secret()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&gate, &key).await, StatusCode::UNAUTHORIZED);
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains(canary.record.key_id.as_str()), "the key id is logged:\n{logs}");
+    assert!(!logs.contains(&secret), "the secret leaked into the logs:\n{logs}");
+    let new_secret = rotated.new.key.expose_secret();
+    assert!(!logs.contains(&new_secret[new_secret.len() - 20..]), "a rotated secret leaked");
+}
