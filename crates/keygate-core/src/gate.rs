@@ -26,6 +26,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::background::{self, Background, BackgroundTask, UsageBuffer};
 use crate::clock::{Clock, SystemClock};
 use crate::credential::{extract, CredentialSource, HeaderSource, Presented};
 use crate::error::{DefaultFormat, Denial, ErrorFormat, Rejection, Renderer};
@@ -97,6 +98,7 @@ struct Inner {
     admin_grants_all: bool,
     ietf_headers: bool,
     fail_mode: FailMode,
+    usage: Option<Arc<UsageBuffer>>,
 }
 
 /// Admits or refuses requests. Cheap to clone; every clone shares one cache.
@@ -129,6 +131,7 @@ pub struct GateBuilder {
     admin_grants_all: bool,
     ietf_headers: bool,
     fail_mode: FailMode,
+    track_usage: bool,
 }
 
 impl GateBuilder {
@@ -211,6 +214,14 @@ impl GateBuilder {
         self
     }
 
+    /// Whether admitted requests are counted per key (`request_count`, `last_used_at`,
+    /// last user agent) and written behind in batches (on by default; the writes happen
+    /// in [`Gate::spawn_background`] and [`Gate::flush_usage`]).
+    pub fn track_usage(mut self, on: bool) -> Self {
+        self.track_usage = on;
+        self
+    }
+
     /// Builds the gate.
     pub fn build(self) -> Gate {
         let mut keys = self.keys;
@@ -237,6 +248,7 @@ impl GateBuilder {
                 admin_grants_all: self.admin_grants_all,
                 ietf_headers: self.ietf_headers,
                 fail_mode: self.fail_mode,
+                usage: self.track_usage.then(Arc::default),
             }),
         }
     }
@@ -268,6 +280,7 @@ impl Gate {
             admin_grants_all: true,
             ietf_headers: false,
             fail_mode: FailMode::Closed,
+            track_usage: true,
         }
     }
 
@@ -286,6 +299,32 @@ impl Gate {
     /// Forgets every cached key.
     pub fn invalidate_all(&self) {
         self.inner.verifier.invalidate_all();
+    }
+
+    /// Starts the background work on the current tokio runtime: usage written behind in
+    /// batches, and the store's change feed polled so that revocations made by other
+    /// processes reach this gate's cache. Call [`BackgroundTask::shutdown`] on graceful
+    /// shutdown to write the last batch.
+    pub fn spawn_background(&self, config: Background) -> BackgroundTask {
+        let verifier = Arc::downgrade(&self.inner.verifier);
+        background::spawn(
+            self.inner.keys.store_ref().clone(),
+            self.inner.usage.clone().unwrap_or_default(),
+            move |key_id| {
+                if let Some(verifier) = verifier.upgrade() {
+                    verifier.invalidate(key_id);
+                }
+            },
+            config,
+        )
+    }
+
+    /// Writes pending usage now; returns how many keys were written.
+    pub async fn flush_usage(&self) -> usize {
+        match &self.inner.usage {
+            Some(usage) => usage.flush(&**self.inner.keys.store_ref()).await,
+            None => 0,
+        }
     }
 
     /// Keys currently cached as verified (approximate).
@@ -355,10 +394,13 @@ impl Gate {
             ));
         }
         self.check_spend(principal, now).await?;
-        let headers = self.check_rate(principal, policy, now).await?;
+        let response_headers = self.check_rate(principal, policy, now).await?;
+        if let Some(usage) = &inner.usage {
+            usage.record(principal.key_id(), now, headers.values("user-agent").next());
+        }
         Ok(Admission {
             principal: Some(principal.clone()),
-            headers,
+            headers: response_headers,
             cost: policy.fixed_cost(),
         })
     }

@@ -121,7 +121,9 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Adds a batch of usage; unknown ids are skipped.
     fn record_usage(&self, batch: &[UsageDelta]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Keys changed after `cursor` (0 for "from the start"), and the next cursor.
+    /// Keys changed after `cursor`, and the cursor of the newest change to pass next
+    /// time. `0` reads from the start; a cursor beyond the newest change (`u64::MAX`)
+    /// returns no keys and the newest cursor: "from now on".
     fn changes_since(&self, cursor: u64) -> impl Future<Output = Result<Changes, StoreError>> + Send;
 
     /// Whether the store holds no key at all.
@@ -363,7 +365,7 @@ impl KeyStore for MemoryStore {
             let start = inner.changes.partition_point(|(seq, _)| *seq <= cursor);
             Changes {
                 keys: inner.changes[start..].iter().map(|(_, id)| id.clone()).collect(),
-                cursor: inner.next_seq.max(cursor),
+                cursor: inner.next_seq,
             }
         })
     }
