@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod background;
 mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -31,6 +32,7 @@ mod record;
 mod store;
 mod verify;
 
+pub use background::{Background, BackgroundTask};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use credential::{CredentialSource, HeaderSource};
 pub use error::{DefaultFormat, Denial, ErrorFormat, Rejection};
