@@ -1,1 +1,84 @@
-fn main(){}
+//! # actix_service: an actix-web API protected by keygate
+//!
+//! The same API as `axum_service` (DESIGN.md's example-service contract):
+//! `GET /v1/health`, `GET /v1/whoami`, `GET /v1/models`, `POST /v1/translate`,
+//! `POST /v1/chat/completions` (declares a cost of 1000 micro-cents), `GET /v1/hello`
+//! (optional mode) and the self-service key API at `/api/v1/api-keys`.
+//!
+//! ```sh
+//! cargo run --example actix_service --features actix
+//! curl -H "Authorization: Bearer $KEY" http://127.0.0.1:3000/v1/whoami
+//! ```
+
+#[path = "common/mod.rs"]
+mod common;
+
+use actix_web::dev::HttpServiceFactory;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use keygate::{self_service_scope, ApiKeyMiddleware, Background, Cost, Gate, Principal, RoutePolicy};
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(common::health())
+}
+
+async fn whoami(principal: Principal) -> HttpResponse {
+    HttpResponse::Ok().json(principal)
+}
+
+async fn models() -> HttpResponse {
+    HttpResponse::Ok().json(common::models())
+}
+
+async fn translate(request: web::Json<common::TranslateRequest>) -> HttpResponse {
+    HttpResponse::Ok().json(common::translate(&request))
+}
+
+/// Declares its cost as a response extension; the middleware charges it to the key.
+async fn chat(request: web::Json<common::ChatRequest>) -> HttpResponse {
+    let mut response = HttpResponse::Ok().json(common::chat(&request));
+    response.extensions_mut().insert(Cost(common::CHAT_COST));
+    response
+}
+
+async fn hello(principal: Option<Principal>) -> HttpResponse {
+    HttpResponse::Ok().json(common::hello(principal.as_ref().map(|p| p.owner().as_str())))
+}
+
+/// One route behind the middleware with its own policy.
+fn guarded(gate: &Gate, path: &str, policy: RoutePolicy, route: actix_web::Route) -> impl HttpServiceFactory {
+    web::scope(path)
+        .wrap(ApiKeyMiddleware::new(gate.clone()).policy(policy))
+        .route("", route)
+}
+
+#[actix_web::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let settings = common::Settings::from_env()?;
+    let gate = common::gate(&settings).await?;
+    common::mint_demo_key(&gate, &settings.addr).await?;
+    let background = gate.spawn_background(Background::default());
+
+    let server_gate = gate.clone();
+    let server = HttpServer::new(move || {
+        let gate = &server_gate;
+        let policies = common::Policies::new();
+        App::new()
+            .route("/v1/health", web::get().to(health))
+            .service(guarded(gate, "/v1/whoami", policies.whoami, web::get().to(whoami)))
+            .service(guarded(gate, "/v1/models", policies.models, web::get().to(models)))
+            .service(guarded(gate, "/v1/translate", policies.translate, web::post().to(translate)))
+            .service(guarded(gate, "/v1/chat/completions", policies.chat, web::post().to(chat)))
+            .service(guarded(gate, "/v1/hello", policies.hello, web::get().to(hello)))
+            .service(self_service_scope("/api/v1/api-keys", gate.clone()))
+    })
+    .bind(&settings.addr)?;
+    tracing::info!(addr = %settings.addr, "actix_service listening");
+    server.run().await?;
+    background.shutdown().await;
+    Ok(())
+}

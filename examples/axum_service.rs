@@ -1,1 +1,89 @@
-fn main(){}
+//! # axum_service: an axum API protected by keygate
+//!
+//! Routes (DESIGN.md's example-service contract): `GET /v1/health` (no key),
+//! `GET /v1/whoami` (any key), `GET /v1/models` (scope `read`), `POST /v1/translate`
+//! (scope `read`, service `translation` 100/min), `POST /v1/chat/completions` (scope
+//! `write`, service `chat` 50/min, 1000 micro-cents declared by the handler),
+//! `GET /v1/hello` (optional mode: greets a key's owner, or a guest with no key), and
+//! the self-service key API at `/api/v1/api-keys`.
+//!
+//! ```sh
+//! cargo run --example axum_service
+//! curl -H "Authorization: Bearer $KEY" http://127.0.0.1:3000/v1/whoami
+//! ```
+//!
+//! On first start it prints `demo key: …` once. Settings: `KEYGATE_ADDR`,
+//! `KEYGATE_DATABASE_URL` (`sqlite://FILE` or `postgres://…`), `KEYGATE_ERROR_FORMAT`.
+//!
+//! Optional mode lets API keys coexist with another scheme on the same routes: put
+//! `ApiKeyLayer::new(gate).optional(true)` next to, say, a JWT layer; a request without
+//! a keygate-formatted credential passes with no `Principal` (handlers take
+//! `Option<Principal>`), while one that looks like a keygate key but fails is refused.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use keygate::{self_service_router, ApiKeyLayer, Background, Cost, Principal, RoutePolicy};
+
+async fn health() -> Json<serde_json::Value> {
+    Json(common::health())
+}
+
+async fn whoami(principal: Principal) -> Json<Principal> {
+    Json(principal)
+}
+
+async fn models() -> Json<serde_json::Value> {
+    Json(common::models())
+}
+
+async fn translate(Json(request): Json<common::TranslateRequest>) -> Json<serde_json::Value> {
+    Json(common::translate(&request))
+}
+
+/// Declares its cost as a response extension; the layer charges it to the key.
+async fn chat(Json(request): Json<common::ChatRequest>) -> (Extension<Cost>, Json<serde_json::Value>) {
+    (Extension(Cost(common::CHAT_COST)), Json(common::chat(&request)))
+}
+
+async fn hello(principal: Option<Principal>) -> Json<serde_json::Value> {
+    Json(common::hello(principal.as_ref().map(|p| p.owner().as_str())))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let settings = common::Settings::from_env()?;
+    let gate = common::gate(&settings).await?;
+    common::mint_demo_key(&gate, &settings.addr).await?;
+    let background = gate.spawn_background(Background::default());
+
+    let policies = common::Policies::new();
+    let guarded = |router: Router, policy: RoutePolicy| {
+        router.route_layer(ApiKeyLayer::new(gate.clone()).policy(policy))
+    };
+    let app = Router::new()
+        .route("/v1/health", get(health))
+        .merge(guarded(Router::new().route("/v1/whoami", get(whoami)), policies.whoami))
+        .merge(guarded(Router::new().route("/v1/models", get(models)), policies.models))
+        .merge(guarded(Router::new().route("/v1/translate", post(translate)), policies.translate))
+        .merge(guarded(Router::new().route("/v1/chat/completions", post(chat)), policies.chat))
+        .merge(guarded(Router::new().route("/v1/hello", get(hello)), policies.hello))
+        .nest("/api/v1/api-keys", self_service_router(gate.clone()));
+
+    let listener = tokio::net::TcpListener::bind(&settings.addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "axum_service listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    background.shutdown().await;
+    Ok(())
+}

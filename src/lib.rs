@@ -1,1 +1,68 @@
-//! keygate
+//! API-key authentication for Rust HTTP services.
+//!
+//! keygate generates, hashes, verifies, caches, scopes, rate limits, meters and revokes
+//! API keys. This crate is the facade: everything of [`keygate_core`] (the [`Gate`] that
+//! decides, the [`KeyManager`] that creates and revokes keys, stores, limiters, error
+//! formats), and the adapter of the framework you enable, which only translates:
+//!
+//! | feature | what it adds |
+//! | --- | --- |
+//! | `tower` | `ApiKeyLayer` and `ApiKeyService`, for any tower stack |
+//! | `axum` (default) | `tower`, and `Principal`/`Option<Principal>` as axum extractors |
+//! | `actix` | `ApiKeyMiddleware` for `App::wrap`/`Scope::wrap`, and `Principal` as an actix extractor |
+//! | `sqlite`, `postgres` | `keygate_sqlx::SqlStore`: keys in a SQLite file or PostgreSQL, with migrations |
+//!
+//! Both adapters answer the same request with the same status, headers and body: every
+//! decision and every byte of every error comes from the core.
+//!
+//! # Example
+//! ```
+//! # #[cfg(feature = "axum")]
+//! # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
+//! use axum::{routing::get, Router};
+//! use keygate::{ApiKeyLayer, Argon2Hasher, Gate, MemoryStore, NewKey, Principal};
+//! use tower::ServiceExt;
+//!
+//! let gate = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast()).build();
+//! let created = gate.keys().create(NewKey::new("acct_1", "docs").scopes(["read"])).await.unwrap();
+//!
+//! async fn whoami(principal: Principal) -> String {
+//!     principal.owner().to_string()
+//! }
+//! let app = Router::new()
+//!     .route("/v1/whoami", get(whoami))
+//!     .layer(ApiKeyLayer::new(gate).require(["read"]));
+//!
+//! let request = axum::http::Request::get("/v1/whoami")
+//!     .header("authorization", format!("Bearer {}", created.key.expose_secret()))
+//!     .body(axum::body::Body::empty())
+//!     .unwrap();
+//! let response = app.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), axum::http::StatusCode::OK);
+//! # });
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub use keygate_core::*;
+
+#[cfg(feature = "tower")]
+pub use keygate_tower::{ApiKeyLayer, ApiKeyService};
+
+/// The self-service key API as an axum `Router`, behind its own `ApiKeyLayer`.
+#[cfg(feature = "axum")]
+pub use keygate_tower::self_service_router;
+
+#[cfg(feature = "actix")]
+pub use keygate_actix::ApiKeyMiddleware;
+
+/// The self-service key API as an actix-web `Scope`, wrapped in its own `ApiKeyMiddleware`.
+#[cfg(feature = "actix")]
+pub use keygate_actix::self_service_scope;
+
+/// The SQLite and PostgreSQL key store, [`keygate_sqlx::SqlStore`].
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use keygate_sqlx;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use keygate_sqlx::SqlStore;

@@ -65,6 +65,17 @@ pub enum Denial {
         /// Whole seconds to wait, at least 1.
         retry_after: u64,
     },
+    /// A request to keygate's own API (the self-service key API) is malformed: bad JSON,
+    /// a missing name, an unknown environment, a bad rate or duration.
+    BadRequest {
+        /// What is wrong, for the client; never contains a key.
+        message: String,
+    },
+    /// A resource of keygate's own API does not exist, or is not the caller's.
+    NotFound {
+        /// What was not found (`API key`).
+        what: &'static str,
+    },
 }
 
 impl Denial {
@@ -78,6 +89,8 @@ impl Denial {
             Denial::QuotaExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
             Denial::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Denial::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Denial::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Denial::NotFound { .. } => StatusCode::NOT_FOUND,
         }
     }
 
@@ -91,6 +104,8 @@ impl Denial {
             Denial::QuotaExceeded { .. } => "INSUFFICIENT_QUOTA",
             Denial::RateLimited { .. } => "RATE_LIMIT_EXCEEDED",
             Denial::Unavailable { .. } => "SERVICE_UNAVAILABLE",
+            Denial::BadRequest { .. } => "INVALID_REQUEST",
+            Denial::NotFound { .. } => "NOT_FOUND",
         }
     }
 
@@ -104,6 +119,18 @@ impl Denial {
             Denial::QuotaExceeded { .. } => "The API key's monthly spend cap is exhausted",
             Denial::RateLimited { .. } => "Rate limit exceeded",
             Denial::Unavailable { .. } => "Authentication is temporarily unavailable, retry later",
+            Denial::BadRequest { .. } => "The request is invalid",
+            Denial::NotFound { .. } => "Not found",
+        }
+    }
+
+    /// The message a body shows: [`message`](Self::message), or the specific text of a
+    /// [`BadRequest`](Denial::BadRequest) or [`NotFound`](Denial::NotFound).
+    pub fn detail(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Denial::BadRequest { message } => message.as_str().into(),
+            Denial::NotFound { what } => format!("{what} not found").into(),
+            _ => self.message().into(),
         }
     }
 
@@ -230,6 +257,14 @@ impl ErrorFormat for DefaultFormat {
                 timestamp: now.to_rfc3339_opts(SecondsFormat::Millis, true),
             }),
             Denial::Unavailable { .. } => envelope(denial, Empty {}),
+            Denial::BadRequest { .. } | Denial::NotFound { .. } => to_json(&Envelope {
+                success: false,
+                error: Body {
+                    code: denial.code(),
+                    message: &denial.detail(),
+                    details: Empty {},
+                },
+            }),
         }
     }
 }

@@ -16,30 +16,42 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod api;
 mod background;
 mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod credential;
 mod error;
+#[cfg(any(feature = "axum", feature = "actix"))]
+mod extract;
+mod formats;
 mod gate;
 mod hash;
 mod key;
+mod limiter;
 mod manage;
+mod meter;
 mod policy;
 mod principal;
 mod record;
 mod store;
 mod verify;
 
+pub use api::{ApiResponse, SelfService};
 pub use background::{Background, BackgroundTask};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use credential::{CredentialSource, HeaderSource};
 pub use error::{DefaultFormat, Denial, ErrorFormat, Rejection};
+#[cfg(any(feature = "axum", feature = "actix"))]
+pub use extract::MissingPrincipal;
+pub use formats::{ErrorFormatKind, OpenAiFormat, ProblemFormat};
 pub use gate::{Admission, Cost, FailMode, Gate, GateBuilder};
 pub use hash::{Argon2Hasher, HashError, KeyHasher, ParamCeiling, SecretHash};
 pub use key::{ApiKey, KeyFormat, KeyId, ParseError, ParsedKey};
+pub use limiter::MemoryRateLimiter;
 pub use manage::{CreatedKey, KeyManager, ManageError, Rotated};
+pub use meter::MemorySpendMeter;
 pub use policy::{
     BackendError, Bucket, DynRateLimiter, DynSpendMeter, Month, RateDecision, RateLimiter, RoutePolicy,
     Service, SpendMeter, WindowState,

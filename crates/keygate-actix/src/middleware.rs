@@ -1,0 +1,463 @@
+//! [`ApiKeyMiddleware`]: admit or refuse each request through a [`Gate`].
+//!
+//! # Example
+//! ```
+//! use actix_web::{test, web, App, HttpResponse};
+//! use keygate_core::{Argon2Hasher, Gate, MemoryStore, NewKey};
+//! use keygate_actix::ApiKeyMiddleware;
+//!
+//! # actix_web::rt::System::new().block_on(async {
+//! let gate = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast()).build();
+//! let reader = gate.keys().create(NewKey::new("acct_1", "reader").scopes(["read"])).await.unwrap();
+//!
+//! let app = test::init_service(
+//!     App::new().service(
+//!         web::scope("/v1")
+//!             .wrap(ApiKeyMiddleware::new(gate).require(["write"]))
+//!             .route("/chat", web::post().to(HttpResponse::Ok)),
+//!     ),
+//! )
+//! .await;
+//!
+//! // A valid key without the `write` scope is refused with 403 by the gate.
+//! let request = test::TestRequest::post()
+//!     .uri("/v1/chat")
+//!     .insert_header(("x-api-key", reader.key.expose_secret()))
+//!     .to_request();
+//! assert_eq!(test::call_service(&app, request).await.status().as_u16(), 403);
+//! # });
+//! ```
+
+use std::future::{ready, Ready};
+use std::rc::Rc;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{Error, HttpMessage, HttpResponse};
+use futures_util::future::LocalBoxFuture;
+use keygate_core::{Cost, Gate, HeaderSource, RateLimit, Rejection, RoutePolicy};
+
+/// Wraps an actix app, scope or resource: every request must carry a key the [`Gate`]
+/// admits under this middleware's [`RoutePolicy`].
+///
+/// Builders take `self` by value and edit the policy: [`require`](Self::require),
+/// [`service`](Self::service), [`cost`](Self::cost), [`optional`](Self::optional), or
+/// a whole [`policy`](Self::policy).
+#[derive(Clone, Debug)]
+pub struct ApiKeyMiddleware {
+    gate: Gate,
+    policy: RoutePolicy,
+}
+
+impl ApiKeyMiddleware {
+    /// A middleware admitting any valid key: no scope, the key's own limits, no cost.
+    pub fn new(gate: Gate) -> Self {
+        Self {
+            gate,
+            policy: RoutePolicy::new(),
+        }
+    }
+
+    /// Replaces the route policy.
+    pub fn policy(mut self, policy: RoutePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Requires these scopes (all of them), in addition to any already required.
+    pub fn require<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.policy = self.policy.require(scopes);
+        self
+    }
+
+    /// Counts requests in a service with limits of its own ("chat": 50/min), per key.
+    pub fn service(mut self, name: &str, limits: impl Into<Vec<RateLimit>>) -> Self {
+        self.policy = self.policy.service(name, limits);
+        self
+    }
+
+    /// Charges a fixed cost in micro-cents per admitted request, unless the handler
+    /// declares another with a [`Cost`] response extension.
+    pub fn cost(mut self, micro_cents: u64) -> Self {
+        self.policy = self.policy.cost(micro_cents);
+        self
+    }
+
+    /// Optional mode: a request without a keygate-formatted key passes with no
+    /// principal; one that looks like ours but fails is still refused.
+    pub fn optional(mut self, optional: bool) -> Self {
+        self.policy = self.policy.optional(optional);
+        self
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for ApiKeyMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = ApiKeyMiddlewareService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(ApiKeyMiddlewareService {
+            service: Rc::new(service),
+            gate: self.gate.clone(),
+            policy: self.policy.clone(),
+        }))
+    }
+}
+
+/// The service [`ApiKeyMiddleware`] wraps around the inner one.
+///
+/// Admitted: the [`Principal`](keygate_core::Principal) (when there is one) goes into the
+/// request extensions, the gate's headers (`X-RateLimit-*`) are appended to the
+/// response, and the request is charged: the response's [`Cost`] extension, or the
+/// policy's fixed cost. Refused: the gate's rendered rejection, as it is.
+pub struct ApiKeyMiddlewareService<S> {
+    service: Rc<S>,
+    gate: Gate,
+    policy: RoutePolicy,
+}
+
+impl<S> std::fmt::Debug for ApiKeyMiddlewareService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyMiddlewareService")
+            .field("gate", &self.gate)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<ServiceRequest> for ApiKeyMiddlewareService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let service = Rc::clone(&self.service);
+        let gate = self.gate.clone();
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let admitted = gate.admit(&ActixHeaders(req.headers()), &policy).await;
+            let admission = match admitted {
+                Ok(admission) => admission,
+                Err(rejection) => {
+                    return Ok(req
+                        .into_response(rejection_response(&rejection))
+                        .map_into_right_body());
+                }
+            };
+            if let Some(principal) = admission.principal() {
+                req.extensions_mut().insert(principal.clone());
+            }
+            let mut res = service.call(req).await?;
+            append_headers(admission.headers(), res.headers_mut());
+            let cost = res.response().extensions().get::<Cost>().copied();
+            gate.settle(&admission, cost).await;
+            Ok(res.map_into_left_body())
+        })
+    }
+}
+
+/// actix-web 4's header map (http 0.2 types) seen through core's [`HeaderSource`].
+struct ActixHeaders<'a>(&'a HeaderMap);
+
+impl HeaderSource for ActixHeaders<'_> {
+    fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.0.get_all(name).map(HeaderValue::as_bytes)
+    }
+}
+
+/// Copies core's headers (http 1 types) onto actix's map by name and value bytes. Both
+/// were valid header text on one side, so neither conversion fails in practice; a pair
+/// that did would be skipped rather than panic.
+fn append_headers(from: &keygate_core::http::HeaderMap, to: &mut HeaderMap) {
+    for (name, value) in from {
+        let name = HeaderName::from_bytes(name.as_str().as_bytes());
+        let value = HeaderValue::from_bytes(value.as_bytes());
+        if let (Ok(name), Ok(value)) = (name, value) {
+            to.append(name, value);
+        }
+    }
+}
+
+/// The rejection as core rendered it: status, headers (content-type included) and body.
+fn rejection_response(rejection: &Rejection) -> HttpResponse {
+    let status =
+        StatusCode::from_u16(rejection.status().as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = HttpResponse::with_body(status, rejection.body().clone()).map_into_boxed_body();
+    append_headers(rejection.headers(), response.headers_mut());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::future::Future;
+    use std::sync::{Arc, Mutex};
+
+    use actix_web::test::{call_service, init_service, read_body, TestRequest};
+    use actix_web::{web, App, HttpResponse};
+    use chrono::{DateTime, Utc};
+    use keygate_core::{
+        Argon2Hasher, BackendError, Bucket, KeyId, MemoryStore, Month, NewKey, Principal, RateDecision,
+        RateLimiter, SpendMeter, WindowState,
+    };
+
+    use super::*;
+
+    /// A limiter that admits every request and reports a fixed window.
+    struct FixedWindow;
+
+    impl RateLimiter for FixedWindow {
+        fn acquire(
+            &self,
+            _key_id: &KeyId,
+            _buckets: &[Bucket],
+            _now: DateTime<Utc>,
+        ) -> impl Future<Output = Result<RateDecision, BackendError>> + Send {
+            ready(Ok(RateDecision {
+                allowed: true,
+                tightest: WindowState {
+                    limit: 100,
+                    period_secs: 60,
+                    remaining: 99,
+                    reset_at: 1_767_225_600,
+                },
+                retry_after: 0,
+            }))
+        }
+    }
+
+    /// A meter that records every charge and reports nothing spent.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<u64>>>);
+
+    impl Recorder {
+        fn charges(&self) -> Vec<u64> {
+            self.0.lock().map(|c| c.clone()).unwrap_or_default()
+        }
+    }
+
+    impl SpendMeter for Recorder {
+        fn spent(
+            &self,
+            _key_id: &KeyId,
+            _month: Month,
+        ) -> impl Future<Output = Result<u64, BackendError>> + Send {
+            ready(Ok(0))
+        }
+
+        fn charge(
+            &self,
+            _key_id: &KeyId,
+            _month: Month,
+            micro_cents: u64,
+        ) -> impl Future<Output = Result<u64, BackendError>> + Send {
+            if let Ok(mut charges) = self.0.lock() {
+                charges.push(micro_cents);
+            }
+            ready(Ok(micro_cents))
+        }
+    }
+
+    fn gate() -> Gate {
+        Gate::builder(MemoryStore::new())
+            .hasher(Argon2Hasher::insecure_fast())
+            .build()
+    }
+
+    /// Creates a key and returns its id and its plaintext.
+    async fn key(gate: &Gate, new: NewKey) -> (String, String) {
+        let created = gate.keys().create(new).await.expect("create a key");
+        (
+            created.record.key_id.to_string(),
+            created.key.expose_secret().to_owned(),
+        )
+    }
+
+    fn get(uri: &str, key: Option<&str>) -> TestRequest {
+        let request = TestRequest::get().uri(uri);
+        match key {
+            Some(key) => request.insert_header(("authorization", format!("Bearer {key}"))),
+            None => request,
+        }
+    }
+
+    fn header<B>(response: &ServiceResponse<B>, name: &str) -> String {
+        let value = response.headers().get(name).map(HeaderValue::to_str);
+        value.and_then(Result::ok).unwrap_or("<absent>").to_owned()
+    }
+
+    async fn key_id(principal: Principal) -> String {
+        principal.key_id().to_string()
+    }
+
+    #[actix_web::test]
+    async fn app_wrap_puts_the_principal_in_the_request_extensions() {
+        let gate = gate();
+        let (id, key) = key(&gate, NewKey::new("acct_1", "test")).await;
+        let app = init_service(
+            App::new()
+                .wrap(ApiKeyMiddleware::new(gate))
+                .route("/me", web::get().to(key_id)),
+        )
+        .await;
+        let response = call_service(&app, get("/me", Some(&key)).to_request()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(read_body(response).await, id.as_bytes());
+    }
+
+    #[actix_web::test]
+    async fn a_refusal_is_the_gates_rejection_and_never_reaches_the_handler() {
+        let calls = Rc::new(Cell::new(0));
+        let seen = calls.clone();
+        let app = init_service(App::new().wrap(ApiKeyMiddleware::new(gate())).route(
+            "/me",
+            web::get().to(move || {
+                seen.set(seen.get() + 1);
+                async { HttpResponse::Ok().finish() }
+            }),
+        ))
+        .await;
+        let response = call_service(&app, get("/me", None).to_request()).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(header(&response, "content-type"), "application/json");
+        assert_eq!(header(&response, "www-authenticate"), r#"Bearer realm="api""#);
+        assert_eq!(
+            read_body(response).await,
+            r#"{"success":false,"error":{"code":"MISSING_API_KEY","message":"API key is required","details":{"header":"Authorization"}}}"#
+                .as_bytes()
+        );
+        assert_eq!(calls.get(), 0, "a refused request must not reach the handler");
+    }
+
+    #[actix_web::test]
+    async fn scope_wrap_guards_only_its_scope() {
+        let app = init_service(
+            App::new()
+                .service(
+                    web::scope("/private")
+                        .wrap(ApiKeyMiddleware::new(gate()))
+                        .route("/me", web::get().to(key_id)),
+                )
+                .route("/health", web::get().to(|| async { "ok" })),
+        )
+        .await;
+        let private = call_service(&app, get("/private/me", None).to_request()).await;
+        assert_eq!(private.status(), StatusCode::UNAUTHORIZED);
+        let health = call_service(&app, get("/health", None).to_request()).await;
+        assert_eq!(health.status(), StatusCode::OK);
+    }
+
+    #[actix_web::test]
+    async fn admitted_responses_carry_the_rate_limit_headers() {
+        let gate = Gate::builder(MemoryStore::new())
+            .hasher(Argon2Hasher::insecure_fast())
+            .rate_limiter(FixedWindow, [RateLimit::per_minute(100)])
+            .build();
+        let (_, key) = key(&gate, NewKey::new("acct_1", "test")).await;
+        let app = init_service(
+            App::new()
+                .wrap(ApiKeyMiddleware::new(gate))
+                .route("/me", web::get().to(key_id)),
+        )
+        .await;
+        let response = call_service(&app, get("/me", Some(&key)).to_request()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(header(&response, "x-ratelimit-limit"), "100");
+        assert_eq!(header(&response, "x-ratelimit-remaining"), "99");
+        assert_eq!(header(&response, "x-ratelimit-reset"), "1767225600");
+    }
+
+    #[actix_web::test]
+    async fn the_handlers_declared_cost_is_charged_over_the_routes_fixed_cost() {
+        let meter = Recorder::default();
+        let gate = Gate::builder(MemoryStore::new())
+            .hasher(Argon2Hasher::insecure_fast())
+            .spend_meter(meter.clone())
+            .build();
+        let (_, key) = key(&gate, NewKey::new("acct_1", "capped").spend_cap(1_000_000)).await;
+        let app = init_service(
+            App::new()
+                .wrap(ApiKeyMiddleware::new(gate).cost(1000))
+                .route(
+                    "/declared",
+                    web::get().to(|| async {
+                        let mut response = HttpResponse::Ok().body("declared");
+                        response.extensions_mut().insert(Cost(250));
+                        response
+                    }),
+                )
+                .route("/fixed", web::get().to(|| async { "fixed" })),
+        )
+        .await;
+        let declared = call_service(&app, get("/declared", Some(&key)).to_request()).await;
+        assert_eq!(declared.status(), StatusCode::OK);
+        let fixed = call_service(&app, get("/fixed", Some(&key)).to_request()).await;
+        assert_eq!(fixed.status(), StatusCode::OK);
+        assert_eq!(meter.charges(), vec![250, 1000]);
+    }
+
+    #[actix_web::test]
+    async fn optional_mode_lets_a_request_without_a_key_through_without_a_principal() {
+        let app = init_service(
+            App::new()
+                .wrap(ApiKeyMiddleware::new(gate()).optional(true))
+                .route(
+                    "/maybe",
+                    web::get().to(|principal: Option<Principal>| async move {
+                        principal.map_or("anonymous".to_owned(), |p| p.key_id().to_string())
+                    }),
+                ),
+        )
+        .await;
+        let response = call_service(&app, get("/maybe", None).to_request()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(read_body(response).await, "anonymous".as_bytes());
+    }
+
+    #[actix_web::test]
+    async fn principal_extractor_without_the_middleware_is_a_500_that_says_why() {
+        let app = init_service(App::new().route("/me", web::get().to(key_id))).await;
+        let response = call_service(&app, get("/me", None).to_request()).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            read_body(response).await,
+            "Principal missing: is ApiKeyLayer applied to this route?".as_bytes()
+        );
+    }
+
+    #[test]
+    fn actix_headers_are_read_case_insensitively_in_order() {
+        let mut map = HeaderMap::new();
+        map.append(
+            HeaderName::from_static("x-api-key"),
+            HeaderValue::from_static("a"),
+        );
+        map.append(
+            HeaderName::from_static("x-api-key"),
+            HeaderValue::from_static("b"),
+        );
+        let headers = ActixHeaders(&map);
+        let values: Vec<&[u8]> = headers.values("X-Api-Key").collect();
+        assert_eq!(values, [b"a".as_slice(), b"b".as_slice()]);
+        assert_eq!(ActixHeaders(&map).values("authorization").count(), 0);
+    }
+}

@@ -1,0 +1,364 @@
+//! [`KeyStore`] for [`SqlStore`]: one set of SQL statements for SQLite and PostgreSQL.
+//!
+//! Both databases accept `$N` placeholders, `RETURNING` and the same `CASE`/`COALESCE`
+//! expressions, so each statement is written once. Each method body is expanded once
+//! per driver by [`on_backend!`], because sqlx's query types are per driver.
+
+use chrono::{DateTime, Utc};
+use keygate_core::{
+    Changes, KeyId, KeyRecord, KeyStore, OwnerId, Page, RateLimit, Scopes, SecretHash, StoreError, Usage,
+    UsageDelta,
+};
+use sqlx::types::Json;
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use crate::{Backend, SqlStore};
+
+macro_rules! columns {
+    () => {
+        "key_id, owner, name, secret_hash, scopes, environment, created_at, expires_at, revoked_at, \
+         metadata, rate_limits, spend_cap, request_count, last_used_at, last_user_agent"
+    };
+}
+
+const FIND: &str = concat!("SELECT ", columns!(), " FROM keygate_keys WHERE key_id = $1");
+
+const INSERT: &str = concat!(
+    "INSERT INTO keygate_keys (",
+    columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+);
+
+const LIST_BY_OWNER: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM keygate_keys WHERE owner = $1 ORDER BY created_at, key_id LIMIT $2 OFFSET $3"
+);
+
+const LIST: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM keygate_keys ORDER BY created_at, key_id LIMIT $1 OFFSET $2"
+);
+
+const IS_EMPTY: &str = "SELECT key_id FROM keygate_keys LIMIT 1";
+
+// COALESCE keeps the first revocation time: revoking twice changes nothing.
+const REVOKE: &str = concat!(
+    "UPDATE keygate_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE key_id = $1 RETURNING ",
+    columns!()
+);
+
+const SET_EXPIRY: &str = concat!(
+    "UPDATE keygate_keys SET expires_at = $2 WHERE key_id = $1 RETURNING ",
+    columns!()
+);
+
+const APPEND_CHANGE: &str = "INSERT INTO keygate_key_changes (key_id, changed_at) VALUES ($1, $2)";
+
+// PostgreSQL hands out sequence numbers at insert but makes rows visible at commit, so
+// without this lock a poller could see seq 8 before seq 7 commits, move its cursor to 8
+// and never see 7. Writers of the feed take turns; readers are not blocked. Revocations
+// are rare, so the serialisation costs nothing that matters. (SQLite has one writer.)
+const LOCK_CHANGES_POSTGRES: &str = "LOCK TABLE keygate_key_changes IN EXCLUSIVE MODE";
+
+// Saturating add (no overflow error in PostgreSQL, no float in SQLite); the latest use
+// wins, whatever order the batches arrive in. Every SET reads the row's old values.
+const RECORD_USAGE: &str = "UPDATE keygate_keys SET \
+     request_count = CASE WHEN request_count > 9223372036854775807 - $2 \
+         THEN 9223372036854775807 ELSE request_count + $2 END, \
+     last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at <= $3 \
+         THEN $3 ELSE last_used_at END, \
+     last_user_agent = CASE WHEN last_used_at IS NULL OR last_used_at <= $3 \
+         THEN $4 ELSE last_user_agent END \
+     WHERE key_id = $1";
+
+const CHANGES_SINCE: &str =
+    "SELECT seq, key_id FROM keygate_key_changes WHERE seq > $1 ORDER BY seq LIMIT $2";
+
+const CHANGES_HEAD: &str = "SELECT COALESCE(MAX(seq), 0) AS head FROM keygate_key_changes";
+
+/// The most changes one `changes_since` returns; the cursor then points after the last
+/// one returned, so the next poll continues from there.
+const CHANGES_BATCH: i64 = 10_000;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs `$body` with `$pool` bound to the driver's pool (and `$dialect` to its
+/// [`Dialect`]); the body is type-checked once per driver.
+macro_rules! on_backend {
+    ($store:expr, $pool:ident => $body:expr) => {
+        on_backend!($store, $pool, _dialect => $body)
+    };
+    ($store:expr, $pool:ident, $dialect:ident => $body:expr) => {
+        match $store.backend() {
+            Backend::Sqlite($pool) => {
+                let $dialect = Dialect::Sqlite;
+                $body
+            }
+            Backend::Postgres($pool) => {
+                let $dialect = Dialect::Postgres;
+                $body
+            }
+        }
+    };
+}
+
+impl KeyStore for SqlStore {
+    async fn find(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        on_backend!(self, pool => {
+            let row = sqlx::query(FIND)
+                .bind(key_id.as_str())
+                .fetch_optional(pool)
+                .await
+                .map_err(store_error)?;
+            row.as_ref().map(record_from_row).transpose()
+        })
+    }
+
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        on_backend!(self, pool => {
+            sqlx::query(INSERT)
+                .bind(record.key_id.as_str())
+                .bind(record.owner.as_str())
+                .bind(record.name.as_str())
+                .bind(record.secret_hash.as_str())
+                .bind(Json(&record.scopes))
+                .bind(record.environment.as_str())
+                .bind(record.created_at)
+                .bind(record.expires_at)
+                .bind(record.revoked_at)
+                .bind(Json(&record.metadata))
+                .bind(record.rate_limits.as_ref().map(Json))
+                .bind(record.spend_cap.map(saturating_i64))
+                .bind(saturating_i64(record.usage.request_count))
+                .bind(record.usage.last_used_at)
+                .bind(record.usage.last_user_agent.as_deref())
+                .execute(pool)
+                .await
+                .map_err(store_error)?;
+            Ok(())
+        })
+    }
+
+    async fn list_by_owner(&self, owner: &OwnerId, page: Page) -> Result<Vec<KeyRecord>, StoreError> {
+        let page = Page::new(page.offset, page.limit);
+        on_backend!(self, pool => {
+            let rows = sqlx::query(LIST_BY_OWNER)
+                .bind(owner.as_str())
+                .bind(i64::from(page.limit))
+                .bind(saturating_i64(page.offset))
+                .fetch_all(pool)
+                .await
+                .map_err(store_error)?;
+            rows.iter().map(record_from_row).collect()
+        })
+    }
+
+    async fn list(&self, page: Page) -> Result<Vec<KeyRecord>, StoreError> {
+        let page = Page::new(page.offset, page.limit);
+        on_backend!(self, pool => {
+            let rows = sqlx::query(LIST)
+                .bind(i64::from(page.limit))
+                .bind(saturating_i64(page.offset))
+                .fetch_all(pool)
+                .await
+                .map_err(store_error)?;
+            rows.iter().map(record_from_row).collect()
+        })
+    }
+
+    async fn revoke(&self, key_id: &KeyId, at: DateTime<Utc>) -> Result<Option<KeyRecord>, StoreError> {
+        self.change(REVOKE, key_id, Some(at), at).await
+    }
+
+    async fn set_expiry(
+        &self,
+        key_id: &KeyId,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.change(SET_EXPIRY, key_id, expires_at, Utc::now()).await
+    }
+
+    async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Rows are locked in key order so that two concurrent batches cannot deadlock.
+        let mut sorted: Vec<&UsageDelta> = batch.iter().collect();
+        sorted.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+        on_backend!(self, pool => {
+            let mut tx = pool.begin().await.map_err(store_error)?;
+            for delta in &sorted {
+                // An unknown key id updates no row: skipped, as the contract says.
+                sqlx::query(RECORD_USAGE)
+                    .bind(delta.key_id.as_str())
+                    .bind(saturating_i64(delta.requests))
+                    .bind(delta.last_used_at)
+                    .bind(delta.last_user_agent.as_deref())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_error)?;
+            }
+            tx.commit().await.map_err(store_error)
+        })
+    }
+
+    async fn changes_since(&self, cursor: u64) -> Result<Changes, StoreError> {
+        on_backend!(self, pool => {
+            let rows = sqlx::query(CHANGES_SINCE)
+                .bind(saturating_i64(cursor))
+                .bind(CHANGES_BATCH)
+                .fetch_all(pool)
+                .await
+                .map_err(store_error)?;
+            let mut changes = Changes { keys: Vec::with_capacity(rows.len()), cursor };
+            for row in &rows {
+                let seq: i64 = row.try_get("seq").map_err(store_error)?;
+                let key_id: String = row.try_get("key_id").map_err(store_error)?;
+                changes.cursor = non_negative(seq, "keygate_key_changes.seq")?;
+                changes.keys.push(KeyId::new(key_id));
+            }
+            if rows.is_empty() && cursor > 0 {
+                // Nothing after `cursor`: answer with the newest change's seq, so that a
+                // cursor past it (`u64::MAX`, "from now on") becomes a real position.
+                let row = sqlx::query(CHANGES_HEAD).fetch_one(pool).await.map_err(store_error)?;
+                let head: i64 = row.try_get("head").map_err(store_error)?;
+                changes.cursor = non_negative(head, "keygate_key_changes.seq")?;
+            }
+            Ok(changes)
+        })
+    }
+
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        on_backend!(self, pool => {
+            let row = sqlx::query(IS_EMPTY).fetch_optional(pool).await.map_err(store_error)?;
+            Ok(row.is_none())
+        })
+    }
+}
+
+impl SqlStore {
+    /// Runs `update` (binding the key id and `value`) and appends the key to the change
+    /// feed, in one transaction; `None` and nothing appended for an unknown key.
+    async fn change(
+        &self,
+        update: &'static str,
+        key_id: &KeyId,
+        value: Option<DateTime<Utc>>,
+        changed_at: DateTime<Utc>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        on_backend!(self, pool, dialect => {
+            // The UPDATE comes first so SQLite takes its write lock at once (waiting on the
+            // busy timeout) instead of failing to upgrade a read lock later.
+            let mut tx = pool.begin().await.map_err(store_error)?;
+            let Some(row) = sqlx::query(update)
+                .bind(key_id.as_str())
+                .bind(value)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(store_error)?
+            else {
+                return Ok(None);
+            };
+            let record = record_from_row(&row)?;
+            if dialect == Dialect::Postgres {
+                sqlx::query(LOCK_CHANGES_POSTGRES).execute(&mut *tx).await.map_err(store_error)?;
+            }
+            sqlx::query(APPEND_CHANGE)
+                .bind(key_id.as_str())
+                .bind(changed_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
+            Ok(Some(record))
+        })
+    }
+}
+
+/// Reads a `keygate_keys` row of either driver.
+fn record_from_row<'r, R>(row: &'r R) -> Result<KeyRecord, StoreError>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+    Json<serde_json::Value>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let environment: String = row.try_get("environment").map_err(store_error)?;
+    let Json(scopes) = row
+        .try_get::<Json<serde_json::Value>, _>("scopes")
+        .map_err(store_error)?;
+    let Json(metadata) = row
+        .try_get::<Json<serde_json::Value>, _>("metadata")
+        .map_err(store_error)?;
+    let rate_limits = row
+        .try_get::<Option<Json<serde_json::Value>>, _>("rate_limits")
+        .map_err(store_error)?
+        .map(|Json(v)| from_json::<Vec<RateLimit>>(v, "rate_limits"))
+        .transpose()?;
+    let spend_cap = row
+        .try_get::<Option<i64>, _>("spend_cap")
+        .map_err(store_error)?
+        .map(|cap| non_negative(cap, "spend_cap"))
+        .transpose()?;
+    let request_count: i64 = row.try_get("request_count").map_err(store_error)?;
+    Ok(KeyRecord {
+        key_id: KeyId::new(row.try_get::<String, _>("key_id").map_err(store_error)?),
+        owner: OwnerId::new(row.try_get::<String, _>("owner").map_err(store_error)?),
+        name: row.try_get("name").map_err(store_error)?,
+        scopes: from_json::<Scopes>(scopes, "scopes")?,
+        environment: environment
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("keygate_keys.environment: {e}")))?,
+        secret_hash: SecretHash::new(row.try_get::<String, _>("secret_hash").map_err(store_error)?),
+        created_at: row.try_get("created_at").map_err(store_error)?,
+        expires_at: row.try_get("expires_at").map_err(store_error)?,
+        revoked_at: row.try_get("revoked_at").map_err(store_error)?,
+        metadata,
+        rate_limits,
+        spend_cap,
+        usage: Usage {
+            request_count: non_negative(request_count, "request_count")?,
+            last_used_at: row.try_get("last_used_at").map_err(store_error)?,
+            last_user_agent: row.try_get("last_user_agent").map_err(store_error)?,
+        },
+    })
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+    column: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_value(value).map_err(|e| StoreError::Corrupt(format!("keygate_keys.{column}: {e}")))
+}
+
+fn non_negative(n: i64, column: &str) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{column} is negative")))
+}
+
+/// Both databases store signed 64-bit integers; 2^63 micro-cents or requests is, in
+/// practice, unlimited.
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn store_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        e @ (sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::TypeNotFound { .. }) => StoreError::Corrupt(e.to_string()),
+        sqlx::Error::PoolTimedOut => {
+            StoreError::Unavailable("timed out waiting for a database connection".into())
+        }
+        e => StoreError::Unavailable(e.to_string()),
+    }
+}

@@ -1,0 +1,163 @@
+//! What `axum_service` and `actix_service` share, so that the two serve the same API:
+//! settings from the environment, the store, the gate with its policies, the demo key,
+//! and the stand-in bodies of the example routes. Copy it along with either example.
+
+use std::error::Error;
+
+use keygate::{
+    Argon2Hasher, ErrorFormatKind, Gate, MemoryRateLimiter, MemorySpendMeter, NewKey, Page, RateLimit,
+    RoutePolicy, SqlStore,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// What `POST /v1/chat/completions` costs, in micro-cents, declared by its handler.
+pub const CHAT_COST: u64 = 1000;
+
+/// The example's settings (DESIGN.md's example-service contract).
+pub struct Settings {
+    /// `KEYGATE_ADDR`, default `127.0.0.1:3000`.
+    pub addr: String,
+    /// `KEYGATE_DATABASE_URL`, default `sqlite://keygate.db`.
+    pub database_url: String,
+    /// `KEYGATE_ERROR_FORMAT`: `default`, `openai` or `problem`.
+    pub error_format: ErrorFormatKind,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, Box<dyn Error>> {
+        let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
+        Ok(Self {
+            addr: var("KEYGATE_ADDR", "127.0.0.1:3000"),
+            database_url: var("KEYGATE_DATABASE_URL", "sqlite://keygate.db"),
+            error_format: var("KEYGATE_ERROR_FORMAT", "default").parse()?,
+        })
+    }
+}
+
+/// Opens the store (creating and migrating it if needed) and builds the gate: every
+/// key limited to 100 requests/minute and 1000/hour unless its record says otherwise,
+/// spend metered against each key's monthly cap.
+pub async fn gate(settings: &Settings) -> Result<Gate, Box<dyn Error>> {
+    let store = SqlStore::connect(&settings.database_url).await?;
+    store.migrate().await?;
+    let mut builder = Gate::builder(store)
+        .error_format(settings.error_format)
+        .rate_limiter(
+            MemoryRateLimiter::new(),
+            [RateLimit::per_minute(100), RateLimit::per_hour(1000)],
+        )
+        .spend_meter(MemorySpendMeter::new());
+    // For the end-to-end tests, which create many keys: never set this in production.
+    if std::env::var_os("KEYGATE_INSECURE_FAST_HASH").is_some() {
+        builder = builder.hasher(Argon2Hasher::insecure_fast());
+    }
+    Ok(builder.build())
+}
+
+/// On a store with no key at all, mints a demo key (owner `demo`, scopes `read,write`)
+/// and prints it once, alone on its line.
+pub async fn mint_demo_key(gate: &Gate, addr: &str) -> Result<(), Box<dyn Error>> {
+    if !gate.keys().list(None, Page::new(0, 1)).await?.is_empty() {
+        return Ok(());
+    }
+    let created = gate
+        .keys()
+        .create(NewKey::new("demo", "demo key").scopes(["read", "write"]))
+        .await?;
+    // The one place a plaintext key is printed: shown once, never stored.
+    println!("demo key: {}", created.key.expose_secret());
+    println!(
+        "try: curl -H 'Authorization: Bearer {}' http://{addr}/v1/whoami",
+        created.key.expose_secret()
+    );
+    Ok(())
+}
+
+/// The policies of the example's routes.
+pub struct Policies {
+    pub whoami: RoutePolicy,
+    pub models: RoutePolicy,
+    pub translate: RoutePolicy,
+    pub chat: RoutePolicy,
+    pub hello: RoutePolicy,
+}
+
+impl Policies {
+    pub fn new() -> Self {
+        Self {
+            whoami: RoutePolicy::new(),
+            models: RoutePolicy::new().require(["read"]),
+            translate: RoutePolicy::new()
+                .require(["read"])
+                .service("translation", [RateLimit::per_minute(100)]),
+            chat: RoutePolicy::new()
+                .require(["write"])
+                .service("chat", [RateLimit::per_minute(50)]),
+            // Optional mode: keys coexist with another scheme (a JWT layer) here.
+            hello: RoutePolicy::new().optional(true),
+        }
+    }
+}
+
+pub fn health() -> Value {
+    json!({ "status": "ok" })
+}
+
+pub fn models() -> Value {
+    json!({
+        "object": "list",
+        "data": [
+            { "id": "kova-translate-1", "object": "model", "owned_by": "keygate" },
+            { "id": "kova-chat-1", "object": "model", "owned_by": "keygate" }
+        ]
+    })
+}
+
+#[derive(Deserialize)]
+pub struct TranslateRequest {
+    pub text: String,
+    pub source_language: String,
+    pub target_language: String,
+}
+
+/// A stand-in translation: the text, tagged with the language pair.
+pub fn translate(request: &TranslateRequest) -> Value {
+    json!({
+        "translated_text": format!("[{}->{}] {}", request.source_language, request.target_language, request.text),
+        "source_language": request.source_language,
+        "target_language": request.target_language,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ChatRequest {
+    pub model: Option<String>,
+    #[serde(default)]
+    pub messages: Vec<Value>,
+}
+
+/// A stand-in completion in the OpenAI shape.
+pub fn chat(request: &ChatRequest) -> Value {
+    let last = request
+        .messages
+        .last()
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    json!({
+        "id": "chatcmpl-keygate",
+        "object": "chat.completion",
+        "model": request.model.as_deref().unwrap_or("kova-chat-1"),
+        "choices": [{
+            "index": 0,
+            "message": { "role": "assistant", "content": format!("You said: {last}") },
+            "finish_reason": "stop"
+        }]
+    })
+}
+
+/// Who `GET /v1/hello` greets: the key's owner, or a guest when no key was sent.
+pub fn hello(owner: Option<&str>) -> Value {
+    json!({ "hello": owner.unwrap_or("guest") })
+}

@@ -1,0 +1,486 @@
+//! The self-service key API end to end, through axum (`self_service_router`) and
+//! actix-web (`self_service_scope`): every scenario runs against both, with a fresh gate
+//! each, and asserts the same statuses and bodies.
+//!
+//! Run with `cargo test --all-features --test self_service`.
+
+#![cfg(all(feature = "axum", feature = "actix"))]
+
+use actix_web::test as actix_test;
+use axum::body::Body;
+use http_body_util::BodyExt;
+use keygate::{
+    self_service_router, self_service_scope, ApiKeyLayer, ApiKeyMiddleware, Argon2Hasher, ErrorFormatKind,
+    Gate, MemoryStore, NewKey, Principal,
+};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const PATH: &str = "/api/v1/api-keys";
+
+#[derive(Clone, Copy, Debug)]
+enum Stack {
+    Axum,
+    Actix,
+}
+
+const STACKS: [Stack; 2] = [Stack::Axum, Stack::Actix];
+
+/// What came back: status, content type and body.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+async fn whoami(principal: Principal) -> String {
+    principal.key_id().to_string()
+}
+
+/// Sends one request to an app that mounts the API at [`PATH`] and a protected
+/// `GET /v1/whoami`, both over `gate`.
+async fn call(stack: Stack, gate: &Gate, method: &str, uri: &str, key: Option<&str>, body: &str) -> Reply {
+    match stack {
+        Stack::Axum => {
+            let app = axum::Router::new()
+                .nest(PATH, self_service_router(gate.clone()))
+                .route(
+                    "/v1/whoami",
+                    axum::routing::get(whoami).layer(ApiKeyLayer::new(gate.clone())),
+                );
+            let mut request = axum::http::Request::builder().method(method).uri(uri);
+            if let Some(key) = key {
+                request = request.header("authorization", format!("Bearer {key}"));
+            }
+            let request = request.body(Body::from(body.to_owned())).expect("request");
+            let response = app.oneshot(request).await.expect("infallible");
+            let status = response.status().as_u16();
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap_or_default().to_owned())
+                .unwrap_or_default();
+            let bytes = response.into_body().collect().await.expect("body").to_bytes();
+            Reply {
+                status,
+                content_type,
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            }
+        }
+        Stack::Actix => {
+            use actix_web::{web, App};
+            let app = actix_test::init_service(
+                App::new()
+                    .service(self_service_scope(PATH, gate.clone()))
+                    .service(
+                        web::scope("/v1")
+                            .wrap(ApiKeyMiddleware::new(gate.clone()))
+                            .route("/whoami", web::get().to(whoami)),
+                    ),
+            )
+            .await;
+            let method = actix_web::http::Method::from_bytes(method.as_bytes()).expect("method");
+            let mut request = actix_test::TestRequest::default().method(method).uri(uri);
+            if let Some(key) = key {
+                request = request.insert_header(("authorization", format!("Bearer {key}")));
+            }
+            let request = request.set_payload(body.to_owned()).to_request();
+            let response = actix_test::call_service(&app, request).await;
+            let status = response.status().as_u16();
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap_or_default().to_owned())
+                .unwrap_or_default();
+            let bytes = actix_test::read_body(response).await;
+            Reply {
+                status,
+                content_type,
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            }
+        }
+    }
+}
+
+/// A gate with three callers: `a` (owner `acct_a`, `read`+`write`), `b` (owner
+/// `acct_b`, `read`+`write`) and `admin` (owner `acct_a`, `admin`).
+struct Fixture {
+    stack: Stack,
+    gate: Gate,
+    a: String,
+    b: String,
+    admin: String,
+}
+
+impl Fixture {
+    async fn new(stack: Stack, format: ErrorFormatKind) -> Self {
+        let gate = Gate::builder(MemoryStore::new())
+            .hasher(Argon2Hasher::insecure_fast())
+            .error_format(format)
+            .build();
+        let key = |owner: &'static str, scopes: &'static [&'static str]| {
+            let gate = gate.clone();
+            async move {
+                let created = gate
+                    .keys()
+                    .create(NewKey::new(owner, "fixture").scopes(scopes.iter().copied()))
+                    .await
+                    .expect("fixture key");
+                created.key.expose_secret().to_owned()
+            }
+        };
+        let a = key("acct_a", &["read", "write"]).await;
+        let b = key("acct_b", &["read", "write"]).await;
+        let admin = key("acct_a", &["admin"]).await;
+        Self {
+            stack,
+            gate,
+            a,
+            b,
+            admin,
+        }
+    }
+
+    async fn send(&self, method: &str, uri: &str, key: &str, body: &str) -> Reply {
+        call(self.stack, &self.gate, method, uri, Some(key), body).await
+    }
+
+    /// Creates a key as `caller` and returns (key id, plaintext).
+    async fn create(&self, caller: &str, body: &str) -> (String, String) {
+        let reply = self.send("POST", PATH, caller, body).await;
+        assert_eq!(reply.status, 201, "{:?}: {}", self.stack, reply.body);
+        let json = reply.json();
+        let id = json["key_id"].as_str().expect("key_id").to_owned();
+        let key = json["key"].as_str().expect("key").to_owned();
+        (id, key)
+    }
+
+    async fn whoami(&self, key: &str) -> u16 {
+        self.send("GET", "/v1/whoami", key, "").await.status
+    }
+}
+
+const NOT_FOUND: &str =
+    r#"{"success":false,"error":{"code":"NOT_FOUND","message":"API key not found","details":{}}}"#;
+
+#[actix_web::test]
+async fn a_created_key_is_returned_once_and_works_on_a_protected_route() {
+    for stack in STACKS {
+        let f = Fixture::new(stack, ErrorFormatKind::Default).await;
+        let body = r#"{"name":"deploy","scopes":["read"],"expires_in":"90d","environment":"test",
+            "rate_limits":"100/min,1000/h","spend_cap":5000000,"metadata":{"team":"ci"}}"#;
+        let reply = f.send("POST", PATH, &f.a, body).await;
+        assert_eq!(reply.status, 201, "{stack:?}: {}", reply.body);
+        assert_eq!(reply.content_type, "application/json");
+        let json = reply.json();
+        let key = json["key"].as_str().expect("key").to_owned();
+        let id = json["key_id"].as_str().expect("key_id").to_owned();
+        assert!(key.starts_with("kg_test_"), "{stack:?}");
+        assert_eq!(json["owner"], "acct_a");
+        assert_eq!(json["name"], "deploy");
+        assert_eq!(json["scopes"], json!(["read"]));
+        assert_eq!(json["environment"], "test");
+        assert_eq!(json["status"], "active");
+        assert_eq!(json["spend_cap"], 5_000_000);
+        assert_eq!(json["metadata"], json!({"team": "ci"}));
+        assert_eq!(json["request_count"], 0);
+        assert!(json["expires_at"].is_string() && json["revoked_at"].is_null());
+        assert!(json.get("secret_hash").is_none() && !reply.body.contains("$argon2"));
+
+        let whoami = f.send("GET", "/v1/whoami", &key, "").await;
+        assert_eq!(
+            (whoami.status, whoami.body.as_str()),
+            (200, id.as_str()),
+            "{stack:?}"
+        );
+
+        // Shown once: the listing has the key's id but never its plaintext again.
+        let list = f.send("GET", PATH, &f.a, "").await;
+        assert!(list.body.contains(&id) && !list.body.contains(&key), "{stack:?}");
+    }
+}
+
+#[actix_web::test]
+async fn the_listing_shows_only_the_callers_owner_keys_and_never_a_secret_or_hash() {
+    for stack in STACKS {
+        let f = Fixture::new(stack, ErrorFormatKind::Default).await;
+        let (a_id, a_key) = f.create(&f.a, r#"{"name":"a-key","scopes":["read"]}"#).await;
+        let (b_id, b_key) = f.create(&f.b, r#"{"name":"b-key"}"#).await;
+
+        let list = f.send("GET", PATH, &f.a, "").await;
+        assert_eq!(list.status, 200, "{stack:?}: {}", list.body);
+        let data = list.json()["data"].as_array().cloned().unwrap_or_default();
+        // acct_a: the fixture `a`, the fixture `admin`, and `a-key`.
+        assert_eq!(data.len(), 3, "{stack:?}: {}", list.body);
+        assert!(data
+            .iter()
+            .all(|k| k["owner"] == "acct_a" && k["status"] == "active"));
+        assert!(
+            list.body.contains(&a_id) && !list.body.contains(&b_id),
+            "{stack:?}"
+        );
+        for secret in [&a_key, &b_key, &f.a, &f.b, &f.admin] {
+            assert!(
+                !list.body.contains(secret.as_str()),
+                "{stack:?}: a plaintext key was listed"
+            );
+        }
+        assert!(!list.body.contains("$argon2") && !list.body.contains("secret_hash"));
+
+        let b_list = f.send("GET", PATH, &f.b, "").await;
+        let b_data = b_list.json()["data"].as_array().cloned().unwrap_or_default();
+        assert_eq!(b_data.len(), 2, "{stack:?}: {}", b_list.body);
+        assert!(!b_list.body.contains(&a_id) && b_list.body.contains(&b_id));
+
+        let first = f.send("GET", &format!("{PATH}?limit=1"), &f.a, "").await.json();
+        let second = f
+            .send("GET", &format!("{PATH}?offset=1&limit=1"), &f.a, "")
+            .await
+            .json();
+        assert_eq!(first["data"].as_array().map(Vec::len), Some(1), "{stack:?}");
+        assert_eq!(second["data"].as_array().map(Vec::len), Some(1), "{stack:?}");
+        assert_ne!(first["data"][0]["key_id"], second["data"][0]["key_id"]);
+
+        let bad = f.send("GET", &format!("{PATH}?limit=ten"), &f.a, "").await;
+        assert_eq!(bad.status, 400, "{stack:?}");
+        assert_eq!(bad.json()["error"]["code"], "INVALID_REQUEST");
+    }
+}
+
+#[actix_web::test]
+async fn another_owner_can_neither_see_revoke_nor_rotate_a_key() {
+    for stack in STACKS {
+        let f = Fixture::new(stack, ErrorFormatKind::Default).await;
+        let (id, key) = f.create(&f.a, r#"{"name":"precious","scopes":["read"]}"#).await;
+        assert_eq!(f.whoami(&key).await, 200);
+
+        let revoke = f.send("DELETE", &format!("{PATH}/{id}"), &f.b, "").await;
+        assert_eq!(
+            (revoke.status, revoke.body.as_str()),
+            (404, NOT_FOUND),
+            "{stack:?}"
+        );
+        assert_eq!(revoke.content_type, "application/json");
+        let rotate = f.send("POST", &format!("{PATH}/{id}/rotate"), &f.b, "").await;
+        assert_eq!(
+            (rotate.status, rotate.body.as_str()),
+            (404, NOT_FOUND),
+            "{stack:?}"
+        );
+        // Another owner's key answers exactly like one that does not exist.
+        let unknown = f
+            .send("DELETE", &format!("{PATH}/kg_live_nosuchky"), &f.b, "")
+            .await;
+        assert_eq!(
+            (unknown.status, unknown.body.as_str()),
+            (404, NOT_FOUND),
+            "{stack:?}"
+        );
+        let listed = f.send("GET", PATH, &f.b, "").await;
+        assert!(!listed.body.contains(&id), "{stack:?}");
+
+        assert_eq!(
+            f.whoami(&key).await,
+            200,
+            "{stack:?}: B's attempts must not touch A's key"
+        );
+        let mine = f.send("GET", PATH, &f.a, "").await.json();
+        let record = mine["data"]
+            .as_array()
+            .and_then(|d| d.iter().find(|k| k["key_id"] == id.as_str()).cloned());
+        assert_eq!(
+            record.map(|r| r["status"].clone()),
+            Some(json!("active")),
+            "{stack:?}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_revoked_key_is_refused_on_the_next_request() {
+    for stack in STACKS {
+        let f = Fixture::new(stack, ErrorFormatKind::Default).await;
+        let (id, key) = f.create(&f.a, r#"{"name":"short-lived"}"#).await;
+        // Cached as verified before the revocation.
+        assert_eq!(f.whoami(&key).await, 200, "{stack:?}");
+
+        let revoked = f.send("DELETE", &format!("{PATH}/{id}"), &f.a, "").await;
+        assert_eq!(revoked.status, 200, "{stack:?}: {}", revoked.body);
+        let json = revoked.json();
+        assert_eq!(
+            (json["key_id"].as_str(), json["status"].as_str()),
+            (Some(id.as_str()), Some("revoked"))
+        );
+        assert!(json["revoked_at"].is_string());
+
+        let refused = f.send("GET", "/v1/whoami", &key, "").await;
+        assert_eq!(refused.status, 401, "{stack:?}");
+        assert_eq!(refused.json()["error"]["code"], "INVALID_API_KEY");
+        assert_eq!(
+            f.whoami(&f.a).await,
+            200,
+            "{stack:?}: the caller's own key still works"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn rotation_returns_a_new_working_key_and_ends_the_old_one_after_its_grace() {
+    for stack in STACKS {
+        let f = Fixture::new(stack, ErrorFormatKind::Default).await;
+        let (id, key) = f.create(&f.a, r#"{"name":"rotating","scopes":["read"]}"#).await;
+        assert_eq!(f.whoami(&key).await, 200);
+
+        let rotated = f
+            .send("POST", &format!("{PATH}/{id}/rotate"), &f.a, r#"{"grace":"24h"}"#)
+            .await;
+        assert_eq!(rotated.status, 201, "{stack:?}: {}", rotated.body);
+        let json = rotated.json();
+        let new_key = json["key"].as_str().expect("key").to_owned();
+        let new_id = json["key_id"].as_str().expect("key_id").to_owned();
+        assert_ne!(new_key, key);
+        assert_eq!(
+            (json["name"].as_str(), json["scopes"].clone()),
+            (Some("rotating"), json!(["read"]))
+        );
+        assert_eq!(json["old"]["key_id"], id.as_str());
+        assert!(json["old"]["expires_at"].is_string() && json["old"].get("key").is_none());
+        assert!(!rotated.body.contains("$argon2"));
+        assert_eq!(f.whoami(&new_key).await, 200, "{stack:?}: the new key works");
+        assert_eq!(
+            f.whoami(&key).await,
+            200,
+            "{stack:?}: the old key works during its grace"
+        );
+
+        // Without a grace period the replaced key ends at once.
+        let again = f.send("POST", &format!("{PATH}/{new_id}/rotate"), &f.a, "").await;
+        assert_eq!(again.status, 201, "{stack:?}: {}", again.body);
+        let newest = again.json()["key"].as_str().expect("key").to_owned();
+        assert_eq!(f.whoami(&newest).await, 200, "{stack:?}");
+        let ended = f.send("GET", "/v1/whoami", &new_key, "").await;
+        assert_eq!(ended.status, 401, "{stack:?}");
+        assert_eq!(ended.json()["error"]["code"], "EXPIRED_API_KEY");
+    }
+}
+
+#[actix_web::test]
+async fn malformed_bodies_get_a_400_in_the_default_format() {
+    let cases = [
+        ("POST", "", "{"),
+        ("POST", "", ""),
+        ("POST", "", r#"{"scopes":["read"]}"#),
+        ("POST", "", r#"{"name":"   "}"#),
+        ("POST", "", r#"{"name":"x","environment":"staging"}"#),
+        ("POST", "", r#"{"name":"x","rate_limits":"lots"}"#),
+        ("POST", "", r#"{"name":"x","expires_in":"soon"}"#),
+        ("POST", "", r#"{"name":"x","scopes":["re ad"]}"#),
+        ("POST", "", r#"{"name":"x","scopes":"read"}"#),
+        ("POST", "", r#"{"name":"x","metadata":[1]}"#),
+        // A body cannot choose the owner.
+        ("POST", "", r#"{"name":"x","owner":"acct_b"}"#),
+        ("POST", "/rotate", r#"{"grace":"later"}"#),
+        ("POST", "/rotate", "[]"),
+    ];
+    for stack in STACKS {
+        let f = Fixture::new(stack, ErrorFormatKind::Default).await;
+        let (id, _) = f.create(&f.a, r#"{"name":"target"}"#).await;
+        for (method, suffix, body) in cases {
+            let uri = if suffix.is_empty() {
+                PATH.to_owned()
+            } else {
+                format!("{PATH}/{id}{suffix}")
+            };
+            let reply = f.send(method, &uri, &f.a, body).await;
+            assert_eq!(reply.status, 400, "{stack:?} {body}: {}", reply.body);
+            assert_eq!(reply.content_type, "application/json", "{stack:?} {body}");
+            let json = reply.json();
+            assert_eq!(json["success"], false, "{stack:?} {body}");
+            assert_eq!(json["error"]["code"], "INVALID_REQUEST", "{stack:?} {body}");
+            assert!(json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+            assert_eq!(json["error"]["details"], json!({}), "{stack:?} {body}");
+        }
+        let reply = f
+            .send("POST", PATH, &f.a, r#"{"name":"x","environment":"staging"}"#)
+            .await;
+        assert_eq!(
+            reply.body,
+            r#"{"success":false,"error":{"code":"INVALID_REQUEST","message":"invalid environment `staging`: expected `live` or `test`","details":{}}}"#
+        );
+        let b_keys = f.send("GET", PATH, &f.b, "").await.json();
+        assert_eq!(
+            b_keys["data"].as_array().map(Vec::len),
+            Some(1),
+            "{stack:?}: no key was made for B"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_key_cannot_grant_scopes_its_creator_lacks_unless_the_creator_is_admin() {
+    for stack in STACKS {
+        let f = Fixture::new(stack, ErrorFormatKind::Default).await;
+        let refused = f
+            .send("POST", PATH, &f.a, r#"{"name":"root","scopes":["read","admin"]}"#)
+            .await;
+        assert_eq!(refused.status, 403, "{stack:?}: {}", refused.body);
+        assert_eq!(refused.content_type, "application/json");
+        let json = refused.json();
+        assert_eq!(json["error"]["code"], "INSUFFICIENT_PERMISSIONS");
+        assert_eq!(json["error"]["details"]["required"], json!(["admin"]));
+        let listed = f.send("GET", PATH, &f.a, "").await;
+        assert!(!listed.body.contains("\"root\""), "{stack:?}: no key was created");
+
+        f.create(&f.a, r#"{"name":"narrower","scopes":["read","write"]}"#)
+            .await;
+        f.create(&f.admin, r#"{"name":"billing","scopes":["billing","admin"]}"#)
+            .await;
+
+        // Rotating hands out a new plaintext, so it is bounded the same way.
+        let (admin_id, _) = f.create(&f.admin, r#"{"name":"ops","scopes":["admin"]}"#).await;
+        let rotate = f
+            .send("POST", &format!("{PATH}/{admin_id}/rotate"), &f.a, "")
+            .await;
+        assert_eq!(rotate.status, 403, "{stack:?}: {}", rotate.body);
+    }
+}
+
+#[actix_web::test]
+async fn the_api_refuses_callers_without_a_key_and_answers_in_the_configured_format() {
+    for stack in STACKS {
+        let anonymous = call(
+            stack,
+            &Fixture::new(stack, ErrorFormatKind::Default).await.gate,
+            "GET",
+            PATH,
+            None,
+            "",
+        )
+        .await;
+        assert_eq!(anonymous.status, 401, "{stack:?}");
+        assert_eq!(anonymous.json()["error"]["code"], "MISSING_API_KEY");
+
+        let problem = Fixture::new(stack, ErrorFormatKind::Problem).await;
+        let missing = problem
+            .send("DELETE", &format!("{PATH}/kg_live_nosuchky"), &problem.a, "")
+            .await;
+        assert_eq!(missing.status, 404, "{stack:?}");
+        assert_eq!(missing.content_type, "application/problem+json");
+        assert_eq!(
+            missing.body,
+            r#"{"type":"about:blank","title":"Not Found","status":404,"detail":"API key not found","code":"NOT_FOUND"}"#
+        );
+
+        let openai = Fixture::new(stack, ErrorFormatKind::OpenAi).await;
+        let bad = openai.send("POST", PATH, &openai.a, "{").await;
+        assert_eq!(bad.status, 400, "{stack:?}");
+        assert_eq!(bad.json()["error"]["type"], "invalid_request_error");
+    }
+}
