@@ -69,10 +69,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let policies = common::Policies::new();
         App::new()
             .route("/v1/health", web::get().to(health))
-            .service(guarded(gate, "/v1/whoami", policies.whoami, web::get().to(whoami)))
-            .service(guarded(gate, "/v1/models", policies.models, web::get().to(models)))
-            .service(guarded(gate, "/v1/translate", policies.translate, web::post().to(translate)))
-            .service(guarded(gate, "/v1/chat/completions", policies.chat, web::post().to(chat)))
+            .service(guarded(
+                gate,
+                "/v1/whoami",
+                policies.whoami,
+                web::get().to(whoami),
+            ))
+            .service(guarded(
+                gate,
+                "/v1/models",
+                policies.models,
+                web::get().to(models),
+            ))
+            .service(guarded(
+                gate,
+                "/v1/translate",
+                policies.translate,
+                web::post().to(translate),
+            ))
+            .service(guarded(
+                gate,
+                "/v1/chat/completions",
+                policies.chat,
+                web::post().to(chat),
+            ))
             .service(guarded(gate, "/v1/hello", policies.hello, web::get().to(hello)))
             .service(self_service_scope("/api/v1/api-keys", gate.clone()))
     })

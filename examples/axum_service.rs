@@ -70,11 +70,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let app = Router::new()
         .route("/v1/health", get(health))
-        .merge(guarded(Router::new().route("/v1/whoami", get(whoami)), policies.whoami))
-        .merge(guarded(Router::new().route("/v1/models", get(models)), policies.models))
-        .merge(guarded(Router::new().route("/v1/translate", post(translate)), policies.translate))
-        .merge(guarded(Router::new().route("/v1/chat/completions", post(chat)), policies.chat))
-        .merge(guarded(Router::new().route("/v1/hello", get(hello)), policies.hello))
+        .merge(guarded(
+            Router::new().route("/v1/whoami", get(whoami)),
+            policies.whoami,
+        ))
+        .merge(guarded(
+            Router::new().route("/v1/models", get(models)),
+            policies.models,
+        ))
+        .merge(guarded(
+            Router::new().route("/v1/translate", post(translate)),
+            policies.translate,
+        ))
+        .merge(guarded(
+            Router::new().route("/v1/chat/completions", post(chat)),
+            policies.chat,
+        ))
+        .merge(guarded(
+            Router::new().route("/v1/hello", get(hello)),
+            policies.hello,
+        ))
         .nest("/api/v1/api-keys", self_service_router(gate.clone()));
 
     let listener = tokio::net::TcpListener::bind(&settings.addr).await?;

@@ -60,19 +60,27 @@ impl Service {
             if TcpStream::connect(&addr).await.is_ok() {
                 break;
             }
-            if let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_millis(50), lines.next_line()).await {
+            if let Ok(Ok(Some(line))) =
+                tokio::time::timeout(Duration::from_millis(50), lines.next_line()).await
+            {
                 if let Some(key) = line.strip_prefix("demo key: ") {
                     demo_key = Some(key.to_string());
                 }
             }
         }
         // Whatever else was printed before listening.
-        while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_millis(200), lines.next_line()).await {
+        while let Ok(Ok(Some(line))) =
+            tokio::time::timeout(Duration::from_millis(200), lines.next_line()).await
+        {
             if let Some(key) = line.strip_prefix("demo key: ") {
                 demo_key = Some(key.to_string());
             }
         }
-        Service { child, addr, demo_key }
+        Service {
+            child,
+            addr,
+            demo_key,
+        }
     }
 
     async fn get(&self, path: &str, key: Option<&str>) -> (u16, String) {
@@ -141,7 +149,10 @@ async fn serves_the_contract(example: &str) {
     let key = service.demo_key.clone().expect("a demo key on first start");
     let key_id: String = key.split('_').take(3).collect::<Vec<_>>().join("_");
 
-    assert_eq!(service.get("/v1/health", None).await, (200, r#"{"status":"ok"}"#.to_string()));
+    assert_eq!(
+        service.get("/v1/health", None).await,
+        (200, r#"{"status":"ok"}"#.to_string())
+    );
     let (status, body) = service.get("/v1/whoami", Some(&key)).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!(r#""key_id":"{key_id}""#)), "{body}");
@@ -152,12 +163,22 @@ async fn serves_the_contract(example: &str) {
     let invalid = format!(
         r#"{{"success":false,"error":{{"code":"INVALID_API_KEY","message":"The provided API key is invalid","details":{{"key_id":"{key_id}"}}}}}}"#
     );
-    assert_eq!(service.get("/v1/whoami", Some(&altered(&key))).await, (401, invalid));
+    assert_eq!(
+        service.get("/v1/whoami", Some(&altered(&key))).await,
+        (401, invalid)
+    );
 
     let (status, body) = service.get("/v1/models", Some(&key)).await;
     assert_eq!(status, 200, "{body}");
     let translate = r#"{"text":"hello","source_language":"en","target_language":"fr"}"#;
-    let (status, body) = http(&service.addr, "POST", "/v1/translate", Some(&key), Some(translate)).await;
+    let (status, body) = http(
+        &service.addr,
+        "POST",
+        "/v1/translate",
+        Some(&key),
+        Some(translate),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("hello"), "{body}");
 
@@ -175,18 +196,31 @@ async fn serves_the_contract(example: &str) {
             .args(["keys", "revoke", &key_id])
             .output()
             .expect("run keygate");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let revoked = Instant::now();
         loop {
             if service.get("/v1/whoami", Some(&key)).await.0 == 401 {
                 break;
             }
-            assert!(revoked.elapsed() < Duration::from_secs(10), "still admitted 10 s after revocation");
+            assert!(
+                revoked.elapsed() < Duration::from_secs(10),
+                "still admitted 10 s after revocation"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        println!("{example}: revocation by the CLI refused after {:?}", revoked.elapsed());
+        println!(
+            "{example}: revocation by the CLI refused after {:?}",
+            revoked.elapsed()
+        );
     } else {
-        println!("{example}: keygate CLI not built ({}); revocation step skipped", cli.display());
+        println!(
+            "{example}: keygate CLI not built ({}); revocation step skipped",
+            cli.display()
+        );
     }
     service.stop().await;
 }

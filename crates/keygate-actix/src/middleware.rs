@@ -440,7 +440,8 @@ mod tests {
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(
             read_body(response).await,
-            "Principal missing: is ApiKeyLayer applied to this route?".as_bytes()
+            "Principal missing: is ApiKeyLayer (axum) or ApiKeyMiddleware (actix) applied to this route?"
+                .as_bytes()
         );
     }
 

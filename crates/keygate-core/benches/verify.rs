@@ -16,7 +16,10 @@ fn warm_path(c: &mut Criterion) {
         .track_usage(false)
         .build();
     let created = rt
-        .block_on(gate.keys().create(NewKey::new("acct_bench", "bench").scopes(["read"])))
+        .block_on(
+            gate.keys()
+                .create(NewKey::new("acct_bench", "bench").scopes(["read"])),
+        )
         .expect("create");
     let key = created.key.expose_secret().to_string();
     let mut headers = HeaderMap::new();
@@ -27,10 +30,12 @@ fn warm_path(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("warm");
     group.bench_function("admit", |b| {
-        b.to_async(&rt).iter(|| async { gate.admit(&headers, &policy).await.is_ok() })
+        b.to_async(&rt)
+            .iter(|| async { gate.admit(&headers, &policy).await.is_ok() })
     });
     group.bench_function("admit_with_scope", |b| {
-        b.to_async(&rt).iter(|| async { gate.admit(&headers, &scoped).await.is_ok() })
+        b.to_async(&rt)
+            .iter(|| async { gate.admit(&headers, &scoped).await.is_ok() })
     });
     let tracked = Gate::builder(MemoryStore::new())
         .hasher(Argon2Hasher::insecure_fast())
@@ -40,14 +45,18 @@ fn warm_path(c: &mut Criterion) {
         .expect("create");
     let mut tracked_headers = HeaderMap::new();
     tracked_headers.insert("x-api-key", created.key.expose_secret().parse().expect("header"));
-    rt.block_on(tracked.admit(&tracked_headers, &policy)).expect("warm");
+    rt.block_on(tracked.admit(&tracked_headers, &policy))
+        .expect("warm");
     group.bench_function("admit_with_usage_tracking", |b| {
-        b.to_async(&rt).iter(|| async { tracked.admit(&tracked_headers, &policy).await.is_ok() })
+        b.to_async(&rt)
+            .iter(|| async { tracked.admit(&tracked_headers, &policy).await.is_ok() })
     });
     group.finish();
 
     let format = KeyFormat::default();
-    c.bench_function("parse", |b| b.iter(|| format.parse(std::hint::black_box(&key)).is_ok()));
+    c.bench_function("parse", |b| {
+        b.iter(|| format.parse(std::hint::black_box(&key)).is_ok())
+    });
 }
 
 criterion_group!(benches, warm_path);

@@ -136,8 +136,14 @@ mod tests {
 
     #[test]
     fn two_different_keys_are_refused_and_equal_ones_accepted() {
-        assert_eq!(run(&[("authorization", "Bearer k1"), ("x-api-key", "k2")]), "Unusable");
-        assert_eq!(run(&[("authorization", "Bearer k1"), ("x-api-key", "k1")]), r#"One("k1")"#);
+        assert_eq!(
+            run(&[("authorization", "Bearer k1"), ("x-api-key", "k2")]),
+            "Unusable"
+        );
+        assert_eq!(
+            run(&[("authorization", "Bearer k1"), ("x-api-key", "k1")]),
+            r#"One("k1")"#
+        );
         assert_eq!(run(&[("x-api-key", "k1"), ("x-api-key", "k2")]), "Unusable");
     }
 
@@ -150,9 +156,15 @@ mod tests {
 
     #[test]
     fn optional_mode_ignores_foreign_credentials() {
-        let h = headers(&[("authorization", "Bearer eyJhbGciOi.jwt"), ("x-api-key", "kg_mine")]);
+        let h = headers(&[
+            ("authorization", "Bearer eyJhbGciOi.jwt"),
+            ("x-api-key", "kg_mine"),
+        ]);
         let ours = |v: &str| v.starts_with("kg_");
-        assert_eq!(extract(&h, &default_sources(), Some(&ours)), Presented::One("kg_mine"));
+        assert_eq!(
+            extract(&h, &default_sources(), Some(&ours)),
+            Presented::One("kg_mine")
+        );
         let h = headers(&[("authorization", "Bearer eyJhbGciOi.jwt")]);
         assert_eq!(extract(&h, &default_sources(), Some(&ours)), Presented::Nothing);
     }

@@ -217,7 +217,12 @@ impl ErrorFormat for DefaultFormat {
                 struct D<'a> {
                     key_id: Option<&'a KeyId>,
                 }
-                envelope(denial, D { key_id: key_id.as_ref() })
+                envelope(
+                    denial,
+                    D {
+                        key_id: key_id.as_ref(),
+                    },
+                )
             }
             Denial::ExpiredKey { expired_at } => {
                 #[derive(Serialize)]
@@ -272,7 +277,11 @@ impl ErrorFormat for DefaultFormat {
 /// A refused request, fully rendered: status, headers and body. Adapters copy it into
 /// their response type and add nothing.
 #[derive(Clone)]
-pub struct Rejection {
+pub struct Rejection(Box<Rendered>);
+
+/// Boxed so that `Result<_, Rejection>` stays small on the admitted path.
+#[derive(Clone)]
+struct Rendered {
     denial: Denial,
     headers: HeaderMap,
     body: Bytes,
@@ -282,14 +291,14 @@ impl fmt::Debug for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Rejection")
             .field("status", &self.status())
-            .field("denial", &self.denial)
+            .field("denial", &self.0.denial)
             .finish()
     }
 }
 
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.status().as_u16(), self.denial.code())
+        write!(f, "{} {}", self.status().as_u16(), self.0.denial.code())
     }
 }
 
@@ -323,7 +332,11 @@ impl Renderer {
             headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         let body = Bytes::from(self.format.body(&denial, now));
-        Rejection { denial, headers, body }
+        Rejection(Box::new(Rendered {
+            denial,
+            headers,
+            body,
+        }))
     }
 
     fn challenge(&self, denial: &Denial) -> Option<HeaderValue> {
@@ -351,34 +364,39 @@ impl Renderer {
 impl Rejection {
     /// The decision behind this rejection.
     pub fn denial(&self) -> &Denial {
-        &self.denial
+        &self.0.denial
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.denial.status()
+        self.0.denial.status()
     }
 
     /// Every header of the response, `content-type` included.
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        &self.0.headers
     }
 
     /// The body.
     pub fn body(&self) -> &Bytes {
-        &self.body
+        &self.0.body
     }
 
     /// Adds a header (the adapters' admission headers, for example).
     pub fn insert_header(&mut self, name: HeaderName, value: HeaderValue) {
-        self.headers.insert(name, value);
+        self.0.headers.insert(name, value);
     }
 
     /// Into an `http::Response` with any body type built from `Bytes`.
     pub fn into_response<B: From<Bytes>>(self) -> http::Response<B> {
-        let mut response = http::Response::new(B::from(self.body));
-        *response.status_mut() = self.denial.status();
-        *response.headers_mut() = self.headers;
+        let Rendered {
+            denial,
+            headers,
+            body,
+        } = *self.0;
+        let mut response = http::Response::new(B::from(body));
+        *response.status_mut() = denial.status();
+        *response.headers_mut() = headers;
         response
     }
 }
@@ -396,11 +414,15 @@ mod tests {
         let now = at("2025-08-30T09:19:31.245Z");
         let cases = [
             (
-                Denial::MissingKey { header: "Authorization" },
+                Denial::MissingKey {
+                    header: "Authorization",
+                },
                 r#"{"success":false,"error":{"code":"MISSING_API_KEY","message":"API key is required","details":{"header":"Authorization"}}}"#,
             ),
             (
-                Denial::InvalidKey { key_id: Some("kova_a1b2c3d4".into()) },
+                Denial::InvalidKey {
+                    key_id: Some("kova_a1b2c3d4".into()),
+                },
                 r#"{"success":false,"error":{"code":"INVALID_API_KEY","message":"The provided API key is invalid","details":{"key_id":"kova_a1b2c3d4"}}}"#,
             ),
             (
@@ -408,7 +430,9 @@ mod tests {
                 r#"{"success":false,"error":{"code":"INVALID_API_KEY","message":"The provided API key is invalid","details":{"key_id":null}}}"#,
             ),
             (
-                Denial::ExpiredKey { expired_at: at("2024-01-01T00:00:00Z") },
+                Denial::ExpiredKey {
+                    expired_at: at("2024-01-01T00:00:00Z"),
+                },
                 r#"{"success":false,"error":{"code":"EXPIRED_API_KEY","message":"The API key has expired","details":{"expired_at":"2024-01-01T00:00:00Z"}}}"#,
             ),
             (
@@ -419,10 +443,21 @@ mod tests {
         for (denial, expected) in cases {
             assert_eq!(DefaultFormat.body(&denial, now), expected);
         }
-        let forbidden = DefaultFormat.body(&Denial::InsufficientScope { required: Scopes::new(["write"]) }, now);
-        assert!(forbidden.starts_with(r#"{"success":false,"error":{"code":"INSUFFICIENT_PERMISSIONS","message":""#));
+        let forbidden = DefaultFormat.body(
+            &Denial::InsufficientScope {
+                required: Scopes::new(["write"]),
+            },
+            now,
+        );
+        assert!(forbidden
+            .starts_with(r#"{"success":false,"error":{"code":"INSUFFICIENT_PERMISSIONS","message":""#));
         assert!(forbidden.ends_with(r#"","details":{"required":["write"]}}}"#));
-        let quota = DefaultFormat.body(&Denial::QuotaExceeded { resets_at: at("2026-12-01T00:00:00Z") }, now);
+        let quota = DefaultFormat.body(
+            &Denial::QuotaExceeded {
+                resets_at: at("2026-12-01T00:00:00Z"),
+            },
+            now,
+        );
         assert!(quota.ends_with(r#"","details":{"resets_at":"2026-12-01T00:00:00Z"}}}"#));
         let unavailable = DefaultFormat.body(&Denial::Unavailable { retry_after: 1 }, now);
         assert!(unavailable.ends_with(r#"","details":{}}}"#));
@@ -438,13 +473,22 @@ mod tests {
                 .get(WWW_AUTHENTICATE)
                 .map(|v| v.to_str().unwrap().to_string())
         };
-        assert_eq!(header(Denial::MissingKey { header: "Authorization" }).unwrap(), r#"Bearer realm="api""#);
+        assert_eq!(
+            header(Denial::MissingKey {
+                header: "Authorization"
+            })
+            .unwrap(),
+            r#"Bearer realm="api""#
+        );
         assert_eq!(
             header(Denial::InvalidKey { key_id: None }).unwrap(),
             r#"Bearer realm="api", error="invalid_token""#
         );
         assert_eq!(
-            header(Denial::InsufficientScope { required: Scopes::new(["read", "write"]) }).unwrap(),
+            header(Denial::InsufficientScope {
+                required: Scopes::new(["read", "write"])
+            })
+            .unwrap(),
             r#"Bearer realm="api", error="insufficient_scope", scope="read write""#
         );
         assert_eq!(header(Denial::RateLimited { retry_after: 3 }), None);

@@ -35,7 +35,8 @@ pub struct MissingPrincipal;
 
 impl MissingPrincipal {
     /// The message of the 500 response.
-    pub const MESSAGE: &'static str = "Principal missing: is ApiKeyLayer applied to this route?";
+    pub const MESSAGE: &'static str =
+        "Principal missing: is ApiKeyLayer (axum) or ApiKeyMiddleware (actix) applied to this route?";
 }
 
 impl fmt::Display for MissingPrincipal {
@@ -154,7 +155,7 @@ mod tests {
     fn the_message_says_how_to_fix_the_wiring() {
         assert_eq!(
             MissingPrincipal.to_string(),
-            "Principal missing: is ApiKeyLayer applied to this route?"
+            "Principal missing: is ApiKeyLayer (axum) or ApiKeyMiddleware (actix) applied to this route?"
         );
     }
 

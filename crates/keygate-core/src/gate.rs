@@ -162,7 +162,10 @@ impl GateBuilder {
     /// The realm of `WWW-Authenticate` (`api` by default). Quotes and control
     /// characters are dropped.
     pub fn realm(mut self, realm: &str) -> Self {
-        let clean: String = realm.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect();
+        let clean: String = realm
+            .chars()
+            .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+            .collect();
         self.renderer.realm = clean.into();
         self
     }
@@ -228,7 +231,11 @@ impl GateBuilder {
         keys.set_hasher(self.hasher.clone());
         keys.set_format(self.format);
         keys.set_clock(self.clock.clone());
-        let verifier = Arc::new(Verifier::new(keys.store_ref().clone(), keys.hasher_ref().clone(), &self.verifier));
+        let verifier = Arc::new(Verifier::new(
+            keys.store_ref().clone(),
+            keys.hasher_ref().clone(),
+            &self.verifier,
+        ));
         let weak = Arc::downgrade(&verifier);
         keys.set_invalidate(Arc::new(move |key_id: &KeyId| {
             if let Some(verifier) = weak.upgrade() {
@@ -345,7 +352,11 @@ impl Gate {
 
     /// Runs the pipeline: credential, parse, verify, state, scopes, spend cap, rate
     /// limits. An adapter calls this once per request and does what it says.
-    pub async fn admit<H: HeaderSource + ?Sized>(&self, headers: &H, policy: &RoutePolicy) -> Result<Admission, Rejection> {
+    pub async fn admit<H: HeaderSource + ?Sized>(
+        &self,
+        headers: &H,
+        policy: &RoutePolicy,
+    ) -> Result<Admission, Rejection> {
         let inner = &*self.inner;
         let format = inner.keys.key_format();
         let ours = |value: &str| format.is_branded(value);
@@ -362,14 +373,22 @@ impl Gate {
         let parsed = match format.parse(key) {
             Ok(parsed) => parsed,
             Err(e) => {
-                tracing::debug!(key_id = e.key_id.as_ref().map(KeyId::as_str), reason = e.reason, "malformed key");
+                tracing::debug!(
+                    key_id = e.key_id.as_ref().map(KeyId::as_str),
+                    reason = e.reason,
+                    "malformed key"
+                );
                 return Err(self.deny(Denial::InvalidKey { key_id: e.key_id }));
             }
         };
         let invalid = || Denial::InvalidKey {
             key_id: Some(KeyId::from(parsed.key_id())),
         };
-        let verified = match inner.verifier.verify(digest(key), parsed.key_id(), parsed.secret()).await {
+        let verified = match inner
+            .verifier
+            .verify(digest(key), parsed.key_id(), parsed.secret())
+            .await
+        {
             Ok(verified) => verified,
             Err(Failure::Invalid) => return Err(self.deny(invalid())),
             Err(Failure::Unavailable) => return Err(self.deny(Denial::Unavailable { retry_after: 1 })),
@@ -383,7 +402,9 @@ impl Gate {
             return Err(self.deny_at(Denial::ExpiredKey { expired_at }, now));
         }
         let principal = &verified.principal;
-        let missing = principal.scopes().missing(policy.scopes(), inner.admin_grants_all);
+        let missing = principal
+            .scopes()
+            .missing(policy.scopes(), inner.admin_grants_all);
         if !missing.is_empty() {
             tracing::debug!(key_id = parsed.key_id(), missing = %missing, "insufficient scope");
             return Err(self.deny_at(
@@ -451,7 +472,7 @@ impl Gate {
         }
         match limiter.acquire(principal.key_id(), &buckets, now).await {
             Ok(decision) => {
-                let headers = self.rate_headers(&decision);
+                let headers = self.rate_headers(&decision, now);
                 if decision.allowed {
                     Ok(headers)
                 } else {
@@ -466,15 +487,14 @@ impl Gate {
         }
     }
 
-    fn rate_headers(&self, decision: &RateDecision) -> HeaderMap {
+    fn rate_headers(&self, decision: &RateDecision, now: DateTime<Utc>) -> HeaderMap {
         let w = decision.tightest;
         let mut headers = HeaderMap::with_capacity(5);
         headers.insert(X_RATELIMIT_LIMIT.clone(), HeaderValue::from(w.limit));
         headers.insert(X_RATELIMIT_REMAINING.clone(), HeaderValue::from(w.remaining));
         headers.insert(X_RATELIMIT_RESET.clone(), HeaderValue::from(w.reset_at));
         if self.inner.ietf_headers {
-            let now = self.now().timestamp().max(0) as u64;
-            let reset = w.reset_at.saturating_sub(now);
+            let reset = w.reset_at.saturating_sub(now.timestamp().max(0) as u64);
             let field = format!("limit={}, remaining={}, reset={}", w.limit, w.remaining, reset);
             let policy = format!("{};w={}", w.limit, w.period_secs);
             if let (Ok(field), Ok(policy)) = (HeaderValue::try_from(field), HeaderValue::try_from(policy)) {
@@ -485,7 +505,11 @@ impl Gate {
         headers
     }
 
-    fn backend_failed(&self, error: &crate::policy::BackendError, now: DateTime<Utc>) -> Result<(), Rejection> {
+    fn backend_failed(
+        &self,
+        error: &crate::policy::BackendError,
+        now: DateTime<Utc>,
+    ) -> Result<(), Rejection> {
         tracing::error!(%error, "policy backend failed");
         match self.inner.fail_mode {
             FailMode::Open => Ok(()),

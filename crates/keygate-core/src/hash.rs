@@ -160,7 +160,8 @@ impl KeyHasher for Argon2Hasher {
     }
 
     fn verify(&self, secret: &[u8], stored: &SecretHash) -> Result<bool, HashError> {
-        let parsed = PasswordHash::new(stored.as_str()).map_err(|_| HashError::Corrupt("not a PHC string"))?;
+        let parsed =
+            PasswordHash::new(stored.as_str()).map_err(|_| HashError::Corrupt("not a PHC string"))?;
         if parsed.algorithm != Algorithm::Argon2id.ident() {
             return Err(HashError::Corrupt("not argon2id"));
         }
@@ -203,9 +204,17 @@ mod tests {
     #[test]
     fn malformed_and_foreign_hashes_are_corrupt() {
         let hasher = Argon2Hasher::insecure_fast();
-        for bad in ["", "plaintext", "$argon2i$v=19$m=256,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", "$2b$12$abc"] {
+        for bad in [
+            "",
+            "plaintext",
+            "$argon2i$v=19$m=256,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+            "$2b$12$abc",
+        ] {
             assert!(
-                matches!(hasher.verify(b"x", &SecretHash::new(bad)), Err(HashError::Corrupt(_))),
+                matches!(
+                    hasher.verify(b"x", &SecretHash::new(bad)),
+                    Err(HashError::Corrupt(_))
+                ),
                 "{bad}"
             );
         }

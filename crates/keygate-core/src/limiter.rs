@@ -59,8 +59,9 @@ const MAX_PERIOD_NANOS: i128 = 1000 * 365 * 86_400 * NANOS_PER_SEC;
 /// - **Bursts up to `limit`.** An idle key may send `limit` requests at once.
 /// - **Steady refill.** Capacity comes back one request every `period / limit`
 ///   (100/min: one every 0.6 s), not all at once at the end of a fixed window.
-/// - **`Retry-After` is exact.** A refused request may succeed at
-///   `now + retry_after`, and not a whole second earlier (it is rounded up).
+/// - **`Retry-After` is exact.** A refused request will succeed at `now + retry_after`
+///   (unless other requests take that capacity first), and not a whole second earlier:
+///   the exact wait is rounded up, to at least 1.
 /// - **`X-RateLimit-Reset`** is when the window would be full again.
 ///
 /// ## Error bound
@@ -69,8 +70,8 @@ const MAX_PERIOD_NANOS: i128 = 1000 * 365 * 86_400 * NANOS_PER_SEC;
 /// sliding-window counter, which assumes the previous window's requests were spread
 /// evenly). Against the other common reading of "100 per minute", the *sliding log*
 /// ("at most `limit` requests in any interval of one `period`"), it differs like every
-/// token bucket: a burst of `limit` followed by steady refill admits up to
-/// `2 × limit − 1` requests in the worst interval of one `period`, and never more than
+/// token bucket: a burst of `limit` followed by a period of steady refill admits up to
+/// `2 × limit` requests in the worst interval of one `period`, and never more than
 /// `limit × (1 + t / period)` in any interval of length `t`. The long-run rate is
 /// exactly `limit / period`. A sliding log would be exact in every interval but costs
 /// memory per request; the sliding-window counter costs the same as GCRA but can err by
@@ -188,7 +189,6 @@ struct Window {
     scale: i128,
     /// The period in nanoseconds: also the emission interval, scaled.
     period: i128,
-    period_secs: u64,
 }
 
 enum Check {
@@ -203,7 +203,6 @@ impl Window {
             limit,
             scale: i128::from(limit.max(1)),
             period: period_nanos,
-            period_secs: u64::try_from(div_ceil(period_nanos, NANOS_PER_SEC)).unwrap_or(u64::MAX),
         }
     }
 
@@ -234,21 +233,27 @@ impl Window {
         }
     }
 
-    /// The window's state when its counter is at `tat`.
+    /// Requests the window would still admit now, with its counter at `tat`.
+    fn remaining(&self, tat: i128, now: &Now) -> u32 {
+        if self.limit == 0 {
+            return 0;
+        }
+        let left = div_floor(
+            (self.period * self.scale - self.used(tat, now)).max(0),
+            self.period,
+        );
+        u32::try_from(left.min(i128::from(self.limit))).unwrap_or(0)
+    }
+
+    /// The window's state with its counter at `tat`, for the headers.
     fn state(&self, tat: i128, now: &Now) -> WindowState {
-        let used = self.used(tat, now);
-        let remaining = if self.limit == 0 {
-            0
-        } else {
-            div_floor((self.period * self.scale - used).max(0), self.period)
-        };
         // Whole again `used / scale` nanoseconds from now, rounded up to a second.
-        let full_in = now.subsec_nanos + div_ceil(used, self.scale);
+        let full_in = now.subsec_nanos + div_ceil(self.used(tat, now), self.scale);
         let reset_at = now.secs + div_ceil(full_in, NANOS_PER_SEC);
         WindowState {
             limit: self.limit,
-            period_secs: self.period_secs,
-            remaining: u32::try_from(remaining.min(i128::from(self.limit))).unwrap_or(0),
+            period_secs: u64::try_from(div_ceil(self.period, NANOS_PER_SEC)).unwrap_or(u64::MAX),
+            remaining: self.remaining(tat, now),
             reset_at: u64::try_from(reset_at.max(0)).unwrap_or(u64::MAX),
         }
     }
@@ -405,7 +410,8 @@ impl MemoryRateLimiter {
 /// Checks every bucket, then counts in each only if all admitted.
 fn decide(counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) -> RateDecision {
     // Pass 1: find or create each counter, rescale it to its limit, and check it.
-    let mut refused: Option<(i128, WindowState)> = None;
+    // The refusing window with the longest wait: (wait, window, counter).
+    let mut refused: Option<(i128, Window, i128)> = None;
     for (i, bucket) in buckets.iter().enumerate() {
         let Some(limit) = effective_limit(buckets, i) else {
             continue;
@@ -431,24 +437,25 @@ fn decide(counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) -> RateDec
             counter.tat = instant.saturating_mul(i128::from(counter.scale));
         }
         if let Check::Refuse { wait_nanos, tat } = window.check(counter.tat, now) {
-            if refused.as_ref().is_none_or(|(longest, _)| wait_nanos > *longest) {
-                refused = Some((wait_nanos, window.state(tat, now)));
+            if refused.is_none_or(|(longest, _, _)| wait_nanos > longest) {
+                refused = Some((wait_nanos, window, tat));
             }
         }
     }
-    if let Some((wait_nanos, tightest)) = refused {
+    if let Some((wait_nanos, window, tat)) = refused {
         let secs = div_ceil(wait_nanos, NANOS_PER_SEC).max(1);
         return RateDecision {
             allowed: false,
             tightest: WindowState {
                 remaining: 0,
-                ..tightest
+                ..window.state(tat, now)
             },
             retry_after: u64::try_from(secs).unwrap_or(u64::MAX),
         };
     }
-    // Pass 2: every bucket admitted; count the request in each.
-    let mut tightest: Option<WindowState> = None;
+    // Pass 2: every bucket admitted; count the request in each. The tightest window has
+    // the fewest requests left, then the latest reset: (remaining, used, window, counter).
+    let mut tightest: Option<(u32, i128, Window, i128)> = None;
     for (i, bucket) in buckets.iter().enumerate() {
         let Some(limit) = effective_limit(buckets, i) else {
             continue;
@@ -461,22 +468,27 @@ fn decide(counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) -> RateDec
         if let Check::Admit { tat } = window.check(counter.tat, now) {
             counter.tat = tat;
         }
-        let state = window.state(counter.tat, now);
-        let tighter = tightest.is_none_or(|t| {
-            state.remaining < t.remaining || (state.remaining == t.remaining && state.reset_at > t.reset_at)
+        let remaining = window.remaining(counter.tat, now);
+        let used = window.used(counter.tat, now);
+        // Resets compared exactly: used / scale against theirs, cross-multiplied.
+        let tighter = tightest.is_none_or(|(r, u, w, _)| {
+            remaining < r || (remaining == r && used.saturating_mul(w.scale) > u.saturating_mul(window.scale))
         });
         if tighter {
-            tightest = Some(state);
+            tightest = Some((remaining, used, window, counter.tat));
         }
     }
     RateDecision {
         allowed: true,
-        tightest: tightest.unwrap_or(WindowState {
-            limit: 0,
-            period_secs: 0,
-            remaining: 0,
-            reset_at: 0,
-        }),
+        tightest: tightest.map_or(
+            WindowState {
+                limit: 0,
+                period_secs: 0,
+                remaining: 0,
+                reset_at: 0,
+            },
+            |(_, _, window, tat)| window.state(tat, now),
+        ),
         retry_after: 0,
     }
 }

@@ -86,7 +86,9 @@ pub struct KeyManager {
 
 impl fmt::Debug for KeyManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyManager").field("format", &self.format).finish_non_exhaustive()
+        f.debug_struct("KeyManager")
+            .field("format", &self.format)
+            .finish_non_exhaustive()
     }
 }
 
@@ -270,7 +272,11 @@ impl KeyManager {
         let now = self.clock.now();
         match old.status(now) {
             KeyStatus::Active => {}
-            status => return Err(ManageError::Invalid(format!("cannot rotate a key that is {status}"))),
+            status => {
+                return Err(ManageError::Invalid(format!(
+                    "cannot rotate a key that is {status}"
+                )))
+            }
         }
         let grace = chrono::Duration::from_std(grace)
             .map_err(|_| ManageError::Invalid("grace period too long".into()))?;
@@ -285,7 +291,9 @@ impl KeyManager {
                 scopes: old.scopes.clone(),
                 environment: old.environment,
                 // A key issued for 90 days rotates into a new 90-day key.
-                expires_at: old.expires_at.and_then(|at| now.checked_add_signed(at - old.created_at)),
+                expires_at: old
+                    .expires_at
+                    .and_then(|at| now.checked_add_signed(at - old.created_at)),
                 rate_limits: old.rate_limits.clone(),
                 spend_cap: old.spend_cap,
                 metadata: Some(old.metadata.clone()),

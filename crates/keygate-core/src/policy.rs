@@ -258,8 +258,12 @@ pub trait DynSpendMeter: Send + Sync + 'static {
     /// See [`SpendMeter::spent`].
     fn spent<'a>(&'a self, key_id: &'a KeyId, month: Month) -> BoxFuture<'a, Result<u64, BackendError>>;
     /// See [`SpendMeter::charge`].
-    fn charge<'a>(&'a self, key_id: &'a KeyId, month: Month, micro_cents: u64)
-        -> BoxFuture<'a, Result<u64, BackendError>>;
+    fn charge<'a>(
+        &'a self,
+        key_id: &'a KeyId,
+        month: Month,
+        micro_cents: u64,
+    ) -> BoxFuture<'a, Result<u64, BackendError>>;
 }
 
 impl<M: SpendMeter> DynSpendMeter for M {

@@ -285,7 +285,13 @@ impl FromStr for RateLimit {
 
 /// Parses a duration such as `90d`, `24h`, `30m`, `45s` or `0`.
 pub fn parse_duration(s: &str) -> Result<Duration, InvalidValue> {
-    let bad = || InvalidValue::new("duration", s, "expected a number and a unit: `90d`, `24h`, `30m`, `45s`");
+    let bad = || {
+        InvalidValue::new(
+            "duration",
+            s,
+            "expected a number and a unit: `90d`, `24h`, `30m`, `45s`",
+        )
+    };
     let s = s.trim();
     if s == "0" {
         return Ok(Duration::ZERO);
@@ -496,7 +502,10 @@ mod tests {
             RateLimit::parse_list("100/min, 1000/h").unwrap(),
             vec![RateLimit::per_minute(100), RateLimit::per_hour(1000)]
         );
-        assert_eq!("5/30s".parse::<RateLimit>().unwrap(), RateLimit::new(5, Duration::from_secs(30)));
+        assert_eq!(
+            "5/30s".parse::<RateLimit>().unwrap(),
+            RateLimit::new(5, Duration::from_secs(30))
+        );
         for bad in ["", "100", "0/min", "x/min", "10/fortnight", "-1/s"] {
             assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
         }
@@ -518,12 +527,18 @@ mod tests {
         let write = Scopes::new(["write"]);
         assert!(admin.missing(&write, true).is_empty());
         assert_eq!(admin.missing(&write, false), write);
-        assert_eq!(Scopes::new(["read"]).missing(&Scopes::new(["read", "write"]), true), write);
+        assert_eq!(
+            Scopes::new(["read"]).missing(&Scopes::new(["read", "write"]), true),
+            write
+        );
     }
 
     #[test]
     fn scope_lists_are_validated() {
-        assert_eq!("write, read".parse::<Scopes>().unwrap(), Scopes::new(["read", "write"]));
+        assert_eq!(
+            "write, read".parse::<Scopes>().unwrap(),
+            Scopes::new(["read", "write"])
+        );
         for bad in ["", "read,,write", "re ad", "read;drop"] {
             assert!(bad.parse::<Scopes>().is_err(), "{bad}");
         }

@@ -141,12 +141,19 @@ pub trait DynKeyStore: Send + Sync + 'static {
     /// See [`KeyStore::insert`].
     fn insert<'a>(&'a self, record: &'a KeyRecord) -> BoxFuture<'a, Result<(), StoreError>>;
     /// See [`KeyStore::list_by_owner`].
-    fn list_by_owner<'a>(&'a self, owner: &'a OwnerId, page: Page) -> BoxFuture<'a, Result<Vec<KeyRecord>, StoreError>>;
+    fn list_by_owner<'a>(
+        &'a self,
+        owner: &'a OwnerId,
+        page: Page,
+    ) -> BoxFuture<'a, Result<Vec<KeyRecord>, StoreError>>;
     /// See [`KeyStore::list`].
     fn list(&self, page: Page) -> BoxFuture<'_, Result<Vec<KeyRecord>, StoreError>>;
     /// See [`KeyStore::revoke`].
-    fn revoke<'a>(&'a self, key_id: &'a KeyId, at: DateTime<Utc>)
-        -> BoxFuture<'a, Result<Option<KeyRecord>, StoreError>>;
+    fn revoke<'a>(
+        &'a self,
+        key_id: &'a KeyId,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<KeyRecord>, StoreError>>;
     /// See [`KeyStore::set_expiry`].
     fn set_expiry<'a>(
         &'a self,
@@ -168,7 +175,11 @@ impl<S: KeyStore> DynKeyStore for S {
     fn insert<'a>(&'a self, record: &'a KeyRecord) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(KeyStore::insert(self, record))
     }
-    fn list_by_owner<'a>(&'a self, owner: &'a OwnerId, page: Page) -> BoxFuture<'a, Result<Vec<KeyRecord>, StoreError>> {
+    fn list_by_owner<'a>(
+        &'a self,
+        owner: &'a OwnerId,
+        page: Page,
+    ) -> BoxFuture<'a, Result<Vec<KeyRecord>, StoreError>> {
         Box::pin(KeyStore::list_by_owner(self, owner, page))
     }
     fn list(&self, page: Page) -> BoxFuture<'_, Result<Vec<KeyRecord>, StoreError>> {
@@ -286,7 +297,11 @@ impl MemoryStore {
         Ok(f(&mut guard))
     }
 
-    fn change(&self, key_id: &KeyId, edit: impl FnOnce(&mut KeyRecord)) -> Result<Option<KeyRecord>, StoreError> {
+    fn change(
+        &self,
+        key_id: &KeyId,
+        edit: impl FnOnce(&mut KeyRecord),
+    ) -> Result<Option<KeyRecord>, StoreError> {
         self.write(|inner| {
             let record = inner.records.get_mut(key_id)?;
             edit(record);
@@ -325,7 +340,12 @@ impl KeyStore for MemoryStore {
     }
 
     async fn list_by_owner(&self, owner: &OwnerId, page: Page) -> Result<Vec<KeyRecord>, StoreError> {
-        self.read(|inner| page_of(inner.records.values().filter(|r| &r.owner == owner).collect(), page))
+        self.read(|inner| {
+            page_of(
+                inner.records.values().filter(|r| &r.owner == owner).collect(),
+                page,
+            )
+        })
     }
 
     async fn list(&self, page: Page) -> Result<Vec<KeyRecord>, StoreError> {

@@ -111,7 +111,11 @@ pub(crate) struct Verifier {
 }
 
 impl Verifier {
-    pub(crate) fn new(store: Arc<dyn DynKeyStore>, hasher: Arc<dyn KeyHasher>, config: &VerifierConfig) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn DynKeyStore>,
+        hasher: Arc<dyn KeyHasher>,
+        config: &VerifierConfig,
+    ) -> Self {
         let workers = config.hash_workers.max(1);
         Self {
             store,
@@ -190,7 +194,12 @@ impl Verifier {
         outcome
     }
 
-    fn join_or_start(self: &Arc<Self>, digest: Digest, key_id: &str, secret: &str) -> Result<Flight, Failure> {
+    fn join_or_start(
+        self: &Arc<Self>,
+        digest: Digest,
+        key_id: &str,
+        secret: &str,
+    ) -> Result<Flight, Failure> {
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(flight) = inflight.get(&digest) {
             return Ok(flight.clone());
@@ -281,9 +290,10 @@ impl Verifier {
             return Err(Failure::Unavailable);
         };
         let hasher = self.hasher.clone();
-        let verdict = tokio::task::spawn_blocking(move || hasher.verify(secret.expose_secret().as_bytes(), &stored))
-            .await
-            .map_err(|_| Failure::Unavailable)?;
+        let verdict =
+            tokio::task::spawn_blocking(move || hasher.verify(secret.expose_secret().as_bytes(), &stored))
+                .await
+                .map_err(|_| Failure::Unavailable)?;
         match verdict {
             Ok(matches) => Ok(matches),
             Err(HashError::Corrupt(why)) => {
@@ -308,7 +318,10 @@ impl Drop for FlightGuard<'_> {
     fn drop(&mut self) {
         let mut inflight = self.verifier.inflight.lock().unwrap_or_else(|p| p.into_inner());
         // Only this flight's entry: a newer flight for the same key may have replaced it.
-        if inflight.get(&self.digest).is_some_and(|f| f.same_channel(&self.flight)) {
+        if inflight
+            .get(&self.digest)
+            .is_some_and(|f| f.same_channel(&self.flight))
+        {
             inflight.remove(&self.digest);
         }
     }

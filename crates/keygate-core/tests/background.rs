@@ -17,11 +17,15 @@ fn request(key: &str, user_agent: &str) -> HeaderMap {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_is_counted_and_written_in_one_batch() {
     let store = MemoryStore::new();
-    let gate = Gate::builder(store.clone()).hasher(Argon2Hasher::insecure_fast()).build();
+    let gate = Gate::builder(store.clone())
+        .hasher(Argon2Hasher::insecure_fast())
+        .build();
     let created = gate.keys().create(NewKey::new("acct_1", "ci")).await.unwrap();
     let key = created.key.expose_secret();
     for i in 0..5 {
-        gate.admit(&request(key, &format!("client/{i}")), &RoutePolicy::new()).await.unwrap();
+        gate.admit(&request(key, &format!("client/{i}")), &RoutePolicy::new())
+            .await
+            .unwrap();
     }
     // Nothing is written per request.
     let before = store.find(&created.record.key_id).await.unwrap().unwrap();
@@ -37,15 +41,20 @@ async fn usage_is_counted_and_written_in_one_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_flushes_the_last_batch() {
     let store = MemoryStore::new();
-    let gate = Gate::builder(store.clone()).hasher(Argon2Hasher::insecure_fast()).build();
+    let gate = Gate::builder(store.clone())
+        .hasher(Argon2Hasher::insecure_fast())
+        .build();
     let background = gate.spawn_background(Background {
         usage_flush: Duration::from_secs(3600),
         feed_poll: None,
     });
     let created = gate.keys().create(NewKey::new("acct_1", "ci")).await.unwrap();
-    gate.admit(&request(created.key.expose_secret(), "curl/8"), &RoutePolicy::new())
-        .await
-        .unwrap();
+    gate.admit(
+        &request(created.key.expose_secret(), "curl/8"),
+        &RoutePolicy::new(),
+    )
+    .await
+    .unwrap();
     background.shutdown().await;
     let record = store.find(&created.record.key_id).await.unwrap().unwrap();
     assert_eq!(record.usage.request_count, 1);
@@ -54,7 +63,9 @@ async fn shutdown_flushes_the_last_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_revoked_by_another_process_is_refused_after_the_next_poll() {
     let store = MemoryStore::new();
-    let gate = Gate::builder(store.clone()).hasher(Argon2Hasher::insecure_fast()).build();
+    let gate = Gate::builder(store.clone())
+        .hasher(Argon2Hasher::insecure_fast())
+        .build();
     let background = gate.spawn_background(Background {
         usage_flush: Duration::from_secs(3600),
         feed_poll: Some(Duration::from_millis(100)),

@@ -61,7 +61,11 @@ impl KeyStore for CountingStore {
     async fn revoke(&self, key_id: &KeyId, at: DateTime<Utc>) -> Result<Option<KeyRecord>, StoreError> {
         self.inner.revoke(key_id, at).await
     }
-    async fn set_expiry(&self, key_id: &KeyId, at: Option<DateTime<Utc>>) -> Result<Option<KeyRecord>, StoreError> {
+    async fn set_expiry(
+        &self,
+        key_id: &KeyId,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
         self.inner.set_expiry(key_id, at).await
     }
     async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
@@ -200,7 +204,9 @@ async fn a_cancelled_first_request_neither_stalls_nor_fails_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_key_is_refused_on_the_next_request() {
-    let gate = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast()).build();
+    let gate = Gate::builder(MemoryStore::new())
+        .hasher(Argon2Hasher::insecure_fast())
+        .build();
     let created = create(&gate).await;
     let key = created.key.expose_secret();
     assert_eq!(status(&gate, key).await, StatusCode::OK, "cached now");
@@ -219,14 +225,24 @@ async fn revoked_key_is_refused_on_the_next_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_key_answers_the_same_bytes_as_an_unknown_one() {
     let store = MemoryStore::new();
-    let gate = Gate::builder(store.clone()).hasher(Argon2Hasher::insecure_fast()).build();
+    let gate = Gate::builder(store.clone())
+        .hasher(Argon2Hasher::insecure_fast())
+        .build();
     let created = create(&gate).await;
     gate.keys().revoke(&created.record.key_id).await.unwrap();
-    let revoked = gate.admit(&bearer(created.key.expose_secret()), &RoutePolicy::new()).await.unwrap_err();
+    let revoked = gate
+        .admit(&bearer(created.key.expose_secret()), &RoutePolicy::new())
+        .await
+        .unwrap_err();
 
     // Same id, record deleted from a fresh store: the id is unknown.
-    let other = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast()).build();
-    let unknown = other.admit(&bearer(created.key.expose_secret()), &RoutePolicy::new()).await.unwrap_err();
+    let other = Gate::builder(MemoryStore::new())
+        .hasher(Argon2Hasher::insecure_fast())
+        .build();
+    let unknown = other
+        .admit(&bearer(created.key.expose_secret()), &RoutePolicy::new())
+        .await
+        .unwrap_err();
     assert_eq!(revoked.status(), unknown.status());
     assert_eq!(revoked.body(), unknown.body());
     assert_eq!(revoked.headers(), unknown.headers());
@@ -235,7 +251,9 @@ async fn revoked_key_answers_the_same_bytes_as_an_unknown_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_made_elsewhere_is_seen_after_invalidate() {
     let store = MemoryStore::new();
-    let gate = Gate::builder(store.clone()).hasher(Argon2Hasher::insecure_fast()).build();
+    let gate = Gate::builder(store.clone())
+        .hasher(Argon2Hasher::insecure_fast())
+        .build();
     let created = create(&gate).await;
     let key = created.key.expose_secret();
     assert_eq!(status(&gate, key).await, StatusCode::OK);
@@ -316,7 +334,9 @@ async fn cached_keys_flow_while_the_hash_pool_is_saturated_and_cold_ones_are_she
     let shed = gate.admit(&bearer(&cold), &RoutePolicy::new()).await.unwrap_err();
     assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(shed.headers()["retry-after"], "1");
-    assert!(std::str::from_utf8(shed.body()).unwrap().contains("SERVICE_UNAVAILABLE"));
+    assert!(std::str::from_utf8(shed.body())
+        .unwrap()
+        .contains("SERVICE_UNAVAILABLE"));
 
     hasher.block(false);
     for request in flood {
@@ -354,7 +374,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -377,7 +401,9 @@ async fn failed_keys_go_to_the_negative_cache() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_hash_above_the_ceiling_is_refused_without_hashing() {
     let store = MemoryStore::new();
-    let gate = Gate::builder(store.clone()).hasher(Argon2Hasher::insecure_fast()).build();
+    let gate = Gate::builder(store.clone())
+        .hasher(Argon2Hasher::insecure_fast())
+        .build();
     let format = keygate_core::KeyFormat::default();
     let (key_id, key) = format.generate(keygate_core::Environment::Live);
     let record = KeyRecord {
@@ -431,28 +457,53 @@ async fn no_trace_of_a_canary_secret_reaches_the_logs() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let gate = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast()).build();
+    let gate = Gate::builder(MemoryStore::new())
+        .hasher(Argon2Hasher::insecure_fast())
+        .build();
     let canary = create(&gate).await;
     let key = canary.key.expose_secret().to_string();
-    let secret = keygate_core::KeyFormat::default().parse(&key).unwrap().secret().to_string();
+    let secret = keygate_core::KeyFormat::default()
+        .parse(&key)
+        .unwrap()
+        .secret()
+        .to_string();
     // Every path a key can take: admitted, cached, malformed, wrong, revoked, rotated.
     assert_eq!(status(&gate, &key).await, StatusCode::OK);
     assert_eq!(status(&gate, &key).await, StatusCode::OK);
     assert_eq!(status(&gate, &format!("{key}x")).await, StatusCode::UNAUTHORIZED);
     let mut altered = key.clone().into_bytes();
     altered[20] = if altered[20] == b'a' { b'b' } else { b'a' };
-    assert_eq!(status(&gate, std::str::from_utf8(&altered).unwrap()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(&gate, std::str::from_utf8(&altered).unwrap()).await,
+        StatusCode::UNAUTHORIZED
+    );
     tracing::info!(created = ?canary, "created key (Debug)");
     tracing::info!(key = %canary.key, "created key (Display)");
-    let rotated = gate.keys().rotate(&canary.record.key_id, Duration::ZERO).await.unwrap();
+    let rotated = gate
+        .keys()
+        .rotate(&canary.record.key_id, Duration::ZERO)
+        .await
+        .unwrap();
     tracing::info!(?rotated, "rotated");
     gate.keys().revoke(&rotated.new.record.key_id).await.unwrap();
-    assert_eq!(status(&gate, rotated.new.key.expose_secret()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(&gate, rotated.new.key.expose_secret()).await,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(status(&gate, &key).await, StatusCode::UNAUTHORIZED);
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains(canary.record.key_id.as_str()), "the key id is logged:\n{logs}");
-    assert!(!logs.contains(&secret), "the secret leaked into the logs:\n{logs}");
+    assert!(
+        logs.contains(canary.record.key_id.as_str()),
+        "the key id is logged:\n{logs}"
+    );
+    assert!(
+        !logs.contains(&secret),
+        "the secret leaked into the logs:\n{logs}"
+    );
     let new_secret = rotated.new.key.expose_secret();
-    assert!(!logs.contains(&new_secret[new_secret.len() - 20..]), "a rotated secret leaked");
+    assert!(
+        !logs.contains(&new_secret[new_secret.len() - 20..]),
+        "a rotated secret leaked"
+    );
 }

@@ -8,6 +8,13 @@
 //! Only the argon2 hash of a secret is ever written; the plaintext key never reaches the
 //! database.
 //!
+//! Tables: `keygate_keys` and `keygate_key_changes` (the revocation feed that running
+//! services poll), created by [`SqlStore::migrate`] and tracked in sqlx's
+//! `_sqlx_migrations`. On PostgreSQL the role needs `SELECT`, `INSERT` and `UPDATE` on
+//! both (revocations lock the feed table briefly so that its sequence numbers become
+//! visible in order); set a schema with `search_path`, e.g. through
+//! [`PgConnectOptions::options`](sqlx::postgres::PgConnectOptions::options).
+//!
 //! # Example
 //! ```
 //! use keygate_core::{Argon2Hasher, KeyManager, NewKey};

@@ -498,7 +498,7 @@ mod tests {
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(
             text(response).await,
-            "Principal missing: is ApiKeyLayer applied to this route?"
+            "Principal missing: is ApiKeyLayer (axum) or ApiKeyMiddleware (actix) applied to this route?"
         );
     }
 }
