@@ -38,11 +38,11 @@ struct Service {
 impl Service {
     /// Starts `example` on `database`; waits until it listens. Returns the demo key if
     /// it printed one.
-    async fn start(example: &str, database: &Path) -> Service {
+    async fn start(example: &str, database_url: &str) -> Service {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut child = Command::new(built("example", example))
             .env("KEYGATE_ADDR", &addr)
-            .env("KEYGATE_DATABASE_URL", format!("sqlite://{}", database.display()))
+            .env("KEYGATE_DATABASE_URL", database_url)
             .env("KEYGATE_INSECURE_FAST_HASH", "1")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -142,10 +142,8 @@ fn altered(key: &str) -> String {
     String::from_utf8(bytes).expect("ascii")
 }
 
-async fn serves_the_contract(example: &str) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let database = dir.path().join("keygate.db");
-    let service = Service::start(example, &database).await;
+async fn serves_the_contract(example: &str, database: &str) {
+    let service = Service::start(example, database).await;
     let key = service.demo_key.clone().expect("a demo key on first start");
     let key_id: String = key.split('_').take(3).collect::<Vec<_>>().join("_");
 
@@ -184,53 +182,151 @@ async fn serves_the_contract(example: &str) {
 
     // A restart keeps the keys and does not mint a second demo key.
     service.stop().await;
-    let service = Service::start(example, &database).await;
+    let service = Service::start(example, database).await;
     assert_eq!(service.demo_key, None, "the demo key is printed only once");
     assert_eq!(service.get("/v1/whoami", Some(&key)).await.0, 200);
 
-    // The CLI revokes in the same file; the running service refuses within 2 seconds.
+    // The CLI creates a key in the same store; the running service accepts it. Then the
+    // CLI revokes it, and the running service refuses it within about a second.
     let cli = built("bin", "keygate");
     if cli.exists() {
-        let output = std::process::Command::new(&cli)
-            .args(["--database-url", &format!("sqlite://{}", database.display())])
-            .args(["keys", "revoke", &key_id])
-            .output()
-            .expect("run keygate");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let keygate = |args: &[&str]| {
+            let output = std::process::Command::new(&cli)
+                .args(["--database-url", database])
+                .args(args)
+                .output()
+                .expect("run keygate");
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8(output.stdout).expect("utf-8")
+        };
+        let created: serde_json::Value = serde_json::from_str(&keygate(&[
+            "keys",
+            "create",
+            "--owner",
+            "acct_cli",
+            "--name",
+            "CI Pipeline",
+            "--scopes",
+            "read,write",
+            "--json",
+        ]))
+        .expect("create --json");
+        let cli_key = created["key"].as_str().expect("key").to_string();
+        let cli_key_id = created["key_id"].as_str().expect("key_id").to_string();
+        let (status, body) = service.get("/v1/whoami", Some(&cli_key)).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(r#""owner":"acct_cli""#), "{body}");
+
+        keygate(&["keys", "revoke", &cli_key_id]);
         let revoked = Instant::now();
         loop {
-            if service.get("/v1/whoami", Some(&key)).await.0 == 401 {
+            if service.get("/v1/whoami", Some(&cli_key)).await.0 == 401 {
                 break;
             }
             assert!(
                 revoked.elapsed() < Duration::from_secs(10),
                 "still admitted 10 s after revocation"
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         println!(
             "{example}: revocation by the CLI refused after {:?}",
             revoked.elapsed()
         );
+        assert_eq!(
+            service.get("/v1/whoami", Some(&key)).await.0,
+            200,
+            "other keys unaffected"
+        );
     } else {
         println!(
-            "{example}: keygate CLI not built ({}); revocation step skipped",
+            "{example}: keygate CLI not built ({}); CLI steps skipped",
             cli.display()
         );
     }
     service.stop().await;
 }
 
+fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("keygate.db").display())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn axum_example_serves_the_contract_over_tcp() {
-    serves_the_contract("axum_service").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    serves_the_contract("axum_service", &sqlite_url(&dir)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actix_example_serves_the_contract_over_tcp() {
-    serves_the_contract("actix_service").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    serves_the_contract("actix_service", &sqlite_url(&dir)).await;
+}
+
+/// A database of its own on the server of `KEYGATE_TEST_POSTGRES_URL`, dropped after.
+struct ScratchDatabase {
+    admin: keygate::keygate_sqlx::sqlx::PgPool,
+    name: String,
+    url: String,
+}
+
+impl ScratchDatabase {
+    /// `None` (the test is skipped) without the URL, unless services are required.
+    async fn create() -> Option<ScratchDatabase> {
+        use keygate::keygate_sqlx::sqlx::PgPool;
+        let Ok(base) = std::env::var("KEYGATE_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var("KEYGATE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "KEYGATE_REQUIRE_SERVICES=1 but KEYGATE_TEST_POSTGRES_URL is not set"
+            );
+            println!("skipped: set KEYGATE_TEST_POSTGRES_URL to run the PostgreSQL end-to-end test");
+            return None;
+        };
+        let admin = PgPool::connect(&base)
+            .await
+            .expect("connect to KEYGATE_TEST_POSTGRES_URL");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!("keygate_e2e_{}_{nanos}", std::process::id());
+        keygate::keygate_sqlx::sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .expect("create scratch database");
+        let (server, _) = base.rsplit_once('/').expect("a database in the URL");
+        let url = format!("{server}/{name}");
+        Some(ScratchDatabase { admin, name, url })
+    }
+
+    async fn drop(self) {
+        let _ = keygate::keygate_sqlx::sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&self.admin)
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_example_serves_the_contract_on_postgres() {
+    let Some(database) = ScratchDatabase::create().await else {
+        return;
+    };
+    serves_the_contract("actix_service", &database.url).await;
+    database.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_example_serves_the_contract_on_postgres() {
+    let Some(database) = ScratchDatabase::create().await else {
+        return;
+    };
+    serves_the_contract("axum_service", &database.url).await;
+    database.drop().await;
 }
