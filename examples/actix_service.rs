@@ -15,7 +15,7 @@ mod common;
 
 use actix_web::dev::HttpServiceFactory;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use keygate::{self_service_scope, ApiKeyMiddleware, Background, Cost, Gate, Principal, RoutePolicy};
+use keygate::{self_service_scope, ApiKeyMiddleware, Cost, Gate, Principal, RoutePolicy};
 
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(common::health())
@@ -53,15 +53,7 @@ fn guarded(gate: &Gate, path: &str, policy: RoutePolicy, route: actix_web::Route
 
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let settings = common::Settings::from_env()?;
-    let gate = common::gate(&settings).await?;
-    common::mint_demo_key(&gate, &settings.addr).await?;
-    let background = gate.spawn_background(Background::default());
+    let (settings, gate, background) = common::start().await?;
 
     let server_gate = gate.clone();
     let server = HttpServer::new(move || {

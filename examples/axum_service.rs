@@ -23,9 +23,9 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Json, Router};
-use keygate::{self_service_router, ApiKeyLayer, Background, Cost, Principal, RoutePolicy};
+use keygate::{self_service_router, ApiKeyLayer, Cost, Principal, RoutePolicy};
 
 async fn health() -> Json<serde_json::Value> {
     Json(common::health())
@@ -52,52 +52,53 @@ async fn hello(principal: Option<Principal>) -> Json<serde_json::Value> {
     Json(common::hello(principal.as_ref().map(|p| p.owner().as_str())))
 }
 
+/// Ctrl-C or SIGTERM: stop accepting, finish in-flight requests, then flush usage.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let settings = common::Settings::from_env()?;
-    let gate = common::gate(&settings).await?;
-    common::mint_demo_key(&gate, &settings.addr).await?;
-    let background = gate.spawn_background(Background::default());
+    let (settings, gate, background) = common::start().await?;
 
     let policies = common::Policies::new();
-    let guarded = |router: Router, policy: RoutePolicy| {
-        router.route_layer(ApiKeyLayer::new(gate.clone()).policy(policy))
+    // One route, behind the layer with that route's policy (scopes, service limits).
+    let guarded = |path: &str, route: MethodRouter, policy: RoutePolicy| {
+        Router::new()
+            .route(path, route)
+            .route_layer(ApiKeyLayer::new(gate.clone()).policy(policy))
     };
     let app = Router::new()
         .route("/v1/health", get(health))
-        .merge(guarded(
-            Router::new().route("/v1/whoami", get(whoami)),
-            policies.whoami,
-        ))
-        .merge(guarded(
-            Router::new().route("/v1/models", get(models)),
-            policies.models,
-        ))
-        .merge(guarded(
-            Router::new().route("/v1/translate", post(translate)),
-            policies.translate,
-        ))
-        .merge(guarded(
-            Router::new().route("/v1/chat/completions", post(chat)),
-            policies.chat,
-        ))
-        .merge(guarded(
-            Router::new().route("/v1/hello", get(hello)),
-            policies.hello,
-        ))
+        .merge(guarded("/v1/whoami", get(whoami), policies.whoami))
+        .merge(guarded("/v1/models", get(models), policies.models))
+        .merge(guarded("/v1/translate", post(translate), policies.translate))
+        .merge(guarded("/v1/chat/completions", post(chat), policies.chat))
+        .merge(guarded("/v1/hello", get(hello), policies.hello))
         .nest("/api/v1/api-keys", self_service_router(gate.clone()));
 
     let listener = tokio::net::TcpListener::bind(&settings.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "axum_service listening");
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
     background.shutdown().await;
     Ok(())

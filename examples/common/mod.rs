@@ -5,8 +5,8 @@
 use std::error::Error;
 
 use keygate::{
-    Argon2Hasher, ErrorFormatKind, Gate, MemoryRateLimiter, MemorySpendMeter, NewKey, Page, RateLimit,
-    RoutePolicy, SqlStore,
+    Argon2Hasher, Background, BackgroundTask, ErrorFormatKind, Gate, MemoryRateLimiter, MemorySpendMeter,
+    NewKey, Page, RateLimit, RoutePolicy, SqlStore,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -33,6 +33,21 @@ impl Settings {
             error_format: var("KEYGATE_ERROR_FORMAT", "default").parse()?,
         })
     }
+}
+
+/// Everything before routing: logs, settings, the gate, the demo key on a new store,
+/// and the background work (usage written behind, revocations from other processes).
+pub async fn start() -> Result<(Settings, Gate, BackgroundTask), Box<dyn Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let settings = Settings::from_env()?;
+    let gate = gate(&settings).await?;
+    mint_demo_key(&gate, &settings.addr).await?;
+    let background = gate.spawn_background(Background::default());
+    Ok((settings, gate, background))
 }
 
 /// Opens the store (creating and migrating it if needed) and builds the gate: every

@@ -200,78 +200,21 @@ where
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
-    use std::future::{ready, Future};
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use axum::body::Body;
     use axum::routing::get;
     use axum::{Extension, Router};
-    use chrono::{DateTime, Utc};
+    use chrono::Utc;
     use http::{header, StatusCode};
     use http_body_util::BodyExt;
     use keygate_core::{
-        Argon2Hasher, BackendError, Bucket, KeyId, MemoryStore, Month, NewKey, Principal, RateDecision,
-        RateLimiter, SpendMeter, WindowState,
+        Argon2Hasher, MemoryRateLimiter, MemorySpendMeter, MemoryStore, Month, NewKey, Principal,
     };
     use tower::{service_fn, ServiceBuilder, ServiceExt};
 
     use super::*;
-
-    /// A limiter that admits every request and reports a fixed window.
-    struct FixedWindow;
-
-    impl RateLimiter for FixedWindow {
-        fn acquire(
-            &self,
-            _key_id: &KeyId,
-            _buckets: &[Bucket],
-            _now: DateTime<Utc>,
-        ) -> impl Future<Output = Result<RateDecision, BackendError>> + Send {
-            ready(Ok(RateDecision {
-                allowed: true,
-                tightest: WindowState {
-                    limit: 100,
-                    period_secs: 60,
-                    remaining: 99,
-                    reset_at: 1_767_225_600,
-                },
-                retry_after: 0,
-            }))
-        }
-    }
-
-    /// A meter that records every charge and reports nothing spent.
-    #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<u64>>>);
-
-    impl Recorder {
-        fn charges(&self) -> Vec<u64> {
-            self.0.lock().map(|c| c.clone()).unwrap_or_default()
-        }
-    }
-
-    impl SpendMeter for Recorder {
-        fn spent(
-            &self,
-            _key_id: &KeyId,
-            _month: Month,
-        ) -> impl Future<Output = Result<u64, BackendError>> + Send {
-            ready(Ok(0))
-        }
-
-        fn charge(
-            &self,
-            _key_id: &KeyId,
-            _month: Month,
-            micro_cents: u64,
-        ) -> impl Future<Output = Result<u64, BackendError>> + Send {
-            if let Ok(mut charges) = self.0.lock() {
-                charges.push(micro_cents);
-            }
-            ready(Ok(micro_cents))
-        }
-    }
 
     fn gate() -> Gate {
         Gate::builder(MemoryStore::new())
@@ -405,7 +348,7 @@ mod tests {
     async fn admitted_responses_carry_the_rate_limit_headers() {
         let gate = Gate::builder(MemoryStore::new())
             .hasher(Argon2Hasher::insecure_fast())
-            .rate_limiter(FixedWindow, [RateLimit::per_minute(100)])
+            .rate_limiter(MemoryRateLimiter::new(), [RateLimit::per_minute(100)])
             .build();
         let (_, key) = key(&gate, &[]).await;
         let app = Router::new()
@@ -418,12 +361,17 @@ mod tests {
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["x-ratelimit-limit"], "100");
         assert_eq!(response.headers()["x-ratelimit-remaining"], "99");
-        assert_eq!(response.headers()["x-ratelimit-reset"], "1767225600");
+        let reset: i64 = response.headers()["x-ratelimit-reset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(reset >= Utc::now().timestamp(), "reset is a future Unix time");
     }
 
     #[tokio::test]
     async fn the_handlers_declared_cost_is_charged_over_the_routes_fixed_cost() {
-        let meter = Recorder::default();
+        let meter = MemorySpendMeter::new();
         let gate = Gate::builder(MemoryStore::new())
             .hasher(Argon2Hasher::insecure_fast())
             .spend_meter(meter.clone())
@@ -434,6 +382,7 @@ mod tests {
             .await
             .expect("create a key");
         let key = created.key.expose_secret().to_owned();
+        let key_id = created.record.key_id.clone();
         let app = Router::new()
             .route("/declared", get(|| async { (Extension(Cost(250)), "declared") }))
             .route("/fixed", get(|| async { "fixed" }))
@@ -449,7 +398,8 @@ mod tests {
             .await
             .expect("infallible");
         assert_eq!(fixed.status(), StatusCode::OK);
-        assert_eq!(meter.charges(), vec![250, 1000]);
+        // 250 declared + 1000 fixed: a declared cost replaces the fixed one.
+        assert_eq!(meter.spent_now(&key_id, Month::of(Utc::now())), 1250);
     }
 
     #[tokio::test]
