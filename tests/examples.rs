@@ -90,12 +90,23 @@ impl Service {
     async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// SIGTERM, as a process manager stops a service, and waits for a graceful exit.
+    async fn terminate(mut self) {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+        let exited = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+        assert!(exited.is_ok(), "no graceful exit within 30 s of SIGTERM");
+    }
 }
 
 /// One HTTP/1.1 request with `Connection: close`; returns the status and the body.
 async fn http(addr: &str, method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: keygate-e2e/1\r\nConnection: close\r\n"
+    );
     if let Some(key) = key {
         request.push_str(&format!("Authorization: Bearer {key}\r\n"));
     }
@@ -180,15 +191,32 @@ async fn serves_the_contract(example: &str, database: &str) {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("hello"), "{body}");
 
-    // A restart keeps the keys and does not mint a second demo key.
-    service.stop().await;
+    // A graceful stop writes the last usage batch; a restart keeps the keys and does
+    // not mint a second demo key.
+    service.terminate().await;
+    let cli = built("bin", "keygate");
+    if cli.exists() {
+        let output = std::process::Command::new(&cli)
+            .args(["--database-url", database, "keys", "show", &key_id, "--json"])
+            .output()
+            .expect("run keygate");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let shown: serde_json::Value = serde_json::from_slice(&output.stdout).expect("show --json");
+        // whoami, models and translate were admitted; refusals are not usage.
+        assert_eq!(shown["request_count"], 3, "usage flushed on shutdown: {shown}");
+        assert_eq!(shown["last_user_agent"], "keygate-e2e/1", "{shown}");
+        assert!(shown["last_used_at"].is_string(), "{shown}");
+    }
     let service = Service::start(example, database).await;
     assert_eq!(service.demo_key, None, "the demo key is printed only once");
     assert_eq!(service.get("/v1/whoami", Some(&key)).await.0, 200);
 
     // The CLI creates a key in the same store; the running service accepts it. Then the
     // CLI revokes it, and the running service refuses it within about a second.
-    let cli = built("bin", "keygate");
     if cli.exists() {
         let keygate = |args: &[&str]| {
             let output = std::process::Command::new(&cli)
