@@ -37,7 +37,7 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{Error, HttpMessage, HttpResponse};
 use futures_util::future::LocalBoxFuture;
-use keygate_core::{Cost, Gate, HeaderSource, RateLimit, Rejection, RoutePolicy};
+use keygate_core::{Admission, Cost, Gate, HeaderSource, RateLimit, Rejection, RoutePolicy};
 
 /// Wraps an actix app, scope or resource: every request must carry a key the [`Gate`]
 /// admits under this middleware's [`RoutePolicy`].
@@ -150,11 +150,27 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let service = Rc::clone(&self.service);
         let gate = self.gate.clone();
+        // A cached key is decided at once; the async pipeline runs only for cold keys.
+        let decided = gate.try_admit_now(&ActixHeaders(req.headers()), &self.policy);
+        if let Some(decided) = decided {
+            let admission = match decided {
+                Ok(admission) => admission,
+                Err(rejection) => {
+                    let response = req.into_response(rejection_response(&rejection));
+                    return Box::pin(ready(Ok(response.map_into_right_body())));
+                }
+            };
+            if let Some(principal) = admission.principal() {
+                req.extensions_mut().insert(principal.clone());
+            }
+            let response = self.service.call(req);
+            return Box::pin(async move { Ok(finish(&gate, &admission, response.await?).await) });
+        }
+        let service = Rc::clone(&self.service);
         let policy = self.policy.clone();
         Box::pin(async move {
-            let admitted = gate.admit(&ActixHeaders(req.headers()), &policy).await;
+            let admitted = Box::pin(gate.admit(&ActixHeaders(req.headers()), &policy)).await;
             let admission = match admitted {
                 Ok(admission) => admission,
                 Err(rejection) => {
@@ -166,16 +182,27 @@ where
             if let Some(principal) = admission.principal() {
                 req.extensions_mut().insert(principal.clone());
             }
-            let mut res = service.call(req).await?;
-            append_headers(admission.headers(), res.headers_mut());
-            let cost = res.response().extensions().get::<Cost>().copied();
-            gate.settle(&admission, cost).await;
-            Ok(res.map_into_left_body())
+            let response = service.call(req).await?;
+            Ok(finish(&gate, &admission, response).await)
         })
     }
 }
 
-/// actix-web 4's header map (http 0.2 types) seen through core's [`HeaderSource`].
+/// Adds the admission's headers to the response and charges its cost.
+async fn finish<B>(
+    gate: &Gate,
+    admission: &Admission,
+    mut response: ServiceResponse<B>,
+) -> ServiceResponse<EitherBody<B>> {
+    append_headers(admission.response_headers(), response.headers_mut());
+    let cost = response.response().extensions().get::<Cost>().copied();
+    if cost.is_some() || admission.fixed_cost().is_some() {
+        gate.settle(admission, cost).await;
+    }
+    response.map_into_left_body()
+}
+
+/// actix's header map (http 0.2) read as core's [`HeaderSource`].
 struct ActixHeaders<'a>(&'a HeaderMap);
 
 impl HeaderSource for ActixHeaders<'_> {
@@ -187,10 +214,10 @@ impl HeaderSource for ActixHeaders<'_> {
 /// Copies core's headers (http 1 types) onto actix's map by name and value bytes. Both
 /// were valid header text on one side, so neither conversion fails in practice; a pair
 /// that did would be skipped rather than panic.
-fn append_headers(from: &keygate_core::http::HeaderMap, to: &mut HeaderMap) {
+fn append_headers(from: impl IntoIterator<Item = (impl AsRef<str>, impl AsRef<[u8]>)>, to: &mut HeaderMap) {
     for (name, value) in from {
-        let name = HeaderName::from_bytes(name.as_str().as_bytes());
-        let value = HeaderValue::from_bytes(value.as_bytes());
+        let name = HeaderName::from_bytes(name.as_ref().as_bytes());
+        let value = HeaderValue::from_bytes(value.as_ref());
         if let (Ok(name), Ok(value)) = (name, value) {
             to.append(name, value);
         }

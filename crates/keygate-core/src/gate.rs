@@ -31,15 +31,16 @@ use crate::clock::{Clock, SystemClock};
 use crate::credential::{extract, CredentialSource, HeaderSource, Presented};
 use crate::error::{DefaultFormat, Denial, ErrorFormat, Rejection, Renderer};
 use crate::hash::{Argon2Hasher, KeyHasher};
-use crate::key::{KeyFormat, KeyId};
+use crate::key::{KeyFormat, KeyId, ParsedKey};
 use crate::manage::KeyManager;
 use crate::policy::{
-    Bucket, DynRateLimiter, DynSpendMeter, Month, RateDecision, RateLimiter, RoutePolicy, SpendMeter,
+    BackendError, Bucket, DynRateLimiter, DynSpendMeter, Month, RateDecision, RateLimiter, RoutePolicy,
+    SpendMeter, WindowState,
 };
 use crate::principal::Principal;
 use crate::record::RateLimit;
 use crate::store::KeyStore;
-use crate::verify::{digest, Failure, Verifier, VerifierConfig};
+use crate::verify::{digest, Failure, Verified, Verifier, VerifierConfig};
 
 /// What to do when the rate limiter or spend meter cannot answer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,8 +57,41 @@ pub enum FailMode {
 #[derive(Clone, Debug, Default)]
 pub struct Admission {
     principal: Option<Principal>,
-    headers: HeaderMap,
+    rate: Option<RateShown>,
     cost: Option<u64>,
+}
+
+/// The tightest window of an admitted request, kept as numbers: header values are
+/// made once, straight into the response.
+#[derive(Clone, Copy, Debug)]
+struct RateShown {
+    window: WindowState,
+    now_secs: u64,
+    ietf: bool,
+}
+
+impl RateShown {
+    fn pairs(self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+        let w = self.window;
+        let ietf = self.ietf.then(|| {
+            let reset = w.reset_at.saturating_sub(self.now_secs);
+            let field = format!("limit={}, remaining={}, reset={}", w.limit, w.remaining, reset);
+            let policy = format!("{};w={}", w.limit, w.period_secs);
+            [
+                HeaderValue::try_from(field).ok().map(|v| (RATELIMIT.clone(), v)),
+                HeaderValue::try_from(policy)
+                    .ok()
+                    .map(|v| (RATELIMIT_POLICY.clone(), v)),
+            ]
+        });
+        [
+            (X_RATELIMIT_LIMIT.clone(), HeaderValue::from(w.limit)),
+            (X_RATELIMIT_REMAINING.clone(), HeaderValue::from(w.remaining)),
+            (X_RATELIMIT_RESET.clone(), HeaderValue::from(w.reset_at)),
+        ]
+        .into_iter()
+        .chain(ietf.into_iter().flatten().flatten())
+    }
 }
 
 impl Admission {
@@ -66,14 +100,15 @@ impl Admission {
         self.principal.as_ref()
     }
 
-    /// Headers for the response (`X-RateLimit-*`).
-    pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+    /// The headers to add to the response (`X-RateLimit-*`, and the IETF fields when
+    /// switched on), made on the fly: adapters write them straight into the response.
+    pub fn response_headers(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+        self.rate.into_iter().flat_map(RateShown::pairs)
     }
 
-    /// Splits the admission into the principal and the response headers.
-    pub fn into_parts(self) -> (Option<Principal>, HeaderMap) {
-        (self.principal, self.headers)
+    /// The same headers, collected in a map.
+    pub fn headers(&self) -> HeaderMap {
+        self.response_headers().collect()
     }
 
     /// The route's fixed cost, charged when the handler declares none.
@@ -82,11 +117,19 @@ impl Admission {
     }
 }
 
+/// What reading the credential decided: an answer already, or a well-formed key.
+enum Read<'h> {
+    Done(Result<Admission, Rejection>),
+    Key(&'h str, ParsedKey<'h>),
+}
+
 /// A request's cost in micro-cents, declared by a handler as a response extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cost(pub u64);
 
 struct Inner {
+    /// Unique per built gate: keys the route policies' bucket caches.
+    id: usize,
     verifier: Arc<Verifier>,
     keys: KeyManager,
     renderer: Renderer,
@@ -242,8 +285,10 @@ impl GateBuilder {
                 verifier.invalidate(key_id);
             }
         }));
+        static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
         Gate {
             inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 verifier,
                 keys,
                 renderer: self.renderer,
@@ -351,87 +396,175 @@ impl Gate {
     }
 
     /// Runs the pipeline: credential, parse, verify, state, scopes, spend cap, rate
-    /// limits. An adapter calls this once per request and does what it says.
+    /// limits. An adapter calls this once per request and does what it says; it may
+    /// first try [`Gate::try_admit_now`], which answers cached keys without a future.
     pub async fn admit<H: HeaderSource + ?Sized>(
         &self,
         headers: &H,
         policy: &RoutePolicy,
     ) -> Result<Admission, Rejection> {
+        let (key, parsed) = match self.credential(headers, policy) {
+            Read::Done(result) => return result,
+            Read::Key(key, parsed) => (key, parsed),
+        };
+        let verified = match self
+            .inner
+            .verifier
+            .verify(digest(key), parsed.key_id(), parsed.secret())
+            .await
+        {
+            Ok(verified) => verified,
+            Err(failure) => return Err(self.verify_failed(failure, &parsed)),
+        };
+        let now = self.inner.clock.now();
+        self.check_state(&verified, &parsed, policy, now)?;
+        let principal = &verified.principal;
+        match self.spend_now(principal, now) {
+            Some(checked) => checked?,
+            None => self.spend(principal, now).await?,
+        }
+        let rate = match self.rate_now(principal, policy, now) {
+            Some(checked) => checked?,
+            None => self.rate(principal, policy, now).await?,
+        };
+        Ok(self.admitted(principal, rate, policy, headers, now))
+    }
+
+    /// The whole pipeline without awaiting, when it can be decided from memory: a key
+    /// in the cache (or the negative cache), and a limiter and meter that need no I/O.
+    /// `None` means "call [`Gate::admit`]"; nothing was counted then.
+    pub fn try_admit_now<H: HeaderSource + ?Sized>(
+        &self,
+        headers: &H,
+        policy: &RoutePolicy,
+    ) -> Option<Result<Admission, Rejection>> {
+        let (key, parsed) = match self.credential(headers, policy) {
+            Read::Done(result) => return Some(result),
+            Read::Key(key, parsed) => (key, parsed),
+        };
+        let verified = match self.inner.verifier.verify_now(&digest(key))? {
+            Ok(verified) => verified,
+            Err(failure) => return Some(Err(self.verify_failed(failure, &parsed))),
+        };
+        let now = self.inner.clock.now();
+        if let Err(rejection) = self.check_state(&verified, &parsed, policy, now) {
+            return Some(Err(rejection));
+        }
+        let principal = &verified.principal;
+        if let Err(rejection) = self.spend_now(principal, now)? {
+            return Some(Err(rejection));
+        }
+        // Last: the limiter counts the request, so nothing may return `None` after it.
+        let rate = match self.rate_now(principal, policy, now)? {
+            Ok(rate) => rate,
+            Err(rejection) => return Some(Err(rejection)),
+        };
+        Some(Ok(self.admitted(principal, rate, policy, headers, now)))
+    }
+
+    /// Steps 1 and 2: the credential, parsed with no I/O.
+    fn credential<'h, H: HeaderSource + ?Sized>(&self, headers: &'h H, policy: &RoutePolicy) -> Read<'h> {
         let inner = &*self.inner;
         let format = inner.keys.key_format();
         let ours = |value: &str| format.is_branded(value);
         let only_ours: Option<&dyn Fn(&str) -> bool> = if policy.is_optional() { Some(&ours) } else { None };
         let key = match extract(headers, &inner.sources, only_ours) {
             Presented::One(key) => key,
-            Presented::Nothing if policy.is_optional() => return Ok(Admission::default()),
+            Presented::Nothing if policy.is_optional() => return Read::Done(Ok(Admission::default())),
             Presented::Nothing => {
                 let header = inner.sources[0].header_name();
-                return Err(self.deny(Denial::MissingKey { header }));
+                return Read::Done(Err(self.deny(Denial::MissingKey { header })));
             }
-            Presented::Unusable => return Err(self.deny(Denial::InvalidKey { key_id: None })),
+            Presented::Unusable => return Read::Done(Err(self.deny(Denial::InvalidKey { key_id: None }))),
         };
-        let parsed = match format.parse(key) {
-            Ok(parsed) => parsed,
+        match format.parse(key) {
+            Ok(parsed) => Read::Key(key, parsed),
             Err(e) => {
                 tracing::debug!(
                     key_id = e.key_id.as_ref().map(KeyId::as_str),
                     reason = e.reason,
                     "malformed key"
                 );
-                return Err(self.deny(Denial::InvalidKey { key_id: e.key_id }));
+                Read::Done(Err(self.deny(Denial::InvalidKey { key_id: e.key_id })))
             }
-        };
-        let invalid = || Denial::InvalidKey {
-            key_id: Some(KeyId::from(parsed.key_id())),
-        };
-        let verified = match inner
-            .verifier
-            .verify(digest(key), parsed.key_id(), parsed.secret())
-            .await
-        {
-            Ok(verified) => verified,
-            Err(Failure::Invalid) => return Err(self.deny(invalid())),
-            Err(Failure::Unavailable) => return Err(self.deny(Denial::Unavailable { retry_after: 1 })),
-        };
-        let now = inner.clock.now();
+        }
+    }
+
+    fn verify_failed(&self, failure: Failure, parsed: &ParsedKey<'_>) -> Rejection {
+        self.deny(match failure {
+            Failure::Invalid => Denial::InvalidKey {
+                key_id: Some(KeyId::from(parsed.key_id())),
+            },
+            Failure::Unavailable => Denial::Unavailable { retry_after: 1 },
+        })
+    }
+
+    /// Step 5 and the scopes: revoked, expired (on every request), scopes.
+    fn check_state(
+        &self,
+        verified: &Verified,
+        parsed: &ParsedKey<'_>,
+        policy: &RoutePolicy,
+        now: DateTime<Utc>,
+    ) -> Result<(), Rejection> {
         if verified.revoked {
             tracing::debug!(key_id = parsed.key_id(), "revoked key");
-            return Err(self.deny_at(invalid(), now));
-        }
-        if let Some(expired_at) = verified.expires_at.filter(|at| *at <= now) {
-            return Err(self.deny_at(Denial::ExpiredKey { expired_at }, now));
-        }
-        let principal = &verified.principal;
-        let missing = principal
-            .scopes()
-            .missing(policy.scopes(), inner.admin_grants_all);
-        if !missing.is_empty() {
-            tracing::debug!(key_id = parsed.key_id(), missing = %missing, "insufficient scope");
+            // The same bytes as an unknown key: never reveal that the id exists.
             return Err(self.deny_at(
-                Denial::InsufficientScope {
-                    required: policy.scopes().clone(),
+                Denial::InvalidKey {
+                    key_id: Some(KeyId::from(parsed.key_id())),
                 },
                 now,
             ));
         }
-        self.check_spend(principal, now).await?;
-        let response_headers = self.check_rate(principal, policy, now).await?;
-        if let Some(usage) = &inner.usage {
-            usage.record(principal.key_id(), now, headers.values("user-agent").next());
+        if let Some(expired_at) = verified.expires_at.filter(|at| *at <= now) {
+            return Err(self.deny_at(Denial::ExpiredKey { expired_at }, now));
         }
-        Ok(Admission {
-            principal: Some(principal.clone()),
-            headers: response_headers,
-            cost: policy.fixed_cost(),
-        })
+        if policy.scopes().is_empty() {
+            return Ok(());
+        }
+        let missing = verified
+            .principal
+            .scopes()
+            .missing(policy.scopes(), self.inner.admin_grants_all);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        tracing::debug!(key_id = parsed.key_id(), missing = %missing, "insufficient scope");
+        Err(self.deny_at(
+            Denial::InsufficientScope {
+                required: policy.scopes().clone(),
+            },
+            now,
+        ))
     }
 
-    async fn check_spend(&self, principal: &Principal, now: DateTime<Utc>) -> Result<(), Rejection> {
-        let (Some(meter), Some(cap)) = (&self.inner.meter, principal.spend_cap()) else {
-            return Ok(());
-        };
-        let month = Month::of(now);
-        match meter.spent(principal.key_id(), month).await {
+    fn admitted<H: HeaderSource + ?Sized>(
+        &self,
+        principal: &Principal,
+        rate: Option<RateShown>,
+        policy: &RoutePolicy,
+        headers: &H,
+        now: DateTime<Utc>,
+    ) -> Admission {
+        if let Some(usage) = &self.inner.usage {
+            usage.record(principal.key_id(), now, headers.values("user-agent").next());
+        }
+        Admission {
+            principal: Some(principal.clone()),
+            rate,
+            cost: policy.fixed_cost(),
+        }
+    }
+
+    fn spend_verdict(
+        &self,
+        spent: Result<u64, BackendError>,
+        cap: u64,
+        month: Month,
+        now: DateTime<Utc>,
+    ) -> Result<(), Rejection> {
+        match spent {
             Ok(spent) if spent >= cap => Err(self.deny_at(
                 Denial::QuotaExceeded {
                     resets_at: month.next().start(),
@@ -443,66 +576,93 @@ impl Gate {
         }
     }
 
-    async fn check_rate(
+    /// The spend cap, from memory; `None` when the meter needs I/O.
+    fn spend_now(&self, principal: &Principal, now: DateTime<Utc>) -> Option<Result<(), Rejection>> {
+        let (Some(meter), Some(cap)) = (&self.inner.meter, principal.spend_cap()) else {
+            return Some(Ok(()));
+        };
+        let month = Month::of(now);
+        let spent = meter.spent_now(principal.key_id(), month)?;
+        Some(self.spend_verdict(spent, cap, month, now))
+    }
+
+    async fn spend(&self, principal: &Principal, now: DateTime<Utc>) -> Result<(), Rejection> {
+        let (Some(meter), Some(cap)) = (&self.inner.meter, principal.spend_cap()) else {
+            return Ok(());
+        };
+        let month = Month::of(now);
+        let spent = meter.spent(principal.key_id(), month).await;
+        self.spend_verdict(spent, cap, month, now)
+    }
+
+    fn buckets(&self, principal: &Principal, policy: &RoutePolicy) -> Arc<[Bucket]> {
+        match principal.rate_limits() {
+            Some(own) => policy.buckets(self.inner.id, own, false),
+            None => policy.buckets(self.inner.id, &self.inner.default_limits, true),
+        }
+    }
+
+    fn rate_verdict(
+        &self,
+        principal: &Principal,
+        answer: Result<RateDecision, BackendError>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RateShown>, Rejection> {
+        let decision = match answer {
+            Ok(decision) => decision,
+            Err(error) => return self.backend_failed(&error, now).map(|()| None),
+        };
+        let shown = RateShown {
+            window: decision.tightest,
+            now_secs: u64::try_from(now.timestamp()).unwrap_or(0),
+            ietf: self.inner.ietf_headers,
+        };
+        if decision.allowed {
+            return Ok(Some(shown));
+        }
+        tracing::debug!(key_id = %principal.key_id(), "rate limited");
+        let denial = Denial::RateLimited {
+            retry_after: decision.retry_after.max(1),
+        };
+        Err(self
+            .inner
+            .renderer
+            .render(denial, now, Some(shown.pairs().collect())))
+    }
+
+    /// The rate limits, from memory; `None` when the limiter needs I/O (nothing counted).
+    fn rate_now(
         &self,
         principal: &Principal,
         policy: &RoutePolicy,
         now: DateTime<Utc>,
-    ) -> Result<HeaderMap, Rejection> {
+    ) -> Option<Result<Option<RateShown>, Rejection>> {
         let Some(limiter) = &self.inner.limiter else {
-            return Ok(HeaderMap::new());
+            return Some(Ok(None));
         };
-        let key_limits = principal.rate_limits().unwrap_or(&self.inner.default_limits);
-        let service = policy.service_limits();
-        let mut buckets: Vec<Bucket> = key_limits
-            .iter()
-            .map(|limit| Bucket {
-                service: None,
-                limit: *limit,
-            })
-            .collect();
-        if let Some(service) = service {
-            buckets.extend(service.limits.iter().map(|limit| Bucket {
-                service: Some(service.name.clone()),
-                limit: *limit,
-            }));
-        }
+        let buckets = self.buckets(principal, policy);
         if buckets.is_empty() {
-            return Ok(HeaderMap::new());
+            return Some(Ok(None));
         }
-        match limiter.acquire(principal.key_id(), &buckets, now).await {
-            Ok(decision) => {
-                let headers = self.rate_headers(&decision, now);
-                if decision.allowed {
-                    Ok(headers)
-                } else {
-                    tracing::debug!(key_id = %principal.key_id(), "rate limited");
-                    let denial = Denial::RateLimited {
-                        retry_after: decision.retry_after.max(1),
-                    };
-                    Err(self.inner.renderer.render(denial, now, Some(headers)))
-                }
-            }
-            Err(error) => self.backend_failed(&error, now).map(|()| HeaderMap::new()),
-        }
+        let answer = limiter.acquire_now(principal.key_id(), &buckets, now)?;
+        Some(self.rate_verdict(principal, answer, now))
     }
 
-    fn rate_headers(&self, decision: &RateDecision, now: DateTime<Utc>) -> HeaderMap {
-        let w = decision.tightest;
-        let mut headers = HeaderMap::with_capacity(5);
-        headers.insert(X_RATELIMIT_LIMIT.clone(), HeaderValue::from(w.limit));
-        headers.insert(X_RATELIMIT_REMAINING.clone(), HeaderValue::from(w.remaining));
-        headers.insert(X_RATELIMIT_RESET.clone(), HeaderValue::from(w.reset_at));
-        if self.inner.ietf_headers {
-            let reset = w.reset_at.saturating_sub(now.timestamp().max(0) as u64);
-            let field = format!("limit={}, remaining={}, reset={}", w.limit, w.remaining, reset);
-            let policy = format!("{};w={}", w.limit, w.period_secs);
-            if let (Ok(field), Ok(policy)) = (HeaderValue::try_from(field), HeaderValue::try_from(policy)) {
-                headers.insert(RATELIMIT.clone(), field);
-                headers.insert(RATELIMIT_POLICY.clone(), policy);
-            }
+    async fn rate(
+        &self,
+        principal: &Principal,
+        policy: &RoutePolicy,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RateShown>, Rejection> {
+        let Some(limiter) = &self.inner.limiter else {
+            return Ok(None);
+        };
+        let buckets = self.buckets(principal, policy);
+        if buckets.is_empty() {
+            return Ok(None);
         }
-        headers
+        let answer = limiter.acquire(principal.key_id(), &buckets, now).await;
+        self.rate_verdict(principal, answer, now)
     }
 
     fn backend_failed(

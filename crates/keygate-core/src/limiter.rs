@@ -3,14 +3,15 @@
 //! Its user guide (the algorithm, its error bound, memory and cost) is the documentation
 //! of [`MemoryRateLimiter`].
 
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use moka::sync::Cache;
-use moka::Expiry;
 
 use crate::key::KeyId;
 use crate::policy::{BackendError, Bucket, RateDecision, RateLimiter, WindowState};
@@ -95,31 +96,113 @@ const MAX_PERIOD_NANOS: i128 = 1000 * 365 * 86_400 * NANOS_PER_SEC;
 ///
 /// ## Memory
 ///
-/// Per key: one entry in a concurrent map (moka) holding a small vector of 64-byte
-/// counters, one per window. Measured with map overhead included: about 460 bytes per
-/// key with two windows, 530 with three (the key id itself is shared with the caller).
-/// An entry is evicted once it has been idle for its longest window, when every counter
-/// in it has refilled and forgetting it changes no decision; the map also holds at most
-/// [`max_keys`](MemoryRateLimiter::max_keys) entries (100 000 by default). Only
-/// authenticated keys reach a limiter, but it stays bounded regardless.
+/// Per key: one entry in a sharded map holding a small vector of 64-byte counters, one
+/// per window (the key id itself is shared with the caller). An entry may be dropped
+/// once it has been idle for its longest window, when every counter in it has refilled
+/// and forgetting it changes no decision: idle entries are swept, in the limiter's own
+/// time, whenever a shard admits new keys. The map holds at most
+/// [`max_keys`](MemoryRateLimiter::max_keys) entries (100 000 by default); past that a
+/// shard drops its least recently seen key. Only authenticated keys reach a limiter,
+/// but it stays bounded regardless.
 ///
 /// ## Cost
 ///
-/// One map lookup that allocates nothing, one uncontended mutex per key (never a lock
-/// shared by different keys) and a few integer operations per window.
+/// One read-locked map lookup in one of 16 shards that allocates nothing, one
+/// uncontended mutex per key (never a lock shared by different keys) and a few integer
+/// operations per window.
 #[derive(Clone)]
 pub struct MemoryRateLimiter {
-    keys: Cache<KeyId, Arc<KeyState>>,
+    keys: Arc<KeyMap>,
     max_keys: u64,
 }
 
 impl fmt::Debug for MemoryRateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryRateLimiter")
-            .field("keys", &self.keys.entry_count())
+            .field("keys", &self.key_count())
             .field("max_keys", &self.max_keys)
             .finish()
     }
+}
+
+type Shard = RwLock<HashMap<KeyId, Arc<KeyState>>>;
+
+/// Keys and their counters, spread over shards so that different keys rarely share a
+/// lock, and the hot path takes only a read lock.
+struct KeyMap {
+    shards: Box<[Shard]>,
+    hasher: RandomState,
+    max_per_shard: usize,
+}
+
+impl KeyMap {
+    fn new(max_keys: u64) -> Self {
+        let max_keys = usize::try_from(max_keys).unwrap_or(usize::MAX).max(1);
+        let shards = max_keys.min(16);
+        Self {
+            shards: (0..shards).map(|_| RwLock::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            max_per_shard: max_keys / shards,
+        }
+    }
+
+    fn shard(&self, key_id: &KeyId) -> &Shard {
+        let index = self.hasher.hash_one(key_id) as usize % self.shards.len();
+        &self.shards[index]
+    }
+
+    /// The state of `key_id`, created if new. The state holds only integers, valid after
+    /// any panic, so lock poisoning is ignored.
+    fn get_or_insert(&self, key_id: &KeyId, now: i64, longest: u64, windows: usize) -> Arc<KeyState> {
+        let shard = self.shard(key_id);
+        if let Some(state) = shard.read().unwrap_or_else(|p| p.into_inner()).get(key_id) {
+            return state.clone();
+        }
+        let mut map = shard.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(state) = map.get(key_id) {
+            return state.clone();
+        }
+        if map.len() % 64 == 63 || map.len() >= self.max_per_shard {
+            sweep(&mut map, now);
+        }
+        if map.len() >= self.max_per_shard {
+            let oldest = map
+                .iter()
+                .min_by_key(|(_, state)| state.last_seen.load(Ordering::Relaxed))
+                .map(|(key, _)| key.clone());
+            if let Some(oldest) = oldest {
+                map.remove(&oldest);
+            }
+        }
+        let state = Arc::new(KeyState {
+            idle_nanos: AtomicU64::new(longest),
+            last_seen: AtomicI64::new(now),
+            counters: Mutex::new(Vec::with_capacity(windows)),
+        });
+        map.insert(key_id.clone(), state.clone());
+        state
+    }
+
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.read().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+
+    fn sweep_all(&self, now: i64) {
+        for shard in self.shards.iter() {
+            sweep(&mut shard.write().unwrap_or_else(|p| p.into_inner()), now);
+        }
+    }
+}
+
+/// Drops the keys idle for at least their longest window at `now`.
+fn sweep(map: &mut HashMap<KeyId, Arc<KeyState>>, now: i64) {
+    map.retain(|_, state| {
+        let idle = now.saturating_sub(state.last_seen.load(Ordering::Relaxed));
+        u64::try_from(idle).unwrap_or(0) < state.idle_nanos.load(Ordering::Relaxed)
+    });
 }
 
 impl Default for MemoryRateLimiter {
@@ -132,13 +215,9 @@ impl Default for MemoryRateLimiter {
 struct KeyState {
     /// How long the entry may stay idle: its longest window, in nanoseconds.
     idle_nanos: AtomicU64,
+    /// When the key was last checked, in nanoseconds since the epoch (limiter time).
+    last_seen: AtomicI64,
     counters: Mutex<Vec<Counter>>,
-}
-
-impl KeyState {
-    fn idle_for(&self) -> Duration {
-        Duration::from_nanos(self.idle_nanos.load(Ordering::Relaxed))
-    }
 }
 
 /// One GCRA counter: (service, period) identifies it within a key.
@@ -150,36 +229,6 @@ struct Counter {
     /// The theoretical arrival time in nanoseconds since the Unix epoch, times `scale`,
     /// so that `period / limit` is exact.
     tat: i128,
-}
-
-/// Evicts a key once it has been idle for its longest window.
-struct IdleForLongestWindow;
-
-impl Expiry<KeyId, Arc<KeyState>> for IdleForLongestWindow {
-    fn expire_after_create(&self, _: &KeyId, state: &Arc<KeyState>, _: Instant) -> Option<Duration> {
-        Some(state.idle_for())
-    }
-
-    fn expire_after_read(
-        &self,
-        _: &KeyId,
-        state: &Arc<KeyState>,
-        _: Instant,
-        _: Option<Duration>,
-        _: Instant,
-    ) -> Option<Duration> {
-        Some(state.idle_for())
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &KeyId,
-        state: &Arc<KeyState>,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(state.idle_for())
-    }
 }
 
 /// A window in scaled units: nanoseconds times the limit.
@@ -341,6 +390,12 @@ fn find(counters: &[Counter], bucket: &Bucket) -> Option<usize> {
         .position(|c| same_identity(bucket, &c.service, c.period))
 }
 
+/// `at` in nanoseconds since the epoch, saturating (for idle bookkeeping only).
+fn nanos_i64(at: DateTime<Utc>) -> i64 {
+    at.timestamp_nanos_opt()
+        .unwrap_or(if at.timestamp() < 0 { i64::MIN } else { i64::MAX })
+}
+
 fn longest_period(buckets: &[Bucket]) -> u64 {
     let longest = buckets.iter().map(|b| b.limit.period).max().unwrap_or_default();
     u64::try_from(longest.as_nanos()).unwrap_or(u64::MAX)
@@ -360,22 +415,26 @@ impl MemoryRateLimiter {
 
     fn with_max_keys(max_keys: u64) -> Self {
         Self {
-            keys: Cache::builder()
-                .max_capacity(max_keys)
-                .expire_after(IdleForLongestWindow)
-                .build(),
+            keys: Arc::new(KeyMap::new(max_keys)),
             max_keys,
         }
     }
 
-    /// Keys currently held (approximate: evictions are applied lazily).
+    /// Keys currently held.
     pub fn key_count(&self) -> u64 {
-        self.keys.entry_count()
+        self.keys.len() as u64
+    }
+
+    /// Drops every key idle for at least its longest window at `now` (this also happens
+    /// on its own as new keys arrive).
+    pub fn evict_idle(&self, now: DateTime<Utc>) {
+        self.keys.sweep_all(nanos_i64(now));
     }
 
     /// The synchronous form of [`RateLimiter::acquire`]: checks every bucket for
     /// `key_id` at `now` and counts the request in each only if all admit.
     pub fn try_acquire(&self, key_id: &KeyId, buckets: &[Bucket], now: DateTime<Utc>) -> RateDecision {
+        let now_at = now;
         let now = Now::new(now);
         if buckets.is_empty() {
             return RateDecision {
@@ -390,17 +449,11 @@ impl MemoryRateLimiter {
             };
         }
         let longest = longest_period(buckets);
-        let state = self.keys.get_with_by_ref(key_id, || {
-            Arc::new(KeyState {
-                idle_nanos: AtomicU64::new(longest),
-                counters: Mutex::new(Vec::with_capacity(buckets.len())),
-            })
-        });
-        if state.idle_nanos.fetch_max(longest, Ordering::Relaxed) < longest {
-            // A longer window than the entry was created for: re-insert so the map
-            // recomputes the entry's idle time.
-            self.keys.insert(key_id.clone(), state.clone());
-        }
+        let seen = nanos_i64(now_at);
+        let state = self.keys.get_or_insert(key_id, seen, longest, buckets.len());
+        // A route with a longer window than the entry was created for extends its idle time.
+        state.idle_nanos.fetch_max(longest, Ordering::Relaxed);
+        state.last_seen.fetch_max(seen, Ordering::Relaxed);
         // The counters are plain integers, valid after any panic: ignore poisoning.
         let mut counters = state.counters.lock().unwrap_or_else(|p| p.into_inner());
         decide(&mut counters, buckets, &now)
@@ -501,6 +554,15 @@ impl RateLimiter for MemoryRateLimiter {
         now: DateTime<Utc>,
     ) -> impl std::future::Future<Output = Result<RateDecision, BackendError>> + Send {
         std::future::ready(Ok(self.try_acquire(key_id, buckets, now)))
+    }
+
+    fn acquire_now(
+        &self,
+        key_id: &KeyId,
+        buckets: &[Bucket],
+        now: DateTime<Utc>,
+    ) -> Option<Result<RateDecision, BackendError>> {
+        Some(Ok(self.try_acquire(key_id, buckets, now)))
     }
 }
 
@@ -657,22 +719,23 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_may_idle_for_its_longest_window() {
+    fn an_idle_key_is_evicted_after_its_longest_window_and_not_before() {
         let limiter = MemoryRateLimiter::new();
         let now = at("2026-03-10T12:00:00Z");
-        let a = key("a");
+        let (a, b) = (key("a"), key("b"));
         limiter.try_acquire(&a, &[bucket(RateLimit::per_minute(10))], now);
-        let state = limiter.keys.get(&a).unwrap();
-        let created = IdleForLongestWindow.expire_after_create(&a, &state, Instant::now());
-        assert_eq!(created, Some(Duration::from_secs(60)));
-        // A route with a longer window extends it.
+        // A route with a longer window extends b's idle time to a day.
         let service = Bucket {
             service: Some("reports".into()),
             limit: RateLimit::per_day(5),
         };
-        limiter.try_acquire(&a, &[bucket(RateLimit::per_minute(10)), service], now);
-        let read = IdleForLongestWindow.expire_after_read(&a, &state, Instant::now(), None, Instant::now());
-        assert_eq!(read, Some(Duration::from_secs(86_400)));
+        limiter.try_acquire(&b, &[bucket(RateLimit::per_minute(10)), service], now);
+        limiter.evict_idle(now + chrono::Duration::seconds(59));
+        assert_eq!(limiter.key_count(), 2);
+        limiter.evict_idle(now + chrono::Duration::seconds(60));
+        assert_eq!(limiter.key_count(), 1, "a, idle for its minute, is gone");
+        limiter.evict_idle(now + chrono::Duration::days(1));
+        assert_eq!(limiter.key_count(), 0);
     }
 
     #[test]
@@ -702,7 +765,11 @@ mod tests {
         for i in 0..1000 {
             limiter.try_acquire(&KeyId::new(format!("kg_live_{i:08}")), &buckets, now);
         }
-        limiter.keys.run_pending_tasks();
         assert!(limiter.key_count() <= 100, "{}", limiter.key_count());
+        assert!(
+            limiter.key_count() >= 90,
+            "the cap is used: {}",
+            limiter.key_count()
+        );
     }
 }

@@ -127,6 +127,10 @@ impl SpendMeter for MemorySpendMeter {
     ) -> impl Future<Output = Result<u64, BackendError>> + Send {
         std::future::ready(Ok(self.charge_now(key_id, month, micro_cents)))
     }
+
+    fn spent_now(&self, key_id: &KeyId, month: Month) -> Option<Result<u64, BackendError>> {
+        Some(Ok(MemorySpendMeter::spent_now(self, key_id, month)))
+    }
 }
 
 #[cfg(test)]

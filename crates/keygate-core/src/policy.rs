@@ -26,6 +26,9 @@ struct PolicyInner {
     optional: bool,
     service: Option<Service>,
     cost: Option<u64>,
+    /// The gate's default buckets followed by this route's service buckets, built on
+    /// first use for one gate (by its unique id), so requests allocate none.
+    buckets: std::sync::OnceLock<(usize, Arc<[Bucket]>)>,
 }
 
 /// What one route (or group of routes) requires. Cheap to clone.
@@ -60,7 +63,9 @@ impl RoutePolicy {
             optional: shared.optional,
             service: shared.service.clone(),
             cost: shared.cost,
+            buckets: std::sync::OnceLock::new(),
         });
+        inner.buckets = std::sync::OnceLock::new();
         f(&mut inner);
         Self(Arc::new(inner))
     }
@@ -115,6 +120,32 @@ impl RoutePolicy {
     pub fn fixed_cost(&self) -> Option<u64> {
         self.0.cost
     }
+
+    /// The buckets a request on this route is counted in: `key_limits` (the gate's
+    /// defaults or the key's own), then the service's. Cached for the gate's defaults.
+    pub(crate) fn buckets(&self, gate_id: usize, key_limits: &[RateLimit], defaults: bool) -> Arc<[Bucket]> {
+        let build = || -> Arc<[Bucket]> {
+            let key = key_limits.iter().map(|limit| Bucket {
+                service: None,
+                limit: *limit,
+            });
+            let service = self.0.service.iter().flat_map(|service| {
+                service.limits.iter().map(|limit| Bucket {
+                    service: Some(service.name.clone()),
+                    limit: *limit,
+                })
+            });
+            key.chain(service).collect()
+        };
+        if !defaults {
+            return build();
+        }
+        match self.0.buckets.get() {
+            Some((id, buckets)) if *id == gate_id => buckets.clone(),
+            Some(_) => build(),
+            None => self.0.buckets.get_or_init(|| (gate_id, build())).1.clone(),
+        }
+    }
 }
 
 /// One counter a request is checked against: a key's window, overall or in a service.
@@ -167,6 +198,21 @@ pub trait RateLimiter: Send + Sync + 'static {
         buckets: &[Bucket],
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<RateDecision, BackendError>> + Send;
+
+    /// The same answer without a future, for limiters that need no I/O (the in-memory
+    /// one): the gate calls this first on every request and awaits [`acquire`] only on
+    /// `None`, which saves a boxed future on the hot path. The default is `None`.
+    ///
+    /// [`acquire`]: RateLimiter::acquire
+    fn acquire_now(
+        &self,
+        key_id: &KeyId,
+        buckets: &[Bucket],
+        now: DateTime<Utc>,
+    ) -> Option<Result<RateDecision, BackendError>> {
+        let _ = (key_id, buckets, now);
+        None
+    }
 }
 
 /// Object-safe form of [`RateLimiter`], for the gate.
@@ -178,6 +224,14 @@ pub trait DynRateLimiter: Send + Sync + 'static {
         buckets: &'a [Bucket],
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<RateDecision, BackendError>>;
+
+    /// See [`RateLimiter::acquire_now`].
+    fn acquire_now(
+        &self,
+        key_id: &KeyId,
+        buckets: &[Bucket],
+        now: DateTime<Utc>,
+    ) -> Option<Result<RateDecision, BackendError>>;
 }
 
 impl<L: RateLimiter> DynRateLimiter for L {
@@ -188,6 +242,15 @@ impl<L: RateLimiter> DynRateLimiter for L {
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<RateDecision, BackendError>> {
         Box::pin(RateLimiter::acquire(self, key_id, buckets, now))
+    }
+
+    fn acquire_now(
+        &self,
+        key_id: &KeyId,
+        buckets: &[Bucket],
+        now: DateTime<Utc>,
+    ) -> Option<Result<RateDecision, BackendError>> {
+        RateLimiter::acquire_now(self, key_id, buckets, now)
     }
 }
 
@@ -251,6 +314,13 @@ pub trait SpendMeter: Send + Sync + 'static {
         month: Month,
         micro_cents: u64,
     ) -> impl Future<Output = Result<u64, BackendError>> + Send;
+
+    /// [`spent`](SpendMeter::spent) without a future, for meters that need no I/O (the
+    /// in-memory one); the gate awaits `spent` only on `None`, the default.
+    fn spent_now(&self, key_id: &KeyId, month: Month) -> Option<Result<u64, BackendError>> {
+        let _ = (key_id, month);
+        None
+    }
 }
 
 /// Object-safe form of [`SpendMeter`], for the gate.
@@ -264,6 +334,8 @@ pub trait DynSpendMeter: Send + Sync + 'static {
         month: Month,
         micro_cents: u64,
     ) -> BoxFuture<'a, Result<u64, BackendError>>;
+    /// See [`SpendMeter::spent_now`].
+    fn spent_now(&self, key_id: &KeyId, month: Month) -> Option<Result<u64, BackendError>>;
 }
 
 impl<M: SpendMeter> DynSpendMeter for M {
@@ -277,6 +349,9 @@ impl<M: SpendMeter> DynSpendMeter for M {
         micro_cents: u64,
     ) -> BoxFuture<'a, Result<u64, BackendError>> {
         Box::pin(SpendMeter::charge(self, key_id, month, micro_cents))
+    }
+    fn spent_now(&self, key_id: &KeyId, month: Month) -> Option<Result<u64, BackendError>> {
+        SpendMeter::spent_now(self, key_id, month)
     }
 }
 

@@ -174,6 +174,17 @@ impl Verifier {
         }
     }
 
+    /// The answer from the caches alone: a fresh hit, a remembered failure, or `None`
+    /// when the key needs a cold verification.
+    pub(crate) fn verify_now(&self, digest: &Digest) -> Option<Outcome> {
+        if let Some(hit) = self.fresh_hit(digest) {
+            return Some(Ok(hit));
+        }
+        self.negative
+            .contains_key(digest)
+            .then_some(Err(Failure::Invalid))
+    }
+
     /// Verifies `key` (already parsed and well-formed) whose id is `key_id`.
     pub(crate) async fn verify(self: &Arc<Self>, digest: Digest, key_id: &str, secret: &str) -> Outcome {
         if let Some(hit) = self.fresh_hit(&digest) {

@@ -124,19 +124,19 @@ async fn each_service_keeps_its_own_counter() {
 
     admit(&gate, &key, &translate).await;
     let second = admit(&gate, &key, &translate).await;
-    assert_eq!(header(second.headers(), "x-ratelimit-limit"), "2");
-    assert_eq!(header(second.headers(), "x-ratelimit-remaining"), "0");
+    assert_eq!(header(&second.headers(), "x-ratelimit-limit"), "2");
+    assert_eq!(header(&second.headers(), "x-ratelimit-remaining"), "0");
     refuse(&gate, &key, &translate, StatusCode::TOO_MANY_REQUESTS).await;
 
     let first_chat = admit(&gate, &key, &chat).await;
-    assert_eq!(header(first_chat.headers(), "x-ratelimit-remaining"), "1");
+    assert_eq!(header(&first_chat.headers(), "x-ratelimit-remaining"), "1");
     admit(&gate, &key, &chat).await;
     refuse(&gate, &key, &chat, StatusCode::TOO_MANY_REQUESTS).await;
 
     // The key's own minute counted all four admitted requests.
     let plain = admit(&gate, &key, &read()).await;
-    assert_eq!(header(plain.headers(), "x-ratelimit-limit"), "100");
-    assert_eq!(header(plain.headers(), "x-ratelimit-remaining"), "95");
+    assert_eq!(header(&plain.headers(), "x-ratelimit-limit"), "100");
+    assert_eq!(header(&plain.headers(), "x-ratelimit-remaining"), "95");
 }
 
 #[tokio::test]
@@ -153,13 +153,13 @@ async fn a_per_key_override_wins_over_the_defaults() {
     let ordinary = create(&gate, NewKey::new("acct", "defaults").scopes(["read"])).await;
 
     let first = admit(&gate, &limited, &read()).await;
-    assert_eq!(header(first.headers(), "x-ratelimit-limit"), "2");
+    assert_eq!(header(&first.headers(), "x-ratelimit-limit"), "2");
     admit(&gate, &limited, &read()).await;
     refuse(&gate, &limited, &read(), StatusCode::TOO_MANY_REQUESTS).await;
 
     let other = admit(&gate, &ordinary, &read()).await;
-    assert_eq!(header(other.headers(), "x-ratelimit-limit"), "100");
-    assert_eq!(header(other.headers(), "x-ratelimit-remaining"), "99");
+    assert_eq!(header(&other.headers(), "x-ratelimit-limit"), "100");
+    assert_eq!(header(&other.headers(), "x-ratelimit-remaining"), "99");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,7 +220,7 @@ async fn requests_refused_with_401_or_403_consume_no_quota() {
         assert!(rejection.headers().get("x-ratelimit-limit").is_none());
     }
     let first = admit(&gate, &key, &read()).await;
-    assert_eq!(header(first.headers(), "x-ratelimit-remaining"), "1");
+    assert_eq!(header(&first.headers(), "x-ratelimit-remaining"), "1");
     admit(&gate, &key, &read()).await;
     refuse(&gate, &key, &read(), StatusCode::TOO_MANY_REQUESTS).await;
 }
@@ -266,7 +266,7 @@ async fn admitted_responses_carry_the_tightest_windows_headers() {
     let gate = gate(&clock);
     let key = create(&gate, NewKey::new("acct", "defaults").scopes(["read"])).await;
     let admission = admit(&gate, &key, &read()).await;
-    let headers = admission.headers();
+    let headers = &admission.headers();
     assert_eq!(header(headers, "x-ratelimit-limit"), "100");
     assert_eq!(header(headers, "x-ratelimit-remaining"), "99");
     // The minute is whole again 0.6 s later: the next whole second.
@@ -285,7 +285,7 @@ async fn admitted_responses_carry_the_tightest_windows_headers() {
     )
     .await;
     let admission = admit(&gate, &hourly, &read()).await;
-    let headers = admission.headers();
+    let headers = &admission.headers();
     assert_eq!(header(headers, "x-ratelimit-limit"), "3");
     assert_eq!(header(headers, "x-ratelimit-remaining"), "2");
     assert_eq!(
@@ -307,11 +307,11 @@ async fn ietf_rate_limit_fields_are_sent_when_switched_on() {
     .await;
     let admission = admit(&gate, &key, &read()).await;
     assert_eq!(
-        header(admission.headers(), "ratelimit"),
+        header(&admission.headers(), "ratelimit"),
         "limit=10, remaining=9, reset=6"
     );
-    assert_eq!(header(admission.headers(), "ratelimit-policy"), "10;w=60");
-    assert_eq!(header(admission.headers(), "x-ratelimit-limit"), "10");
+    assert_eq!(header(&admission.headers(), "ratelimit-policy"), "10;w=60");
+    assert_eq!(header(&admission.headers(), "x-ratelimit-limit"), "10");
 }
 
 #[tokio::test]

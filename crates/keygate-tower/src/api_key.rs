@@ -37,7 +37,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use keygate_core::{Cost, Gate, RateLimit, RoutePolicy};
+use keygate_core::{Admission, Cost, Gate, RateLimit, RoutePolicy};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -171,30 +171,56 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        // `poll_ready` readied `self.inner`: that instance serves this request, and a
-        // fresh clone stays behind for the next `poll_ready`.
+        // A cached key is decided at once, and the readied inner service is called
+        // directly: no clone of it, and no future around the decision.
+        if let Some(decided) = self.gate.try_admit_now(request.headers(), &self.policy) {
+            let admission = match decided {
+                Ok(admission) => admission,
+                Err(rejection) => return Box::pin(async move { Ok(rejection.into_response()) }),
+            };
+            if let Some(principal) = admission.principal() {
+                request.extensions_mut().insert(principal.clone());
+            }
+            let response = self.inner.call(request);
+            let gate = self.gate.clone();
+            return Box::pin(async move {
+                let response = response.await?;
+                Ok(finish(&gate, &admission, response).await)
+            });
+        }
+        // A cold key: `poll_ready` readied `self.inner`, so that instance serves this
+        // request and a fresh clone stays behind for the next `poll_ready`.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let gate = self.gate.clone();
         let policy = self.policy.clone();
         Box::pin(async move {
-            let admission = match gate.admit(request.headers(), &policy).await {
+            let admitted = Box::pin(gate.admit(request.headers(), &policy)).await;
+            let admission = match admitted {
                 Ok(admission) => admission,
                 Err(rejection) => return Ok(rejection.into_response()),
             };
             if let Some(principal) = admission.principal() {
                 request.extensions_mut().insert(principal.clone());
             }
-            let mut response = inner.call(request).await?;
-            let headers = response.headers_mut();
-            for (name, value) in admission.headers() {
-                headers.append(name, value.clone());
-            }
-            let cost = response.extensions().get::<Cost>().copied();
-            gate.settle(&admission, cost).await;
-            Ok(response)
+            let response = inner.call(request).await?;
+            Ok(finish(&gate, &admission, response).await)
         })
     }
+}
+
+/// Adds the admission's headers to the response and charges its cost.
+async fn finish<ResBody>(
+    gate: &Gate,
+    admission: &Admission,
+    mut response: Response<ResBody>,
+) -> Response<ResBody> {
+    response.headers_mut().extend(admission.response_headers());
+    let cost = response.extensions().get::<Cost>().copied();
+    if cost.is_some() || admission.fixed_cost().is_some() {
+        gate.settle(admission, cost).await;
+    }
+    response
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //!
 //! `load_server <bare|auth|policy> <addr>` prints `key: <key>` and serves `GET /v1/ping`:
 //! - `bare`: the app alone;
-//! - `auth`: behind `ApiKeyLayer` (in-memory store, cached key);
+//! - `auth`: behind `ApiKeyLayer` (in-memory store, cached key), no limiter;
 //! - `policy`: the same, plus a required scope and in-memory rate limits (two windows
 //!   per key and a service window, high enough never to refuse).
 
@@ -25,13 +25,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     rt.block_on(async move {
         let unlimited = u32::MAX;
-        let gate = Gate::builder(MemoryStore::new())
-            .hasher(Argon2Hasher::insecure_fast())
-            .rate_limiter(
+        let builder = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast());
+        // Only `policy` counts requests: `auth` measures authentication alone.
+        let gate = match mode.as_str() {
+            "policy" => builder.rate_limiter(
                 MemoryRateLimiter::new(),
                 [RateLimit::per_minute(unlimited), RateLimit::per_hour(unlimited)],
-            )
-            .build();
+            ),
+            _ => builder,
+        }
+        .build();
         let created = gate
             .keys()
             .create(NewKey::new("acct_load", "load").scopes(["read"]))
