@@ -117,12 +117,6 @@ impl Admission {
     }
 }
 
-/// What reading the credential decided: an answer already, or a well-formed key.
-enum Read<'h> {
-    Done(Result<Admission, Rejection>),
-    Key(&'h str, ParsedKey<'h>),
-}
-
 /// A request's cost in micro-cents, declared by a handler as a response extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cost(pub u64);
@@ -403,10 +397,14 @@ impl Gate {
         headers: &H,
         policy: &RoutePolicy,
     ) -> Result<Admission, Rejection> {
-        let (key, parsed) = match self.credential(headers, policy) {
-            Read::Done(result) => return result,
-            Read::Key(key, parsed) => (key, parsed),
+        if let Some(answer) = self.try_admit_now(headers, policy) {
+            return answer;
+        }
+        let key = match self.presented(headers, policy) {
+            Ok(key) => key,
+            Err(answered) => return answered,
         };
+        let parsed = self.parse(key)?;
         let verified = match self
             .inner
             .verifier
@@ -417,7 +415,7 @@ impl Gate {
             Err(failure) => return Err(self.verify_failed(failure, &parsed)),
         };
         let now = self.inner.clock.now();
-        self.check_state(&verified, &parsed, policy, now)?;
+        self.check_state(&verified, policy, now)?;
         let principal = &verified.principal;
         match self.spend_now(principal, now) {
             Some(checked) => checked?,
@@ -438,16 +436,32 @@ impl Gate {
         headers: &H,
         policy: &RoutePolicy,
     ) -> Option<Result<Admission, Rejection>> {
-        let (key, parsed) = match self.credential(headers, policy) {
-            Read::Done(result) => return Some(result),
-            Read::Key(key, parsed) => (key, parsed),
+        let key = match self.presented(headers, policy) {
+            Ok(key) => key,
+            Err(answered) => return Some(answered),
         };
-        let verified = match self.inner.verifier.verify_now(&digest(key))? {
-            Ok(verified) => verified,
-            Err(failure) => return Some(Err(self.verify_failed(failure, &parsed))),
+        // A hit needs no parsing: only keys whose secret was proven are cached, under
+        // the SHA-256 of the whole key.
+        let digest = digest(key);
+        let verified = match self.inner.verifier.verify_now(&digest) {
+            Some(Ok(verified)) => verified,
+            Some(Err(failure)) => {
+                let parsed = match self.parse(key) {
+                    Ok(parsed) => parsed,
+                    Err(rejection) => return Some(Err(rejection)),
+                };
+                return Some(Err(self.verify_failed(failure, &parsed)));
+            }
+            None => {
+                // A malformed key is refused here, with no I/O; a well-formed one is cold.
+                return match self.parse(key) {
+                    Ok(_) => None,
+                    Err(rejection) => Some(Err(rejection)),
+                };
+            }
         };
         let now = self.inner.clock.now();
-        if let Err(rejection) = self.check_state(&verified, &parsed, policy, now) {
+        if let Err(rejection) = self.check_state(&verified, policy, now) {
             return Some(Err(rejection));
         }
         let principal = &verified.principal;
@@ -462,32 +476,38 @@ impl Gate {
         Some(Ok(self.admitted(principal, rate, policy, headers, now)))
     }
 
-    /// Steps 1 and 2: the credential, parsed with no I/O.
-    fn credential<'h, H: HeaderSource + ?Sized>(&self, headers: &'h H, policy: &RoutePolicy) -> Read<'h> {
+    /// Step 1: the credential, or the answer when there is none to check.
+    #[allow(clippy::result_large_err)] // The `Err` side is an answer, not an error.
+    fn presented<'h, H: HeaderSource + ?Sized>(
+        &self,
+        headers: &'h H,
+        policy: &RoutePolicy,
+    ) -> Result<&'h str, Result<Admission, Rejection>> {
         let inner = &*self.inner;
         let format = inner.keys.key_format();
         let ours = |value: &str| format.is_branded(value);
         let only_ours: Option<&dyn Fn(&str) -> bool> = if policy.is_optional() { Some(&ours) } else { None };
-        let key = match extract(headers, &inner.sources, only_ours) {
-            Presented::One(key) => key,
-            Presented::Nothing if policy.is_optional() => return Read::Done(Ok(Admission::default())),
+        match extract(headers, &inner.sources, only_ours) {
+            Presented::One(key) => Ok(key),
+            Presented::Nothing if policy.is_optional() => Err(Ok(Admission::default())),
             Presented::Nothing => {
                 let header = inner.sources[0].header_name();
-                return Read::Done(Err(self.deny(Denial::MissingKey { header })));
+                Err(Err(self.deny(Denial::MissingKey { header })))
             }
-            Presented::Unusable => return Read::Done(Err(self.deny(Denial::InvalidKey { key_id: None }))),
-        };
-        match format.parse(key) {
-            Ok(parsed) => Read::Key(key, parsed),
-            Err(e) => {
-                tracing::debug!(
-                    key_id = e.key_id.as_ref().map(KeyId::as_str),
-                    reason = e.reason,
-                    "malformed key"
-                );
-                Read::Done(Err(self.deny(Denial::InvalidKey { key_id: e.key_id })))
-            }
+            Presented::Unusable => Err(Err(self.deny(Denial::InvalidKey { key_id: None }))),
         }
+    }
+
+    /// Step 2: the key's parts, with no I/O.
+    fn parse<'k>(&self, key: &'k str) -> Result<ParsedKey<'k>, Rejection> {
+        self.inner.keys.key_format().parse(key).map_err(|e| {
+            tracing::debug!(
+                key_id = e.key_id.as_ref().map(KeyId::as_str),
+                reason = e.reason,
+                "malformed key"
+            );
+            self.deny(Denial::InvalidKey { key_id: e.key_id })
+        })
     }
 
     fn verify_failed(&self, failure: Failure, parsed: &ParsedKey<'_>) -> Rejection {
@@ -503,16 +523,16 @@ impl Gate {
     fn check_state(
         &self,
         verified: &Verified,
-        parsed: &ParsedKey<'_>,
         policy: &RoutePolicy,
         now: DateTime<Utc>,
     ) -> Result<(), Rejection> {
+        let key_id = verified.principal.key_id();
         if verified.revoked {
-            tracing::debug!(key_id = parsed.key_id(), "revoked key");
+            tracing::debug!(key_id = %key_id, "revoked key");
             // The same bytes as an unknown key: never reveal that the id exists.
             return Err(self.deny_at(
                 Denial::InvalidKey {
-                    key_id: Some(KeyId::from(parsed.key_id())),
+                    key_id: Some(key_id.clone()),
                 },
                 now,
             ));
@@ -530,7 +550,7 @@ impl Gate {
         if missing.is_empty() {
             return Ok(());
         }
-        tracing::debug!(key_id = parsed.key_id(), missing = %missing, "insufficient scope");
+        tracing::debug!(key_id = %key_id, missing = %missing, "insufficient scope");
         Err(self.deny_at(
             Denial::InsufficientScope {
                 required: policy.scopes().clone(),
