@@ -209,8 +209,9 @@ impl SelfService {
     /// `POST /`: creates a key for the caller's owner from a JSON body (`name`, and
     /// optionally `scopes`, `expires_in`, `environment`, `rate_limits`, `spend_cap`,
     /// `metadata`). 201 with the record, `status` and the plaintext `key`; 400 for a
-    /// malformed body; 403 when it asks for a scope the caller lacks (unless the caller
-    /// has `admin`).
+    /// malformed body; 403 when it asks for a scope the caller lacks, another
+    /// environment, a later expiry, a higher spend cap or its own rate limits (unless
+    /// the caller has `admin`): a key never mints a key stronger than itself.
     pub async fn create(&self, caller: &Principal, body: &[u8]) -> ApiResponse {
         let new = match self.new_key(caller, body) {
             Ok(new) => new,
@@ -293,6 +294,12 @@ impl SelfService {
             tracing::debug!(key_id = %caller.key_id(), missing = %missing, "self-service rotation refused");
             return self.deny(Denial::InsufficientScope { required: missing });
         }
+        if !no_stronger(caller, &record, self.gate.now()) {
+            tracing::debug!(key_id = %caller.key_id(), "self-service rotation of a stronger key refused");
+            return self.deny(Denial::InsufficientScope {
+                required: Scopes::new([Scopes::ADMIN]),
+            });
+        }
         match self.gate.keys().rotate(&record.key_id, grace).await {
             Ok(rotated) => self.created(&rotated.new, Some(&rotated.old)),
             Err(error) => self.failed(error),
@@ -311,7 +318,7 @@ impl SelfService {
         let scopes = scopes(&body.scopes)?;
         let environment = match body.environment.as_deref() {
             Some(environment) => environment.parse::<Environment>().map_err(bad)?,
-            None => Environment::default(),
+            None => caller.environment(),
         };
         let expires_at = match body.expires_in.as_deref() {
             Some(expires_in) => {
@@ -335,7 +342,7 @@ impl SelfService {
             Some(object @ serde_json::Value::Object(_)) => Some(object),
             Some(_) => return Err(bad("`metadata` must be a JSON object")),
         };
-        Ok(NewKey {
+        let new = NewKey {
             owner: Some(caller.owner().clone()),
             name: name.to_string(),
             scopes,
@@ -344,7 +351,8 @@ impl SelfService {
             rate_limits,
             spend_cap: body.spend_cap,
             metadata,
-        })
+        };
+        within_caller(caller, new)
     }
 
     /// The caller's owner's record `key_id`, or the rendered 404 (or 503).
@@ -423,6 +431,69 @@ fn bad(message: impl ToString) -> Denial {
     Denial::BadRequest {
         message: message.to_string(),
     }
+}
+
+/// A key made by a non-admin caller gets no more than the caller has: the same
+/// environment (a test key cannot mint live keys), no later expiry, no higher spend cap,
+/// and the caller's own rate limits (only an admin sets limits). What cannot be
+/// narrowed silently is refused with 403, naming `admin`.
+fn within_caller(caller: &Principal, mut new: NewKey) -> Result<NewKey, Denial> {
+    if caller.has_scope(Scopes::ADMIN) {
+        return Ok(new);
+    }
+    let needs_admin = |what: &str| {
+        tracing::debug!(key_id = %caller.key_id(), what, "self-service escalation refused");
+        Denial::InsufficientScope {
+            required: Scopes::new([Scopes::ADMIN]),
+        }
+    };
+    if new.environment != caller.environment() {
+        return Err(needs_admin("environment"));
+    }
+    if let Some(limit) = caller.expires_at() {
+        match new.expires_at {
+            Some(at) if at > limit => return Err(needs_admin("expiry")),
+            Some(_) => {}
+            None => new.expires_at = Some(limit),
+        }
+    }
+    if let Some(cap) = caller.spend_cap() {
+        match new.spend_cap {
+            Some(asked) if asked > cap => return Err(needs_admin("spend cap")),
+            Some(_) => {}
+            None => new.spend_cap = Some(cap),
+        }
+    }
+    if new.rate_limits.is_some() {
+        return Err(needs_admin("rate limits"));
+    }
+    new.rate_limits = caller.rate_limits().map(<[RateLimit]>::to_vec);
+    Ok(new)
+}
+
+/// Whether rotating `record` (which hands out a new plaintext with its environment,
+/// lifetime, cap and limits) gives a non-admin `caller` nothing it does not have.
+fn no_stronger(caller: &Principal, record: &KeyRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
+    if caller.has_scope(Scopes::ADMIN) {
+        return true;
+    }
+    let new_expiry = record
+        .expires_at
+        .and_then(|at| now.checked_add_signed(at - record.created_at));
+    let lives_longer = match (caller.expires_at(), new_expiry) {
+        (Some(limit), Some(at)) => at > limit,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    let spends_more = match (caller.spend_cap(), record.spend_cap) {
+        (Some(cap), Some(theirs)) => theirs > cap,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    record.environment == caller.environment()
+        && !lives_longer
+        && !spends_more
+        && (record.rate_limits.is_none() || record.rate_limits.as_deref() == caller.rate_limits())
 }
 
 /// The scopes of `wanted` that `caller` may not hand out: none for an `admin` caller.
@@ -520,6 +591,88 @@ mod tests {
         assert!(scopes(&["read,admin".into()]).is_err());
         assert!(scopes(&["re ad".into()]).is_err());
         assert!(scopes(&["".into()]).is_err());
+    }
+
+    async fn caller(gate: &Gate, new: NewKey) -> Principal {
+        let created = gate.keys().create(new).await.unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-api-key", created.key.expose_secret().parse().unwrap());
+        let admitted = gate.admit(&headers, &crate::RoutePolicy::new()).await.unwrap();
+        admitted.principal().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn a_key_never_mints_a_key_stronger_than_itself() {
+        let gate = Gate::builder(crate::MemoryStore::new())
+            .hasher(crate::Argon2Hasher::insecure_fast())
+            .build();
+        let expires = gate.now() + chrono::Duration::days(1);
+        let test_key = caller(
+            &gate,
+            NewKey::new("acct_1", "ci")
+                .scopes(["read"])
+                .environment(Environment::Test)
+                .expires_at(expires)
+                .spend_cap(1000)
+                .rate_limits([RateLimit::per_minute(5)]),
+        )
+        .await;
+        let api = SelfService::new(gate.clone());
+        for (body, what) in [
+            (
+                r#"{"name":"x","scopes":["read"],"environment":"live"}"#,
+                "a live key",
+            ),
+            (
+                r#"{"name":"x","scopes":["read"],"expires_in":"30d"}"#,
+                "a longer life",
+            ),
+            (
+                r#"{"name":"x","scopes":["read"],"spend_cap":5000}"#,
+                "a higher cap",
+            ),
+            (
+                r#"{"name":"x","scopes":["read"],"rate_limits":"1000/min"}"#,
+                "its own limits",
+            ),
+        ] {
+            let refused = api.create(&test_key, body.as_bytes()).await;
+            assert_eq!(refused.status(), http::StatusCode::FORBIDDEN, "{what}");
+        }
+        // What it may do, it gets narrowed to its own reach.
+        let made = api
+            .create(&test_key, br#"{"name":"child","scopes":["read"]}"#)
+            .await;
+        assert_eq!(made.status(), http::StatusCode::CREATED);
+        let body: serde_json::Value = serde_json::from_slice(made.body()).unwrap();
+        assert_eq!(body["environment"], "test");
+        assert_eq!(body["spend_cap"], 1000);
+        assert_eq!(body["rate_limits"][0]["limit"], 5);
+        let child_expiry: chrono::DateTime<chrono::Utc> =
+            body["expires_at"].as_str().unwrap().parse().unwrap();
+        assert!(child_expiry <= expires);
+
+        // Nor may it rotate a stronger key of its owner to obtain that key's plaintext.
+        let admin = caller(&gate, NewKey::new("acct_1", "root").scopes(["admin"])).await;
+        let live = api
+            .create(
+                &admin,
+                br#"{"name":"prod","scopes":["read"],"environment":"live"}"#,
+            )
+            .await;
+        let live: serde_json::Value = serde_json::from_slice(live.body()).unwrap();
+        let path = live["key_id"].as_str().unwrap();
+        let refused = api.rotate(&test_key, path, b"").await;
+        assert_eq!(refused.status(), http::StatusCode::FORBIDDEN);
+
+        // An admin key is not narrowed.
+        let made = api
+            .create(
+                &admin,
+                br#"{"name":"live","environment":"live","rate_limits":"1000/min"}"#,
+            )
+            .await;
+        assert_eq!(made.status(), http::StatusCode::CREATED);
     }
 
     #[test]
