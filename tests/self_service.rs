@@ -176,7 +176,8 @@ async fn a_created_key_is_returned_once_and_works_on_a_protected_route() {
         let f = Fixture::new(stack, ErrorFormatKind::Default).await;
         let body = r#"{"name":"deploy","scopes":["read"],"expires_in":"90d","environment":"test",
             "rate_limits":"100/min,1000/h","spend_cap":5000000,"metadata":{"team":"ci"}}"#;
-        let reply = f.send("POST", PATH, &f.a, body).await;
+        // Another environment, own limits and a cap: an admin's to give.
+        let reply = f.send("POST", PATH, &f.admin, body).await;
         assert_eq!(reply.status, 201, "{stack:?}: {}", reply.body);
         assert_eq!(reply.content_type, "application/json");
         let json = reply.json();
