@@ -512,7 +512,8 @@ impl Gate {
 
     fn verify_failed(&self, failure: Failure, parsed: &ParsedKey<'_>) -> Rejection {
         self.deny(match failure {
-            Failure::Invalid => Denial::InvalidKey {
+            // Throttled answers like any invalid key: never reveal that the id exists.
+            Failure::Invalid | Failure::Throttled => Denial::InvalidKey {
                 key_id: Some(KeyId::from(parsed.key_id())),
             },
             Failure::Unavailable => Denial::Unavailable { retry_after: 1 },

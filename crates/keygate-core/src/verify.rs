@@ -9,12 +9,16 @@
 //!   semaphore bounds how many cold verifications may be pending at all; past it, new
 //!   cold keys are shed (503) at once, while cached keys never touch either semaphore.
 //! - Failures go to a small negative cache with a short TTL.
+//! - Wrong secrets are counted per key id: past `failure_limit` in `failure_window`,
+//!   further cold attempts on that id are refused without hashing (the same 401 as any
+//!   invalid key), so a flood of guesses against known ids costs a store lookup, not an
+//!   argon2 verify. A key already in the cache is not affected.
 //! - Invalidation (revocation, rotation, the revocation feed) bumps an epoch and marks
 //!   the key id stale; a cached entry loaded before the mark is re-read from the store
 //!   on its next hit. The check costs one atomic load per hit.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,6 +60,9 @@ pub(crate) enum Failure {
     Invalid,
     /// Shed, or the store is down: retry later. Never cached.
     Unavailable,
+    /// Too many wrong secrets for this key id lately: refused without hashing, and not
+    /// cached, so the right secret works again once the window has passed.
+    Throttled,
 }
 
 type Outcome = Result<Arc<Verified>, Failure>;
@@ -76,6 +83,11 @@ pub struct VerifierConfig {
     pub hash_workers: usize,
     /// Cold verifications allowed to wait for a worker; past it they are shed.
     pub hash_queue: usize,
+    /// Wrong secrets tolerated per key id within `failure_window` before further cold
+    /// attempts on that id are refused without hashing.
+    pub failure_limit: u32,
+    /// The window of `failure_limit`, counted from the first failure.
+    pub failure_window: Duration,
 }
 
 impl Default for VerifierConfig {
@@ -88,6 +100,8 @@ impl Default for VerifierConfig {
             negative_capacity: 10_000,
             hash_workers: cores,
             hash_queue: cores * 16,
+            failure_limit: 20,
+            failure_window: Duration::from_secs(60),
         }
     }
 }
@@ -103,6 +117,9 @@ pub(crate) struct Verifier {
     inflight: Mutex<HashMap<Digest, Flight>>,
     /// Key id -> the epoch at which it was invalidated.
     stale: Cache<KeyId, u64>,
+    /// Key id -> wrong secrets presented within the failure window.
+    failures: Cache<KeyId, Arc<AtomicU32>>,
+    failure_limit: u32,
     epoch: AtomicU64,
     /// Cold verifications admitted (running or waiting for a worker).
     admitted: Arc<Semaphore>,
@@ -134,6 +151,11 @@ impl Verifier {
                 .max_capacity(config.cache_capacity.max(10_000))
                 .time_to_live(config.cache_ttl + Duration::from_secs(60))
                 .build(),
+            failures: Cache::builder()
+                .max_capacity(config.negative_capacity.max(10_000))
+                .time_to_live(config.failure_window)
+                .build(),
+            failure_limit: config.failure_limit.max(1),
             epoch: AtomicU64::new(0),
             admitted: Arc::new(Semaphore::new(workers + config.hash_queue)),
             workers: Arc::new(Semaphore::new(workers)),
@@ -249,7 +271,7 @@ impl Verifier {
                 match &outcome {
                     Ok(verified) => this.cache.insert(digest, verified.clone()),
                     Err(Failure::Invalid) => this.negative.insert(digest, ()),
-                    Err(Failure::Unavailable) => {}
+                    Err(Failure::Unavailable | Failure::Throttled) => {}
                 }
                 // Leave before answering: a request arriving after an invalidation must
                 // start a fresh flight, not join this finished one.
@@ -282,9 +304,22 @@ impl Verifier {
         };
         // A stale entry whose hash is unchanged was already proven: re-read, not re-hash.
         let proven = previous.is_some_and(|p| p.secret_hash == record.secret_hash);
-        if !proven && !self.check_secret(secret, record.secret_hash.clone()).await? {
-            tracing::debug!("wrong secret");
-            return Err(Failure::Invalid);
+        if !proven {
+            let failed = self.failures.get(key_id);
+            if failed
+                .as_ref()
+                .is_some_and(|n| n.load(Ordering::Relaxed) >= self.failure_limit)
+            {
+                tracing::warn!("too many wrong secrets for this key id; refused without hashing");
+                return Err(Failure::Throttled);
+            }
+            if !self.check_secret(secret, record.secret_hash.clone()).await? {
+                tracing::debug!("wrong secret");
+                failed
+                    .unwrap_or_else(|| self.failures.get_with(key_id.clone(), Arc::default))
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(Failure::Invalid);
+            }
         }
         Ok(Arc::new(Verified {
             principal: Principal::from_record(&record),

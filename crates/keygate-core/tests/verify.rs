@@ -346,42 +346,13 @@ async fn cached_keys_flow_while_the_hash_pool_is_saturated_and_cold_ones_are_she
 
 /// A well-formed key (valid checksum) for an existing id, with a secret that is wrong.
 fn forge_wrong_secret(format: &keygate_core::KeyFormat, key_id: &str) -> String {
-    // Take a fresh key's layout, put the victim's id in front and recompute the
-    // checksum (CRC32 in 6 base62 characters), as a forger who knows the format could.
     let (_, other) = format.generate(keygate_core::Environment::Live);
-    let text = other.expose_secret();
-    let parsed = format.parse(text).unwrap();
-    let tail = &text[parsed.key_id().len()..];
-    let body = format!("{key_id}{}", &tail[..tail.len() - 6]);
-    let candidate = format!("{body}{}", checksum(&body));
-    assert!(format.parse(&candidate).is_ok(), "forged key must be well-formed");
-    candidate
-}
-
-fn checksum(body: &str) -> String {
-    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut n = crc32(body.as_bytes()) as u64;
-    let mut out = [b'0'; 6];
-    for slot in out.iter_mut().rev() {
-        *slot = BASE62[(n % 62) as usize];
-        n /= 62;
-    }
-    String::from_utf8(out.to_vec()).unwrap()
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    let secret = format.parse(other.expose_secret()).unwrap().secret().to_string();
+    format
+        .compose(key_id, &secret)
+        .unwrap()
+        .expose_secret()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -506,4 +477,50 @@ async fn no_trace_of_a_canary_secret_reaches_the_logs() {
         !logs.contains(&new_secret[new_secret.len() - 20..]),
         "a rotated secret leaked"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_secrets_for_a_known_id_stops_costing_hashes_after_the_limit() {
+    let hasher = CountingHasher::default();
+    let config = VerifierConfig {
+        failure_limit: 5,
+        failure_window: Duration::from_millis(300),
+        ..VerifierConfig::default()
+    };
+    let gate = Gate::builder(MemoryStore::new())
+        .hasher(hasher.clone())
+        .verifier(config)
+        .build();
+    let cached = create(&gate).await;
+    let cached_key = cached.key.expose_secret().to_string();
+    assert_eq!(status(&gate, &cached_key).await, StatusCode::OK);
+    let victim = create(&gate).await;
+    let format = keygate_core::KeyFormat::default();
+    let hashes_before = hasher.verifies();
+
+    let mut bodies = std::collections::HashSet::new();
+    for _ in 0..30 {
+        let guess = forge_wrong_secret(&format, victim.record.key_id.as_str());
+        let refused = gate
+            .admit(&bearer(&guess), &RoutePolicy::new())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        bodies.insert(refused.body().clone());
+    }
+    assert_eq!(
+        hasher.verifies() - hashes_before,
+        5,
+        "only the first 5 guesses were hashed"
+    );
+    assert_eq!(bodies.len(), 1, "throttled guesses answer like any invalid key");
+    // Keys already cached are not affected.
+    assert_eq!(status(&gate, &cached_key).await, StatusCode::OK);
+
+    // The right secret, not yet cached, is refused while the id is throttled...
+    let right = victim.key.expose_secret();
+    assert_eq!(status(&gate, right).await, StatusCode::UNAUTHORIZED);
+    // ...and works once the window has passed (throttled answers are not cached).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(status(&gate, right).await, StatusCode::OK);
 }
