@@ -73,6 +73,14 @@ impl From<&str> for KeyId {
     }
 }
 
+/// Lets maps keyed by `KeyId` be searched with a `&str` (hashes agree: `Arc<str>`
+/// hashes as `str`).
+impl std::borrow::Borrow<str> for KeyId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl AsRef<str> for KeyId {
     fn as_ref(&self) -> &str {
         &self.0

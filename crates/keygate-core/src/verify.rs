@@ -181,6 +181,12 @@ impl Verifier {
         self.cache.entry_count()
     }
 
+    fn throttled(&self, key_id: &str) -> bool {
+        self.failures
+            .get(key_id)
+            .is_some_and(|n| n.load(Ordering::Relaxed) >= self.failure_limit)
+    }
+
     fn fresh_hit(&self, digest: &Digest) -> Option<Arc<Verified>> {
         let hit = self.cache.get(digest)?;
         let epoch = self.epoch.load(Ordering::Acquire);
@@ -245,6 +251,10 @@ impl Verifier {
         }
         if self.negative.contains_key(&digest) {
             return Err(Failure::Invalid);
+        }
+        // A throttled id is refused before any work: no task, no store read.
+        if self.throttled(key_id) {
+            return Err(Failure::Throttled);
         }
         let Ok(permit) = self.admitted.clone().try_acquire_owned() else {
             tracing::warn!(key_id, "cold verification shed: the hash pool is saturated");
@@ -315,9 +325,16 @@ impl Verifier {
             }
             if !self.check_secret(secret, record.secret_hash.clone()).await? {
                 tracing::debug!("wrong secret");
-                failed
+                let count = failed
                     .unwrap_or_else(|| self.failures.get_with(key_id.clone(), Arc::default))
-                    .fetch_add(1, Ordering::Relaxed);
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
+                if count == self.failure_limit {
+                    tracing::warn!(
+                        count,
+                        "too many wrong secrets for this key id: further guesses are refused without hashing"
+                    );
+                }
                 return Err(Failure::Invalid);
             }
         }

@@ -5,11 +5,20 @@
 //! - `bare`: the app alone;
 //! - `auth`: behind `ApiKeyLayer` (in-memory store, cached key), no limiter;
 //! - `policy`: the same, plus a required scope and in-memory rate limits (two windows
-//!   per key and a service window, high enough never to refuse).
+//!   per key and a service window, high enough never to refuse);
+//! - `flood` / `flood-unthrottled`: `auth` with real argon2 parameters, writing to the
+//!   file named by a third argument 10 000 well-formed wrong keys: half guess secrets
+//!   for one real key id, half name unknown ids. `flood-unthrottled` turns off the
+//!   per-key-id failure limit, to show what it saves.
 
 use axum::routing::get;
 use axum::Router;
-use keygate_core::{Argon2Hasher, Gate, MemoryRateLimiter, MemoryStore, NewKey, RateLimit};
+use std::io::Write;
+
+use keygate_core::{
+    Argon2Hasher, Environment, Gate, KeyFormat, MemoryRateLimiter, MemoryStore, NewKey, RateLimit,
+    VerifierConfig,
+};
 use keygate_tower::ApiKeyLayer;
 
 async fn ping() -> &'static str {
@@ -20,12 +29,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "auth".into());
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:3900".into());
+    let flood_file = args.next();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
         let unlimited = u32::MAX;
-        let builder = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast());
+        let flooded = mode.starts_with("flood");
+        let mut builder = Gate::builder(MemoryStore::new());
+        builder = if flooded {
+            // Real parameters: a flood is only a threat when hashes are expensive.
+            let failure_limit = if mode == "flood-unthrottled" { u32::MAX } else { 20 };
+            builder.hasher(Argon2Hasher::default()).verifier(VerifierConfig {
+                failure_limit,
+                ..VerifierConfig::default()
+            })
+        } else {
+            builder.hasher(Argon2Hasher::insecure_fast())
+        };
         // Only `policy` counts requests: `auth` measures authentication alone.
         let gate = match mode.as_str() {
             "policy" => builder.rate_limiter(
@@ -39,11 +60,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .keys()
             .create(NewKey::new("acct_load", "load").scopes(["read"]))
             .await?;
+        if flooded {
+            let path = flood_file.ok_or("flood modes take a file for the flood keys")?;
+            write_flood(&path, gate.keys().key_format(), &gate).await?;
+        }
         println!("key: {}", created.key.expose_secret());
         let routes = Router::new().route("/v1/ping", get(ping));
         let app = match mode.as_str() {
             "bare" => routes,
-            "auth" => routes.route_layer(ApiKeyLayer::new(gate.clone())),
+            "auth" | "flood" | "flood-unthrottled" => routes.route_layer(ApiKeyLayer::new(gate.clone())),
             "policy" => routes.route_layer(
                 ApiKeyLayer::new(gate.clone())
                     .require(["read"])
@@ -55,4 +80,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         axum::serve(listener, app).await?;
         Ok(())
     })
+}
+
+/// 10 000 well-formed keys that fail: guesses at a real id's secret, and unknown ids.
+async fn write_flood(path: &str, format: &KeyFormat, gate: &Gate) -> Result<(), Box<dyn std::error::Error>> {
+    let victim = gate.keys().create(NewKey::new("acct_victim", "victim")).await?;
+    let victim_id = victim.record.key_id.as_str();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for i in 0..10_000 {
+        let (_, fresh) = format.generate(Environment::Live);
+        let line = if i % 2 == 0 {
+            let secret = format.parse(fresh.expose_secret())?.secret().to_string();
+            format.compose(victim_id, &secret)?.expose_secret().to_string()
+        } else {
+            fresh.expose_secret().to_string()
+        };
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    Ok(())
 }
