@@ -39,8 +39,13 @@ impl Service {
     /// Starts `example` on `database`; waits until it listens. Returns the demo key if
     /// it printed one.
     async fn start(example: &str, database_url: &str) -> Service {
+        Self::start_with(example, database_url, &[]).await
+    }
+
+    async fn start_with(example: &str, database_url: &str, env: &[(&str, &str)]) -> Service {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut child = Command::new(built("example", example))
+            .envs(env.iter().copied())
             .env("KEYGATE_ADDR", &addr)
             .env("KEYGATE_DATABASE_URL", database_url)
             .env("KEYGATE_INSECURE_FAST_HASH", "1")
@@ -277,6 +282,23 @@ async fn serves_the_contract(example: &str, database: &str) {
         );
     }
     service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_examples_answer_in_the_error_format_of_keygate_error_format() {
+    for example in ["axum_service", "actix_service"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let service =
+            Service::start_with(example, &sqlite_url(&dir), &[("KEYGATE_ERROR_FORMAT", "openai")]).await;
+        let (status, body) = service.get("/v1/whoami", None).await;
+        assert_eq!(status, 401, "{example}");
+        assert!(body.starts_with(r#"{"error":{"message":"#), "{example}: {body}");
+        assert!(
+            body.contains(r#""type":"invalid_request_error""#),
+            "{example}: {body}"
+        );
+        service.stop().await;
+    }
 }
 
 fn sqlite_url(dir: &tempfile::TempDir) -> String {

@@ -38,7 +38,9 @@ impl Settings {
 /// Everything before routing: logs, settings, the gate, the demo key on a new store,
 /// and the background work (usage written behind, revocations from other processes).
 pub async fn start() -> Result<(Settings, Gate, BackgroundTask), Box<dyn Error>> {
+    // Logs go to stderr: stdout carries only the demo key and its curl line.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
