@@ -15,7 +15,7 @@
 //! # });
 //! ```
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,51 +30,85 @@ use crate::store::DynKeyStore;
 /// Longest user agent kept; longer ones are cut (at a char boundary).
 const MAX_USER_AGENT: usize = 256;
 
-/// Usage accumulated since the last flush: one entry per key, whatever the traffic.
+/// The usage of one cached key since the last flush. Lives in the key's cache entry, so
+/// counting a request touches only this key's atomics: no shared lock, no map lookup.
+#[derive(Debug)]
+pub(crate) struct UsageCell {
+    key_id: KeyId,
+    requests: AtomicU64,
+    /// Nanoseconds since the epoch of the latest use.
+    last_used: AtomicI64,
+    /// A hash of the last user agent, so that an unchanged one is not copied again.
+    agent_hash: AtomicU64,
+    agent: Mutex<Option<String>>,
+}
+
+impl UsageCell {
+    pub(crate) fn new(key_id: KeyId) -> Self {
+        Self {
+            key_id,
+            requests: AtomicU64::new(0),
+            last_used: AtomicI64::new(i64::MIN),
+            agent_hash: AtomicU64::new(0),
+            agent: Mutex::new(None),
+        }
+    }
+}
+
+/// Cells with uncounted usage. A cell is listed once per flush interval, by the first
+/// request after a flush; every later request only touches the cell.
 #[derive(Default)]
 pub(crate) struct UsageBuffer {
-    pending: Mutex<HashMap<KeyId, UsageDelta>>,
+    dirty: Mutex<Vec<Arc<UsageCell>>>,
+    /// Batches a failed flush gives back, written with the next one.
+    retry: Mutex<Vec<UsageDelta>>,
 }
 
 impl UsageBuffer {
-    /// Counts one admitted request. A map update under a short lock; the user agent is
-    /// copied only when it changes.
-    pub(crate) fn record(&self, key_id: &KeyId, at: DateTime<Utc>, user_agent: Option<&[u8]>) {
-        let agent = user_agent
-            .and_then(|ua| std::str::from_utf8(ua).ok())
-            .map(|ua| truncate(ua, MAX_USER_AGENT));
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        match pending.get_mut(key_id) {
-            Some(delta) => {
-                delta.requests += 1;
-                if at >= delta.last_used_at {
-                    delta.last_used_at = at;
-                    if delta.last_user_agent.as_deref() != agent {
-                        delta.last_user_agent = agent.map(str::to_owned);
-                    }
-                }
+    /// Counts one admitted request.
+    pub(crate) fn record(&self, cell: &Arc<UsageCell>, at: DateTime<Utc>, user_agent: Option<&[u8]>) {
+        let first = cell.requests.fetch_add(1, Ordering::AcqRel) == 0;
+        let nanos = at.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        cell.last_used.fetch_max(nanos, Ordering::AcqRel);
+        if let Some(agent) = user_agent.and_then(|ua| std::str::from_utf8(ua).ok()) {
+            let agent = truncate(agent, MAX_USER_AGENT);
+            let hash = fnv1a(agent.as_bytes());
+            if cell.agent_hash.swap(hash, Ordering::AcqRel) != hash {
+                *cell.agent.lock().unwrap_or_else(|p| p.into_inner()) = Some(agent.to_owned());
             }
-            None => {
-                pending.insert(
-                    key_id.clone(),
-                    UsageDelta {
-                        key_id: key_id.clone(),
-                        requests: 1,
-                        last_used_at: at,
-                        last_user_agent: agent.map(str::to_owned),
-                    },
-                );
-            }
+        }
+        if first {
+            self.dirty
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(cell.clone());
         }
     }
 
+    /// Takes what is pending. A request racing with this is counted now or next time,
+    /// never twice and never lost: the counter is swapped, and a cell whose counter
+    /// goes from zero again is listed again.
     fn take(&self) -> Vec<UsageDelta> {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut *pending).into_values().collect()
+        let cells = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut batch = std::mem::take(&mut *self.retry.lock().unwrap_or_else(|p| p.into_inner()));
+        for cell in cells {
+            let requests = cell.requests.swap(0, Ordering::AcqRel);
+            if requests == 0 {
+                continue;
+            }
+            let nanos = cell.last_used.load(Ordering::Acquire);
+            batch.push(UsageDelta {
+                key_id: cell.key_id.clone(),
+                requests,
+                last_used_at: DateTime::from_timestamp_nanos(nanos),
+                last_user_agent: cell.agent.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            });
+        }
+        batch
     }
 
-    /// Writes everything pending in one batch. On failure the batch is put back, so a
-    /// store outage delays usage rather than losing it.
+    /// Writes everything pending in one batch. On failure the batch is kept for the
+    /// next flush, so a store outage delays usage rather than losing it.
     pub(crate) async fn flush(&self, store: &dyn DynKeyStore) -> usize {
         let batch = self.take();
         if batch.is_empty() {
@@ -84,22 +118,19 @@ impl UsageBuffer {
             Ok(()) => batch.len(),
             Err(error) => {
                 tracing::warn!(%error, keys = batch.len(), "usage flush failed; will retry");
-                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-                for delta in batch {
-                    let merged = pending.entry(delta.key_id.clone()).or_insert_with(|| UsageDelta {
-                        requests: 0,
-                        ..delta.clone()
-                    });
-                    merged.requests += delta.requests;
-                    if delta.last_used_at > merged.last_used_at {
-                        merged.last_used_at = delta.last_used_at;
-                        merged.last_user_agent = delta.last_user_agent;
-                    }
-                }
+                self.retry.lock().unwrap_or_else(|p| p.into_inner()).extend(batch);
                 0
             }
         }
     }
+}
+
+/// FNV-1a: a fast hash to notice a changed user agent (not for adversarial input: a
+/// collision only leaves the previous agent recorded).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 fn truncate(s: &str, max: usize) -> &str {

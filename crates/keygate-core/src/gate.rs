@@ -425,7 +425,7 @@ impl Gate {
             Some(checked) => checked?,
             None => self.rate(principal, policy, now).await?,
         };
-        Ok(self.admitted(principal, rate, policy, headers, now))
+        Ok(self.admitted(&verified, rate, policy, headers, now))
     }
 
     /// The whole pipeline without awaiting, when it can be decided from memory: a key
@@ -473,7 +473,7 @@ impl Gate {
             Ok(rate) => rate,
             Err(rejection) => return Some(Err(rejection)),
         };
-        Some(Ok(self.admitted(principal, rate, policy, headers, now)))
+        Some(Ok(self.admitted(&verified, rate, policy, headers, now)))
     }
 
     /// Step 1: the credential, or the answer when there is none to check.
@@ -562,17 +562,17 @@ impl Gate {
 
     fn admitted<H: HeaderSource + ?Sized>(
         &self,
-        principal: &Principal,
+        verified: &Verified,
         rate: Option<RateShown>,
         policy: &RoutePolicy,
         headers: &H,
         now: DateTime<Utc>,
     ) -> Admission {
         if let Some(usage) = &self.inner.usage {
-            usage.record(principal.key_id(), now, headers.values("user-agent").next());
+            usage.record(&verified.usage, now, headers.values("user-agent").next());
         }
         Admission {
-            principal: Some(principal.clone()),
+            principal: Some(verified.principal.clone()),
             rate,
             cost: policy.fixed_cost(),
         }

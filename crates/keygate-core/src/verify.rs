@@ -29,6 +29,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
+use crate::background::UsageCell;
 use crate::hash::{HashError, KeyHasher, SecretHash};
 use crate::key::KeyId;
 use crate::principal::Principal;
@@ -51,6 +52,8 @@ pub(crate) struct Verified {
     loaded_epoch: u64,
     /// The latest epoch at which this entry was found not stale.
     checked_epoch: AtomicU64,
+    /// Requests counted for this key since the last usage flush.
+    pub(crate) usage: Arc<UsageCell>,
 }
 
 /// Why verification failed.
@@ -339,6 +342,7 @@ impl Verifier {
             }
         }
         Ok(Arc::new(Verified {
+            usage: Arc::new(UsageCell::new(record.key_id.clone())),
             principal: Principal::from_record(&record),
             revoked: record.revoked_at.is_some(),
             expires_at: record.expires_at,
