@@ -45,6 +45,9 @@ use keygate_core::{Admission, Cost, Gate, HeaderSource, RateLimit, Rejection, Ro
 /// Builders take `self` by value and edit the policy: [`require`](Self::require),
 /// [`service`](Self::service), [`cost`](Self::cost), [`optional`](Self::optional), or
 /// a whole [`policy`](Self::policy).
+///
+/// Give each scope one middleware, carrying that scope's whole policy: two on one route
+/// would authenticate twice and count the key's rate limits twice.
 #[derive(Clone, Debug)]
 pub struct ApiKeyMiddleware {
     gate: Gate,

@@ -54,6 +54,9 @@ pub type ResponseFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send
 /// With axum, `Router::route_layer` guards only the routes added before it (an unknown
 /// path stays a 404), while `Router::layer` also guards the fallback (an unknown path
 /// without a key is a 401).
+///
+/// Give each route one layer, carrying that route's whole policy: two layers on one
+/// route would authenticate twice and count the key's rate limits twice.
 #[derive(Clone, Debug)]
 pub struct ApiKeyLayer {
     gate: Gate,
