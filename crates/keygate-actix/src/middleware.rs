@@ -199,9 +199,7 @@ async fn finish<B>(
 ) -> ServiceResponse<EitherBody<B>> {
     append_headers(admission.response_headers(), response.headers_mut());
     let cost = response.response().extensions().get::<Cost>().copied();
-    if cost.is_some() || admission.fixed_cost().is_some() {
-        gate.settle(admission, cost).await;
-    }
+    gate.settle(admission, cost).await;
     response.map_into_left_body()
 }
 

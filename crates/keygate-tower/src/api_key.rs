@@ -220,9 +220,7 @@ async fn finish<ResBody>(
 ) -> Response<ResBody> {
     response.headers_mut().extend(admission.response_headers());
     let cost = response.extensions().get::<Cost>().copied();
-    if cost.is_some() || admission.fixed_cost().is_some() {
-        gate.settle(admission, cost).await;
-    }
+    gate.settle(admission, cost).await;
     response
 }
 
