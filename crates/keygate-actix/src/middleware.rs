@@ -227,10 +227,19 @@ fn append_headers(from: impl IntoIterator<Item = (impl AsRef<str>, impl AsRef<[u
 
 /// The rejection as core rendered it: status, headers (content-type included) and body.
 fn rejection_response(rejection: &Rejection) -> HttpResponse {
-    let status =
-        StatusCode::from_u16(rejection.status().as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = HttpResponse::with_body(status, rejection.body().clone()).map_into_boxed_body();
-    append_headers(rejection.headers(), response.headers_mut());
+    core_response(rejection.status(), rejection.headers(), rejection.body().clone())
+}
+
+/// A response core rendered (http 1 types) as an actix response (http 0.2 types), as it
+/// is: the one place the actix adapter translates a whole response.
+pub(crate) fn core_response(
+    status: keygate_core::http::StatusCode,
+    headers: &keygate_core::http::HeaderMap,
+    body: actix_web::web::Bytes,
+) -> HttpResponse {
+    let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = HttpResponse::with_body(status, body).map_into_boxed_body();
+    append_headers(headers, response.headers_mut());
     response
 }
 

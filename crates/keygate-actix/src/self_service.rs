@@ -35,13 +35,11 @@
 
 use actix_web::body::{BoxBody, EitherBody};
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes, Data};
 use actix_web::{Error, HttpRequest, HttpResponse, Scope};
 use keygate_core::{ApiResponse, Gate, Principal, SelfService};
 
-use crate::middleware::ApiKeyMiddleware;
+use crate::middleware::{core_response, ApiKeyMiddleware};
 
 /// The self-service key API over `gate`, mounted at `path` and wrapped in
 /// `ApiKeyMiddleware::new(gate)` (any valid key; no scope required).
@@ -96,14 +94,5 @@ async fn rotate(
 /// practice; a pair that did would be skipped rather than panic.
 fn respond(response: ApiResponse) -> HttpResponse {
     let (status, headers, body) = response.into_parts();
-    let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut builder = HttpResponse::build(status);
-    for (name, value) in &headers {
-        let name = HeaderName::from_bytes(name.as_str().as_bytes());
-        let value = HeaderValue::from_bytes(value.as_bytes());
-        if let (Ok(name), Ok(value)) = (name, value) {
-            builder.append_header((name, value));
-        }
-    }
-    builder.body(body)
+    core_response(status, &headers, body)
 }
