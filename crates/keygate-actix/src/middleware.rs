@@ -207,8 +207,8 @@ async fn finish<B>(
 struct ActixHeaders<'a>(&'a HeaderMap);
 
 impl HeaderSource for ActixHeaders<'_> {
-    fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.0.get_all(name).map(HeaderValue::as_bytes)
+    fn values<'a>(&'a self, name: &keygate_core::http::HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.0.get_all(name.as_str()).map(HeaderValue::as_bytes)
     }
 }
 
@@ -428,7 +428,7 @@ mod tests {
     }
 
     #[test]
-    fn actix_headers_are_read_case_insensitively_in_order() {
+    fn actix_headers_are_read_in_order() {
         let mut map = HeaderMap::new();
         map.append(
             HeaderName::from_static("x-api-key"),
@@ -439,8 +439,15 @@ mod tests {
             HeaderValue::from_static("b"),
         );
         let headers = ActixHeaders(&map);
-        let values: Vec<&[u8]> = headers.values("X-Api-Key").collect();
+        let values: Vec<&[u8]> = headers
+            .values(&keygate_core::http::HeaderName::from_static("x-api-key"))
+            .collect();
         assert_eq!(values, [b"a".as_slice(), b"b".as_slice()]);
-        assert_eq!(ActixHeaders(&map).values("authorization").count(), 0);
+        assert_eq!(
+            ActixHeaders(&map)
+                .values(&keygate_core::http::header::AUTHORIZATION)
+                .count(),
+            0
+        );
     }
 }

@@ -1,14 +1,19 @@
 //! Finding the credential in a request's headers, framework-agnostically.
 
+use http::HeaderName;
+
 /// Read access to request headers. Implemented for `http::HeaderMap`; the actix adapter
 /// implements it for actix's header map.
+///
+/// Names come parsed (lowercase), once, when the gate is built: a lookup in an
+/// `http::HeaderMap` then hashes the name and parses nothing.
 pub trait HeaderSource {
-    /// Every value of header `name` (matched case-insensitively), in order.
-    fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a;
+    /// Every value of header `name`, in order.
+    fn values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a;
 }
 
 impl HeaderSource for http::HeaderMap {
-    fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    fn values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.get_all(name).into_iter().map(http::HeaderValue::as_bytes)
     }
 }
@@ -37,6 +42,34 @@ impl CredentialSource {
     }
 }
 
+/// A [`CredentialSource`] ready for lookups: its header name parsed once.
+#[derive(Clone, Debug)]
+pub(crate) struct Lookup {
+    name: HeaderName,
+    bearer: bool,
+}
+
+/// The sources' lookups, in order. A source whose name is not a valid header name
+/// could never be sent, so it is left out (with a warning).
+pub(crate) fn lookups(sources: &[CredentialSource]) -> Vec<Lookup> {
+    sources
+        .iter()
+        .filter_map(|source| {
+            let (name, bearer) = match source {
+                CredentialSource::Bearer => (http::header::AUTHORIZATION, true),
+                CredentialSource::Header(name) => match HeaderName::from_bytes(name.as_bytes()) {
+                    Ok(parsed) => (parsed, false),
+                    Err(_) => {
+                        tracing::warn!(header = name, "credential source ignored: not a header name");
+                        return None;
+                    }
+                },
+            };
+            Some(Lookup { name, bearer })
+        })
+        .collect()
+}
+
 /// What the headers hold.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Presented<'a> {
@@ -52,17 +85,13 @@ pub(crate) enum Presented<'a> {
 /// when `only_ours` is set (optional mode: a JWT in `Authorization` is someone else's).
 pub(crate) fn extract<'h, H: HeaderSource + ?Sized>(
     headers: &'h H,
-    sources: &[CredentialSource],
+    sources: &[Lookup],
     only_ours: Option<&dyn Fn(&str) -> bool>,
 ) -> Presented<'h> {
     let mut found: Option<&'h str> = None;
     for source in sources {
-        let (lookup, bearer) = match source {
-            CredentialSource::Bearer => ("authorization", true),
-            CredentialSource::Header(name) => (*name, false),
-        };
-        for raw in headers.values(lookup) {
-            let value = if bearer {
+        for raw in headers.values(&source.name) {
+            let value = if source.bearer {
                 match bearer_token(raw) {
                     Some(token) => token,
                     None => continue,
@@ -112,8 +141,15 @@ mod tests {
         map
     }
 
-    fn default_sources() -> Vec<CredentialSource> {
-        vec![CredentialSource::Bearer, CredentialSource::X_API_KEY]
+    fn default_sources() -> Vec<Lookup> {
+        lookups(&[CredentialSource::Bearer, CredentialSource::X_API_KEY])
+    }
+
+    #[test]
+    fn a_source_that_is_no_header_name_is_left_out() {
+        let sources = lookups(&[CredentialSource::Header("bad name"), CredentialSource::X_API_KEY]);
+        assert_eq!(sources.len(), 1);
+        assert_eq!(sources[0].name, "x-api-key");
     }
 
     fn run(pairs: &[(&'static str, &str)]) -> String {

@@ -28,7 +28,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::background::{self, Background, BackgroundTask, UsageBuffer};
 use crate::clock::{Clock, SystemClock};
-use crate::credential::{extract, CredentialSource, HeaderSource, Presented};
+use crate::credential::{extract, lookups, CredentialSource, HeaderSource, Lookup, Presented};
 use crate::error::{DefaultFormat, Denial, ErrorFormat, Rejection, Renderer};
 use crate::hash::{Argon2Hasher, KeyHasher};
 use crate::key::{KeyFormat, KeyId, ParsedKey};
@@ -128,6 +128,8 @@ struct Inner {
     keys: KeyManager,
     renderer: Renderer,
     sources: Vec<CredentialSource>,
+    /// `sources`, parsed for lookups.
+    lookups: Vec<Lookup>,
     clock: Arc<dyn Clock>,
     limiter: Option<Arc<dyn DynRateLimiter>>,
     default_limits: Vec<RateLimit>,
@@ -271,6 +273,7 @@ impl GateBuilder {
         let verifier = Arc::new(Verifier::new(
             keys.store_ref().clone(),
             keys.hasher_ref().clone(),
+            self.clock.clone(),
             &self.verifier,
         ));
         let weak = Arc::downgrade(&verifier);
@@ -286,6 +289,7 @@ impl GateBuilder {
                 verifier,
                 keys,
                 renderer: self.renderer,
+                lookups: lookups(&self.sources),
                 sources: self.sources,
                 clock: self.clock,
                 limiter: self.limiter,
@@ -408,7 +412,12 @@ impl Gate {
         let verified = match self
             .inner
             .verifier
-            .verify(digest(key), parsed.key_id(), parsed.secret())
+            .verify(
+                digest(key),
+                parsed.key_id(),
+                parsed.secret(),
+                self.inner.clock.now(),
+            )
             .await
         {
             Ok(verified) => verified,
@@ -440,10 +449,12 @@ impl Gate {
             Ok(key) => key,
             Err(answered) => return Some(answered),
         };
+        // One clock read serves the cache, the key's expiry and the limits.
+        let now = self.inner.clock.now();
         // A hit needs no parsing: only keys whose secret was proven are cached, under
         // the SHA-256 of the whole key.
         let digest = digest(key);
-        let verified = match self.inner.verifier.verify_now(&digest) {
+        let verified = match self.inner.verifier.verify_now(&digest, now) {
             Some(Ok(verified)) => verified,
             Some(Err(failure)) => {
                 let parsed = match self.parse(key) {
@@ -460,7 +471,6 @@ impl Gate {
                 };
             }
         };
-        let now = self.inner.clock.now();
         if let Err(rejection) = self.check_state(&verified, policy, now) {
             return Some(Err(rejection));
         }
@@ -487,7 +497,7 @@ impl Gate {
         let format = inner.keys.key_format();
         let ours = |value: &str| format.is_branded(value);
         let only_ours: Option<&dyn Fn(&str) -> bool> = if policy.is_optional() { Some(&ours) } else { None };
-        match extract(headers, &inner.sources, only_ours) {
+        match extract(headers, &inner.lookups, only_ours) {
             Presented::One(key) => Ok(key),
             Presented::Nothing if policy.is_optional() => Err(Ok(Admission::default())),
             Presented::Nothing => {
@@ -569,7 +579,11 @@ impl Gate {
         now: DateTime<Utc>,
     ) -> Admission {
         if let Some(usage) = &self.inner.usage {
-            usage.record(&verified.usage, now, headers.values("user-agent").next());
+            usage.record(
+                &verified.usage,
+                now,
+                headers.values(&http::header::USER_AGENT).next(),
+            );
         }
         Admission {
             principal: Some(verified.principal.clone()),

@@ -18,6 +18,7 @@
 
 mod api;
 mod background;
+mod cache;
 mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;

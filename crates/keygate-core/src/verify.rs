@@ -30,6 +30,8 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::background::UsageCell;
+use crate::cache::{nanos, HotCache};
+use crate::clock::Clock;
 use crate::hash::{HashError, KeyHasher, SecretHash};
 use crate::key::KeyId;
 use crate::principal::Principal;
@@ -115,7 +117,9 @@ type Flight = watch::Receiver<Option<Outcome>>;
 pub(crate) struct Verifier {
     store: Arc<dyn DynKeyStore>,
     hasher: Arc<dyn KeyHasher>,
-    cache: Cache<Digest, Arc<Verified>>,
+    /// The gate's clock: cache entries live in its time.
+    clock: Arc<dyn Clock>,
+    cache: HotCache<Arc<Verified>>,
     negative: Cache<Digest, ()>,
     inflight: Mutex<HashMap<Digest, Flight>>,
     /// Key id -> the epoch at which it was invalidated.
@@ -134,16 +138,15 @@ impl Verifier {
     pub(crate) fn new(
         store: Arc<dyn DynKeyStore>,
         hasher: Arc<dyn KeyHasher>,
+        clock: Arc<dyn Clock>,
         config: &VerifierConfig,
     ) -> Self {
         let workers = config.hash_workers.max(1);
         Self {
             store,
             hasher,
-            cache: Cache::builder()
-                .max_capacity(config.cache_capacity)
-                .time_to_live(config.cache_ttl)
-                .build(),
+            clock,
+            cache: HotCache::new(config.cache_capacity, config.cache_ttl),
             negative: Cache::builder()
                 .max_capacity(config.negative_capacity)
                 .time_to_live(config.negative_ttl)
@@ -174,14 +177,13 @@ impl Verifier {
 
     /// Forgets every cached key (after a lost revocation feed, for example).
     pub(crate) fn invalidate_all(&self) {
-        self.cache.invalidate_all();
+        self.cache.clear();
         self.negative.invalidate_all();
     }
 
     /// Entries held by the positive cache (approximate; for tests and metrics).
     pub(crate) fn cached_len(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        self.cache.len() as u64
     }
 
     fn throttled(&self, key_id: &str) -> bool {
@@ -190,8 +192,8 @@ impl Verifier {
             .is_some_and(|n| n.load(Ordering::Relaxed) >= self.failure_limit)
     }
 
-    fn fresh_hit(&self, digest: &Digest) -> Option<Arc<Verified>> {
-        let hit = self.cache.get(digest)?;
+    fn fresh_hit(&self, digest: &Digest, now: i64) -> Option<Arc<Verified>> {
+        let hit = self.cache.get(digest, now)?;
         let epoch = self.epoch.load(Ordering::Acquire);
         if hit.checked_epoch.load(Ordering::Acquire) >= epoch {
             return Some(hit);
@@ -205,10 +207,10 @@ impl Verifier {
         }
     }
 
-    /// The answer from the caches alone: a fresh hit, a remembered failure, or `None`
-    /// when the key needs a cold verification.
-    pub(crate) fn verify_now(&self, digest: &Digest) -> Option<Outcome> {
-        if let Some(hit) = self.fresh_hit(digest) {
+    /// The answer from the caches alone at `now` (the request's time): a fresh hit, a
+    /// remembered failure, or `None` when the key needs a cold verification.
+    pub(crate) fn verify_now(&self, digest: &Digest, now: DateTime<Utc>) -> Option<Outcome> {
+        if let Some(hit) = self.fresh_hit(digest, nanos(now)) {
             return Some(Ok(hit));
         }
         self.negative
@@ -217,14 +219,20 @@ impl Verifier {
     }
 
     /// Verifies `key` (already parsed and well-formed) whose id is `key_id`.
-    pub(crate) async fn verify(self: &Arc<Self>, digest: Digest, key_id: &str, secret: &str) -> Outcome {
-        if let Some(hit) = self.fresh_hit(&digest) {
+    pub(crate) async fn verify(
+        self: &Arc<Self>,
+        digest: Digest,
+        key_id: &str,
+        secret: &str,
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        if let Some(hit) = self.fresh_hit(&digest, nanos(now)) {
             return Ok(hit);
         }
         if self.negative.contains_key(&digest) {
             return Err(Failure::Invalid);
         }
-        let mut flight = match self.join_or_start(digest, key_id, secret) {
+        let mut flight = match self.join_or_start(digest, key_id, secret, nanos(now)) {
             Ok(flight) => flight,
             Err(failure) => return Err(failure),
         };
@@ -241,6 +249,7 @@ impl Verifier {
         digest: Digest,
         key_id: &str,
         secret: &str,
+        now: i64,
     ) -> Result<Flight, Failure> {
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(flight) = inflight.get(&digest) {
@@ -248,8 +257,11 @@ impl Verifier {
         }
         // The task inserts into the caches before it leaves `inflight`, so a second
         // look under the lock cannot miss a verification that just finished.
-        let previous = self.cache.get(&digest);
-        if let Some(hit) = previous.as_ref().filter(|_| self.fresh_hit(&digest).is_some()) {
+        let previous = self.cache.get(&digest, now);
+        if let Some(hit) = previous
+            .as_ref()
+            .filter(|_| self.fresh_hit(&digest, now).is_some())
+        {
             return Ok(watch::channel(Some(Ok(hit.clone()))).1);
         }
         if self.negative.contains_key(&digest) {
@@ -282,7 +294,9 @@ impl Verifier {
                 };
                 let outcome = this.cold_verify(&key_id, secret, previous, permit).await;
                 match &outcome {
-                    Ok(verified) => this.cache.insert(digest, verified.clone()),
+                    Ok(verified) => this
+                        .cache
+                        .insert(digest, verified.clone(), nanos(this.clock.now())),
                     Err(Failure::Invalid) => this.negative.insert(digest, ()),
                     Err(Failure::Unavailable | Failure::Throttled) => {}
                 }
