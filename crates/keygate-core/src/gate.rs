@@ -85,13 +85,31 @@ impl RateShown {
             ]
         });
         [
-            (X_RATELIMIT_LIMIT.clone(), HeaderValue::from(w.limit)),
-            (X_RATELIMIT_REMAINING.clone(), HeaderValue::from(w.remaining)),
-            (X_RATELIMIT_RESET.clone(), HeaderValue::from(w.reset_at)),
+            (X_RATELIMIT_LIMIT.clone(), number_value(0, w.limit.into())),
+            (X_RATELIMIT_REMAINING.clone(), number_value(1, w.remaining.into())),
+            (X_RATELIMIT_RESET.clone(), number_value(2, w.reset_at)),
         ]
         .into_iter()
         .chain(ietf.into_iter().flatten().flatten())
     }
+}
+
+/// The header value of `n`, reused while header `slot` keeps showing the same number:
+/// a window's limit never changes and its reset time once a second, so most responses
+/// share values (a reference count) instead of allocating three. One set per thread.
+fn number_value(slot: usize, n: u64) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<[(u64, HeaderValue); 3]> =
+            std::cell::RefCell::new(std::array::from_fn(|_| (0, HeaderValue::from_static("0"))));
+    }
+    LAST.with_borrow_mut(|last| {
+        let (shown, value) = &mut last[slot];
+        if *shown != n {
+            *shown = n;
+            *value = HeaderValue::from(n);
+        }
+        value.clone()
+    })
 }
 
 impl Admission {
@@ -712,13 +730,21 @@ impl Gate {
         }
     }
 
+    /// What [`settle`](Self::settle) would charge: `None` when there is nothing to
+    /// charge (no meter, no principal, or a zero cost), so adapters can skip awaiting it.
+    pub fn charge_due(&self, admission: &Admission, declared: Option<Cost>) -> Option<u64> {
+        self.inner.meter.as_ref()?;
+        admission.principal.as_ref()?;
+        declared.map(|c| c.0).or(admission.cost).filter(|c| *c > 0)
+    }
+
     /// Charges an admitted request: the handler's declared cost, or the route's fixed
     /// cost. Adapters call it once the response is ready.
     pub async fn settle(&self, admission: &Admission, declared: Option<Cost>) {
-        let (Some(meter), Some(principal)) = (&self.inner.meter, &admission.principal) else {
+        let Some(cost) = self.charge_due(admission, declared) else {
             return;
         };
-        let Some(cost) = declared.map(|c| c.0).or(admission.cost).filter(|c| *c > 0) else {
+        let (Some(meter), Some(principal)) = (&self.inner.meter, &admission.principal) else {
             return;
         };
         let month = Month::of(self.now());

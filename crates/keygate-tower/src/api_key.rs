@@ -33,16 +33,77 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
 use keygate_core::{Admission, Cost, Gate, RateLimit, RoutePolicy};
+use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-/// The future of [`ApiKeyService`]: boxed, `Send`.
-pub type ResponseFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
+type BoxedResponse<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send + 'static>>;
+
+pin_project! {
+    /// The future of [`ApiKeyService`].
+    ///
+    /// A request decided at once (a cached key) costs no allocation here: a refusal is a
+    /// ready response, an admission the inner service's own future. Only a cold key, or
+    /// a response with a cost to charge, is boxed.
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        state: State<F, B, E>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B, E> {
+        Refused { response: Option<Response<B>> },
+        Admitted { #[pin] inner: F, gate: Gate, admission: Admission },
+        Boxed { future: BoxedResponse<B, E> },
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Send + 'static,
+    E: 'static,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            let charging: BoxedResponse<B, E> = match state.as_mut().project() {
+                StateProj::Refused { response } => {
+                    let response = response.take().expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Boxed { future } => return future.as_mut().poll(cx),
+                StateProj::Admitted {
+                    inner,
+                    gate,
+                    admission,
+                } => {
+                    let mut response = ready!(inner.poll(cx))?;
+                    response.headers_mut().extend(admission.response_headers());
+                    let declared = response.extensions().get::<Cost>().copied();
+                    if gate.charge_due(admission, declared).is_none() {
+                        return Poll::Ready(Ok(response));
+                    }
+                    let (gate, admission) = (gate.clone(), std::mem::take(admission));
+                    Box::pin(async move {
+                        gate.settle(&admission, declared).await;
+                        Ok(response)
+                    })
+                }
+            };
+            state.set(State::Boxed { future: charging });
+        }
+    }
+}
 
 /// Applies [`ApiKeyService`] to a service: every request must carry a key the
 /// [`Gate`] admits under this layer's [`RoutePolicy`].
@@ -167,7 +228,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<Self::Response, Self::Error>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -177,19 +238,22 @@ where
         // A cached key is decided at once, and the readied inner service is called
         // directly: no clone of it, and no future around the decision.
         if let Some(decided) = self.gate.try_admit_now(request.headers(), &self.policy) {
-            let admission = match decided {
-                Ok(admission) => admission,
-                Err(rejection) => return Box::pin(async move { Ok(rejection.into_response()) }),
+            let state = match decided {
+                Ok(admission) => {
+                    if let Some(principal) = admission.principal() {
+                        request.extensions_mut().insert(principal.clone());
+                    }
+                    State::Admitted {
+                        inner: self.inner.call(request),
+                        gate: self.gate.clone(),
+                        admission,
+                    }
+                }
+                Err(rejection) => State::Refused {
+                    response: Some(rejection.into_response()),
+                },
             };
-            if let Some(principal) = admission.principal() {
-                request.extensions_mut().insert(principal.clone());
-            }
-            let response = self.inner.call(request);
-            let gate = self.gate.clone();
-            return Box::pin(async move {
-                let response = response.await?;
-                Ok(finish(&gate, &admission, response).await)
-            });
+            return ResponseFuture { state };
         }
         // A cold key: `poll_ready` readied `self.inner`, so that instance serves this
         // request and a fresh clone stays behind for the next `poll_ready`.
@@ -197,7 +261,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let gate = self.gate.clone();
         let policy = self.policy.clone();
-        Box::pin(async move {
+        let future = Box::pin(async move {
             let admitted = Box::pin(gate.admit(request.headers(), &policy)).await;
             let admission = match admitted {
                 Ok(admission) => admission,
@@ -208,7 +272,10 @@ where
             }
             let response = inner.call(request).await?;
             Ok(finish(&gate, &admission, response).await)
-        })
+        });
+        ResponseFuture {
+            state: State::Boxed { future },
+        }
     }
 }
 
