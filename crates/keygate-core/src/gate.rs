@@ -72,25 +72,37 @@ struct RateShown {
 
 impl RateShown {
     fn pairs(self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+        self.numbers().into_iter().chain(
+            self.ietf
+                .then(|| self.ietf_pairs())
+                .into_iter()
+                .flatten()
+                .flatten(),
+        )
+    }
+
+    /// `X-RateLimit-Limit`, `-Remaining` and `-Reset`.
+    fn numbers(self) -> [(HeaderName, HeaderValue); 3] {
         let w = self.window;
-        let ietf = self.ietf.then(|| {
-            let reset = w.reset_at.saturating_sub(self.now_secs);
-            let field = format!("limit={}, remaining={}, reset={}", w.limit, w.remaining, reset);
-            let policy = format!("{};w={}", w.limit, w.period_secs);
-            [
-                HeaderValue::try_from(field).ok().map(|v| (RATELIMIT.clone(), v)),
-                HeaderValue::try_from(policy)
-                    .ok()
-                    .map(|v| (RATELIMIT_POLICY.clone(), v)),
-            ]
-        });
         [
             (X_RATELIMIT_LIMIT.clone(), number_value(0, w.limit.into())),
             (X_RATELIMIT_REMAINING.clone(), number_value(1, w.remaining.into())),
             (X_RATELIMIT_RESET.clone(), number_value(2, w.reset_at)),
         ]
-        .into_iter()
-        .chain(ietf.into_iter().flatten().flatten())
+    }
+
+    /// `RateLimit` and `RateLimit-Policy` (the IETF draft), when switched on.
+    fn ietf_pairs(self) -> [Option<(HeaderName, HeaderValue)>; 2] {
+        let w = self.window;
+        let reset = w.reset_at.saturating_sub(self.now_secs);
+        let field = format!("limit={}, remaining={}, reset={}", w.limit, w.remaining, reset);
+        let policy = format!("{};w={}", w.limit, w.period_secs);
+        [
+            HeaderValue::try_from(field).ok().map(|v| (RATELIMIT.clone(), v)),
+            HeaderValue::try_from(policy)
+                .ok()
+                .map(|v| (RATELIMIT_POLICY.clone(), v)),
+        ]
     }
 }
 
@@ -122,6 +134,23 @@ impl Admission {
     /// switched on), made on the fly: adapters write them straight into the response.
     pub fn response_headers(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
         self.rate.into_iter().flat_map(RateShown::pairs)
+    }
+
+    /// Appends the same headers to `headers`: what an adapter on `http` types calls on
+    /// each response, with no iterator in between.
+    pub fn append_headers(&self, headers: &mut HeaderMap) {
+        let Some(rate) = self.rate else {
+            return;
+        };
+        headers.reserve(if rate.ietf { 5 } else { 3 });
+        for (name, value) in rate.numbers() {
+            headers.append(name, value);
+        }
+        if rate.ietf {
+            for (name, value) in rate.ietf_pairs().into_iter().flatten() {
+                headers.append(name, value);
+            }
+        }
     }
 
     /// The same headers, collected in a map.

@@ -125,13 +125,13 @@ impl fmt::Debug for MemoryRateLimiter {
     }
 }
 
-type Shard = RwLock<HashMap<KeyId, Arc<KeyState>>>;
+type Shard = RwLock<HashMap<KeyId, KeyState, IdHashing>>;
 
 /// Keys and their counters, spread over shards so that different keys rarely share a
 /// lock, and the hot path takes only a read lock.
 struct KeyMap {
     shards: Box<[Shard]>,
-    hasher: RandomState,
+    hashing: IdHashing,
     max_per_shard: usize,
 }
 
@@ -139,28 +139,54 @@ impl KeyMap {
     fn new(max_keys: u64) -> Self {
         let max_keys = usize::try_from(max_keys).unwrap_or(usize::MAX).max(1);
         let shards = max_keys.min(16);
+        let hashing = IdHashing(RandomState::new().hash_one(0u8));
         Self {
-            shards: (0..shards).map(|_| RwLock::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..shards)
+                .map(|_| RwLock::new(HashMap::with_hasher(hashing.clone())))
+                .collect(),
+            hashing,
             max_per_shard: max_keys / shards,
         }
     }
 
     fn shard(&self, key_id: &KeyId) -> &Shard {
-        let index = self.hasher.hash_one(key_id) as usize % self.shards.len();
+        // The middle bits: the map itself uses the low ones, and the top seven.
+        let index = (self.hashing.hash_one(key_id) >> 32) as usize % self.shards.len();
         &self.shards[index]
     }
 
-    /// The state of `key_id`, created if new. The state holds only integers, valid after
-    /// any panic, so lock poisoning is ignored.
-    fn get_or_insert(&self, key_id: &KeyId, now: i64, longest: u64, windows: usize) -> Arc<KeyState> {
+    /// Runs `f` on the state of `key_id`, created if new. A known key costs a read lock
+    /// and a probe: no reference count is taken. The state holds only integers, valid
+    /// after any panic, so lock poisoning is ignored.
+    fn with_state<R>(
+        &self,
+        key_id: &KeyId,
+        now: i64,
+        longest: u64,
+        windows: usize,
+        f: impl FnOnce(&KeyState) -> R,
+    ) -> R {
         let shard = self.shard(key_id);
         if let Some(state) = shard.read().unwrap_or_else(|p| p.into_inner()).get(key_id) {
-            return state.clone();
+            return f(state);
         }
+        self.insert_with(shard, key_id, now, longest, windows, f)
+    }
+
+    /// [`with_state`](Self::with_state) for a key not seen yet, under the write lock.
+    #[cold]
+    fn insert_with<R>(
+        &self,
+        shard: &Shard,
+        key_id: &KeyId,
+        now: i64,
+        longest: u64,
+        windows: usize,
+        f: impl FnOnce(&KeyState) -> R,
+    ) -> R {
         let mut map = shard.write().unwrap_or_else(|p| p.into_inner());
         if let Some(state) = map.get(key_id) {
-            return state.clone();
+            return f(state);
         }
         if map.len() % 64 == 63 || map.len() >= self.max_per_shard {
             sweep(&mut map, now);
@@ -174,13 +200,12 @@ impl KeyMap {
                 map.remove(&oldest);
             }
         }
-        let state = Arc::new(KeyState {
+        let state = map.entry(key_id.clone()).or_insert_with(|| KeyState {
             idle_nanos: AtomicU64::new(longest),
             last_seen: AtomicI64::new(now),
             counters: Mutex::new(Vec::with_capacity(windows)),
         });
-        map.insert(key_id.clone(), state.clone());
-        state
+        f(state)
     }
 
     fn len(&self) -> usize {
@@ -198,7 +223,7 @@ impl KeyMap {
 }
 
 /// Drops the keys idle for at least their longest window at `now`.
-fn sweep(map: &mut HashMap<KeyId, Arc<KeyState>>, now: i64) {
+fn sweep(map: &mut HashMap<KeyId, KeyState, IdHashing>, now: i64) {
     map.retain(|_, state| {
         let idle = now.saturating_sub(state.last_seen.load(Ordering::Relaxed));
         u64::try_from(idle).unwrap_or(0) < state.idle_nanos.load(Ordering::Relaxed)
@@ -208,6 +233,39 @@ fn sweep(map: &mut HashMap<KeyId, Arc<KeyState>>, now: i64) {
 impl Default for MemoryRateLimiter {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The hashing of key ids: a multiply-rotate hash (as rustc's), seeded per limiter and
+/// finished with a folded multiply. Much cheaper than SipHash on a short id; the ids
+/// reaching a limiter are authenticated ones, not attacker-chosen strings.
+#[derive(Clone)]
+struct IdHashing(u64);
+
+impl BuildHasher for IdHashing {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(self.0)
+    }
+}
+
+struct IdHasher(u64);
+
+const ID_HASH_K: u64 = 0xf135_7aea_2e62_a9c5;
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(ID_HASH_K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        let folded = u128::from(self.0) * u128::from(ID_HASH_K);
+        (folded as u64) ^ ((folded >> 64) as u64)
     }
 }
 
@@ -450,18 +508,39 @@ impl MemoryRateLimiter {
         }
         let longest = longest_period(buckets);
         let seen = nanos_i64(now_at);
-        let state = self.keys.get_or_insert(key_id, seen, longest, buckets.len());
-        // A route with a longer window than the entry was created for extends its idle time.
-        state.idle_nanos.fetch_max(longest, Ordering::Relaxed);
-        state.last_seen.fetch_max(seen, Ordering::Relaxed);
-        // The counters are plain integers, valid after any panic: ignore poisoning.
-        let mut counters = state.counters.lock().unwrap_or_else(|p| p.into_inner());
-        decide(&mut counters, buckets, &now)
+        self.keys
+            .with_state(key_id, seen, longest, buckets.len(), |state| {
+                // The counters are plain integers, valid after any panic: ignore poisoning.
+                let mut counters = state.counters.lock().unwrap_or_else(|p| p.into_inner());
+                // Under the key's lock, so plain loads and stores keep both monotonic.
+                // A route with a longer window than the entry was created for extends its
+                // idle time.
+                if state.idle_nanos.load(Ordering::Relaxed) < longest {
+                    state.idle_nanos.store(longest, Ordering::Relaxed);
+                }
+                if state.last_seen.load(Ordering::Relaxed) < seen {
+                    state.last_seen.store(seen, Ordering::Relaxed);
+                }
+                decide(&mut counters, buckets, &now)
+            })
     }
 }
 
 /// Checks every bucket, then counts in each only if all admitted.
 fn decide(counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) -> RateDecision {
+    // Each bucket's counter and window, found once: on the stack for the usual few
+    // buckets. `SKIP` marks a bucket counted under an earlier one of the same identity.
+    const INLINE: usize = 8;
+    const SKIP: usize = usize::MAX;
+    let unplanned = (SKIP, Window::new(0, Duration::ZERO));
+    let mut inline = [unplanned; INLINE];
+    let mut spilled = Vec::new();
+    let plan: &mut [(usize, Window)] = if buckets.len() <= INLINE {
+        &mut inline[..buckets.len()]
+    } else {
+        spilled.resize(buckets.len(), unplanned);
+        &mut spilled
+    };
     // Pass 1: find or create each counter, rescale it to its limit, and check it.
     // The refusing window with the longest wait: (wait, window, counter).
     let mut refused: Option<(i128, Window, i128)> = None;
@@ -482,6 +561,7 @@ fn decide(counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) -> RateDec
                 counters.len() - 1
             }
         };
+        plan[i] = (index, window);
         let counter = &mut counters[index];
         if counter.scale != limit.max(1) {
             // The limit changed (a key's override): keep the counter's instant.
@@ -509,14 +589,7 @@ fn decide(counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) -> RateDec
     // Pass 2: every bucket admitted; count the request in each. The tightest window has
     // the fewest requests left, then the latest reset: (remaining, used, window, counter).
     let mut tightest: Option<(u32, i128, Window, i128)> = None;
-    for (i, bucket) in buckets.iter().enumerate() {
-        let Some(limit) = effective_limit(buckets, i) else {
-            continue;
-        };
-        let window = Window::new(limit, bucket.limit.period);
-        let Some(index) = find(counters, bucket) else {
-            continue;
-        };
+    for &(index, window) in plan.iter().filter(|(index, _)| *index != SKIP) {
         let counter = &mut counters[index];
         if let Check::Admit { tat } = window.check(counter.tat, now) {
             counter.tat = tat;

@@ -88,7 +88,7 @@ where
                     admission,
                 } => {
                     let mut response = ready!(inner.poll(cx))?;
-                    response.headers_mut().extend(admission.response_headers());
+                    admission.append_headers(response.headers_mut());
                     let declared = response.extensions().get::<Cost>().copied();
                     if gate.charge_due(admission, declared).is_none() {
                         return Poll::Ready(Ok(response));
@@ -285,7 +285,7 @@ async fn finish<ResBody>(
     admission: &Admission,
     mut response: Response<ResBody>,
 ) -> Response<ResBody> {
-    response.headers_mut().extend(admission.response_headers());
+    admission.append_headers(response.headers_mut());
     let cost = response.extensions().get::<Cost>().copied();
     gate.settle(admission, cost).await;
     response

@@ -68,6 +68,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let routes = Router::new().route("/v1/ping", get(ping));
         let app = match mode.as_str() {
             "bare" => routes,
+            "bare-headers" => routes.route_layer(axum::middleware::map_response(
+                |mut r: axum::response::Response| async move {
+                    let h = r.headers_mut();
+                    h.insert(
+                        "x-ratelimit-limit",
+                        axum::http::HeaderValue::from_static("4294967295"),
+                    );
+                    h.insert(
+                        "x-ratelimit-remaining",
+                        axum::http::HeaderValue::from_static("4294967294"),
+                    );
+                    h.insert(
+                        "x-ratelimit-reset",
+                        axum::http::HeaderValue::from_static("1795000000"),
+                    );
+                    r
+                },
+            )),
             "auth" | "flood" | "flood-unthrottled" => routes.route_layer(ApiKeyLayer::new(gate.clone())),
             "policy" => routes.route_layer(
                 ApiKeyLayer::new(gate.clone())
