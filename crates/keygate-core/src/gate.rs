@@ -601,13 +601,11 @@ impl Gate {
         if policy.scopes().is_empty() {
             return Ok(());
         }
-        let missing = verified
-            .principal
-            .scopes()
-            .missing(policy.scopes(), self.inner.admin_grants_all);
-        if missing.is_empty() {
+        let scopes = verified.principal.scopes();
+        if scopes.covers(policy.scopes(), self.inner.admin_grants_all) {
             return Ok(());
         }
+        let missing = scopes.missing(policy.scopes(), self.inner.admin_grants_all);
         tracing::debug!(key_id = %key_id, missing = %missing, "insufficient scope");
         Err(self.deny_at(
             Denial::InsufficientScope {

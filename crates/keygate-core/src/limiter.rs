@@ -299,8 +299,14 @@ struct Window {
 }
 
 enum Check {
-    Admit { tat: i128 },
-    Refuse { wait_nanos: i128, tat: i128 },
+    /// Admitted, with `used` of the window used before this request.
+    Admit {
+        used: i128,
+    },
+    Refuse {
+        wait_nanos: i128,
+        tat: i128,
+    },
 }
 
 impl Window {
@@ -329,9 +335,7 @@ impl Window {
         }
         let over = used + self.period - self.period * self.scale;
         if over <= 0 {
-            Check::Admit {
-                tat: now.nanos * self.scale + used + self.period,
-            }
+            Check::Admit { used }
         } else {
             Check::Refuse {
                 wait_nanos: div_ceil(over, self.scale),
@@ -340,27 +344,30 @@ impl Window {
         }
     }
 
-    /// Requests the window would still admit now, with its counter at `tat`.
-    fn remaining(&self, tat: i128, now: &Now) -> u32 {
+    /// Requests the window would still admit now, with `used` of it used.
+    fn remaining(&self, used: i128) -> u32 {
         if self.limit == 0 {
             return 0;
         }
-        let left = div_floor(
-            (self.period * self.scale - self.used(tat, now)).max(0),
-            self.period,
-        );
+        let left = div_floor((self.period * self.scale - used).max(0), self.period);
         u32::try_from(left.min(i128::from(self.limit))).unwrap_or(0)
     }
 
     /// The window's state with its counter at `tat`, for the headers.
     fn state(&self, tat: i128, now: &Now) -> WindowState {
+        let used = self.used(tat, now);
+        self.state_of(used, self.remaining(used), now)
+    }
+
+    /// The window's state with `used` of it used and `remaining` requests left.
+    fn state_of(&self, used: i128, remaining: u32, now: &Now) -> WindowState {
         // Whole again `used / scale` nanoseconds from now, rounded up to a second.
-        let full_in = now.subsec_nanos + div_ceil(self.used(tat, now), self.scale);
+        let full_in = now.subsec_nanos + div_ceil(used, self.scale);
         let reset_at = now.secs + div_ceil(full_in, NANOS_PER_SEC);
         WindowState {
             limit: self.limit,
             period_secs: u64::try_from(div_ceil(self.period, NANOS_PER_SEC)).unwrap_or(u64::MAX),
-            remaining: self.remaining(tat, now),
+            remaining,
             reset_at: u64::try_from(reset_at.max(0)).unwrap_or(u64::MAX),
         }
     }
@@ -530,12 +537,13 @@ impl MemoryRateLimiter {
 fn decide(counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) -> RateDecision {
     // Each bucket's counter and window, found once: on the stack for the usual few
     // buckets. `SKIP` marks a bucket counted under an earlier one of the same identity.
+    // With it, what the window has used before this request.
     const INLINE: usize = 8;
     const SKIP: usize = usize::MAX;
-    let unplanned = (SKIP, Window::new(0, Duration::ZERO));
+    let unplanned = (SKIP, Window::new(0, Duration::ZERO), 0);
     let mut inline = [unplanned; INLINE];
     let mut spilled = Vec::new();
-    let plan: &mut [(usize, Window)] = if buckets.len() <= INLINE {
+    let plan: &mut [(usize, Window, i128)] = if buckets.len() <= INLINE {
         &mut inline[..buckets.len()]
     } else {
         spilled.resize(buckets.len(), unplanned);
@@ -561,7 +569,6 @@ fn decide(counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) -> RateDec
                 counters.len() - 1
             }
         };
-        plan[i] = (index, window);
         let counter = &mut counters[index];
         if counter.scale != limit.max(1) {
             // The limit changed (a key's override): keep the counter's instant.
@@ -569,9 +576,12 @@ fn decide(counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) -> RateDec
             counter.scale = limit.max(1);
             counter.tat = instant.saturating_mul(i128::from(counter.scale));
         }
-        if let Check::Refuse { wait_nanos, tat } = window.check(counter.tat, now) {
-            if refused.is_none_or(|(longest, _, _)| wait_nanos > longest) {
-                refused = Some((wait_nanos, window, tat));
+        match window.check(counter.tat, now) {
+            Check::Admit { used } => plan[i] = (index, window, used),
+            Check::Refuse { wait_nanos, tat } => {
+                if refused.is_none_or(|(longest, _, _)| wait_nanos > longest) {
+                    refused = Some((wait_nanos, window, tat));
+                }
             }
         }
     }
@@ -588,20 +598,18 @@ fn decide(counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) -> RateDec
     }
     // Pass 2: every bucket admitted; count the request in each. The tightest window has
     // the fewest requests left, then the latest reset: (remaining, used, window, counter).
-    let mut tightest: Option<(u32, i128, Window, i128)> = None;
-    for &(index, window) in plan.iter().filter(|(index, _)| *index != SKIP) {
-        let counter = &mut counters[index];
-        if let Check::Admit { tat } = window.check(counter.tat, now) {
-            counter.tat = tat;
-        }
-        let remaining = window.remaining(counter.tat, now);
-        let used = window.used(counter.tat, now);
+    let mut tightest: Option<(u32, i128, Window)> = None;
+    for &(index, window, used) in plan.iter().filter(|(index, _, _)| *index != SKIP) {
+        // Counted: the window is `period` (one request, scaled) further along.
+        let used = used + window.period;
+        counters[index].tat = now.nanos * window.scale + used;
+        let remaining = window.remaining(used);
         // Resets compared exactly: used / scale against theirs, cross-multiplied.
-        let tighter = tightest.is_none_or(|(r, u, w, _)| {
+        let tighter = tightest.is_none_or(|(r, u, w)| {
             remaining < r || (remaining == r && used.saturating_mul(w.scale) > u.saturating_mul(window.scale))
         });
         if tighter {
-            tightest = Some((remaining, used, window, counter.tat));
+            tightest = Some((remaining, used, window));
         }
     }
     RateDecision {
@@ -613,7 +621,7 @@ fn decide(counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) -> RateDec
                 remaining: 0,
                 reset_at: 0,
             },
-            |(_, _, window, tat)| window.state(tat, now),
+            |(remaining, used, window)| window.state_of(used, remaining, now),
         ),
         retry_after: 0,
     }

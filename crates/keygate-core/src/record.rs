@@ -134,8 +134,14 @@ impl Scopes {
         self.0.iter().any(|s| s == scope)
     }
 
-    /// The scopes of `required` that this set does not grant. With `admin_grants_all`,
-    /// `admin` grants everything.
+    /// Whether this set grants every scope of `required`, allocating nothing. With
+    /// `admin_grants_all`, `admin` grants everything.
+    pub fn covers(&self, required: &Scopes, admin_grants_all: bool) -> bool {
+        (admin_grants_all && self.contains(Self::ADMIN)) || required.iter().all(|s| self.contains(s))
+    }
+
+    /// The scopes of `required` that this set does not grant (none when it
+    /// [`covers`](Self::covers) them).
     pub fn missing(&self, required: &Scopes, admin_grants_all: bool) -> Scopes {
         if admin_grants_all && self.contains(Self::ADMIN) {
             return Scopes::default();
@@ -531,6 +537,11 @@ mod tests {
             Scopes::new(["read"]).missing(&Scopes::new(["read", "write"]), true),
             write
         );
+        assert!(admin.covers(&write, true));
+        assert!(!admin.covers(&write, false));
+        assert!(!Scopes::new(["read"]).covers(&Scopes::new(["read", "write"]), true));
+        assert!(Scopes::new(["read", "write"]).covers(&Scopes::new(["write"]), false));
+        assert!(Scopes::new(["read"]).covers(&Scopes::default(), false));
     }
 
     #[test]
