@@ -20,37 +20,54 @@ command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2;
 cargo build --release -q -p keygate-bench --bin load_server
 server=target/release/load_server
 
-run() { # mode -> requests/s
-    local mode=$1 out key pid rps
+cpu_ticks() { # pid -> user + system clock ticks so far
+    awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+run() { # mode -> "requests/s server-CPU-µs-per-request"
+    local mode=$1 out key pid res t0 t1
     out=$(mktemp)
     taskset -c 0 "$server" "$mode" "$addr" >"$out" &
     pid=$!
     for _ in $(seq 1 100); do grep -q "^key: " "$out" && (exec 3<>/dev/tcp/127.0.0.1/3900) 2>/dev/null && break; sleep 0.05; done
     key=$(sed -n 's/^key: //p' "$out")
-    rps=$(taskset -c 1 wrk -t1 -c32 -d"${secs}s" -H "Authorization: Bearer $key" "http://$addr/v1/ping" |
-        awk '/Requests\/sec/ {print $2}')
+    t0=$(cpu_ticks "$pid")
+    res=$(taskset -c 1 wrk -t1 -c32 -d"${secs}s" -H "Authorization: Bearer $key" "http://$addr/v1/ping")
+    t1=$(cpu_ticks "$pid")
     kill "$pid"; wait "$pid" 2>/dev/null || true
     rm -f "$out"
-    echo "$rps"
+    awk -v ticks=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '
+        /requests in/ {n = $1} /Requests\/sec/ {rps = $2}
+        END {printf "%s %.2f\n", rps, ticks / hz * 1e6 / n}' <<<"$res"
 }
 
-declare -A total=([bare]=0 [auth]=0 [policy]=0)
+# Rounds interleave the modes; each round's ratios are kept, and the median of them
+# reported beside the ratio of means, since one noisy round can move a mean.
+results=$(mktemp)
 for round in $(seq 1 "$rounds"); do
     line="round $round:"
     for mode in bare auth policy; do
-        rps=$(run "$mode")
-        total[$mode]=$(awk -v a="${total[$mode]}" -v b="$rps" 'BEGIN {print a + b}')
-        line="$line $mode=$rps"
+        read -r rps cpu < <(run "$mode")
+        echo "$round $mode $rps $cpu" >>"$results"
+        line="$line $mode=$rps (${cpu} µs CPU/request)"
     done
     echo "$line"
 done
-ratio_line() {
-    awk -v b="${total[bare]}" -v a="${total[auth]}" -v p="${total[policy]}" -v n="$rounds" 'BEGIN {
-        printf "mean requests/s: bare=%.0f auth=%.0f policy=%.0f\n", b / n, a / n, p / n
-        printf "ratio auth/bare=%.3f policy/bare=%.3f (budget >= 0.95)\n", a / b, p / b
-    }'
-}
-ratio_line
+awk '
+    {rps[$2] += $3; cpu[$2] += $4; r[$1, $2] = $3; n[$2]++}
+    function median(a, k,   i, j, t) {
+        for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) {t = a[i]; a[i] = a[j]; a[j] = t}
+        return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+    }
+    END {
+        k = n["bare"]
+        for (i = 1; i <= k; i++) {ra[i] = r[i, "auth"] / r[i, "bare"]; rp[i] = r[i, "policy"] / r[i, "bare"]}
+        printf "mean requests/s: bare=%.0f auth=%.0f policy=%.0f\n", rps["bare"] / k, rps["auth"] / k, rps["policy"] / k
+        printf "mean server CPU per request: bare=%.2f auth=%.2f policy=%.2f µs\n", cpu["bare"] / k, cpu["auth"] / k, cpu["policy"] / k
+        printf "ratio of means auth/bare=%.3f policy/bare=%.3f (budget >= 0.95)\n", rps["auth"] / rps["bare"], rps["policy"] / rps["bare"]
+        printf "median of round ratios auth/bare=%.3f policy/bare=%.3f\n", median(ra, k), median(rp, k)
+    }' "$results"
+rm -f "$results"
 
 flood() { # mode -> "alone under flood_rps"
     local mode=$1 out keys key pid fpid alone under fout

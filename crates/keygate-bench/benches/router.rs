@@ -55,6 +55,9 @@ fn router(c: &mut Criterion) {
     ];
     let mut group = c.benchmark_group("router");
     for (name, app, key) in apps {
+        // What `axum::serve` does once per connection: handlers become routes (and
+        // layers are applied) once, not on every request.
+        let app = app.with_state::<()>(());
         let request = move || {
             Request::get("/v1/ping")
                 .header("authorization", format!("Bearer {key}"))

@@ -1,6 +1,7 @@
 //! The verifier: steps 3 and 4 of the pipeline (cache, store lookup, argon2).
 //!
-//! - A hit costs a SHA-256 of the key and a map lookup.
+//! - A hit costs a SHA-256 of the key and a map lookup in [`HotCache`], a sharded map
+//!   that allocates nothing and takes the request's time from the caller.
 //! - Misses are coalesced: the first request for a key spawns one task that does the
 //!   store lookup and the argon2 verify; every request for the same key waits on that
 //!   task. Because the work is a task of its own, a waiter that goes away (a client
@@ -76,7 +77,9 @@ type Outcome = Result<Arc<Verified>, Failure>;
 #[derive(Clone, Debug)]
 pub struct VerifierConfig {
     /// How long a verified key stays cached: the bound on how long another instance
-    /// may honour a key revoked elsewhere, when no feed reaches it.
+    /// may honour a key revoked elsewhere, when no feed reaches it. Counted on the
+    /// gate's clock (a [`ManualClock`](crate::ManualClock) moves it too); a clock
+    /// stepped back ends an entry rather than lengthening it.
     pub cache_ttl: Duration,
     /// Most keys cached.
     pub cache_capacity: u64,

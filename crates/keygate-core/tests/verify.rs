@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
 use keygate_core::{
-    Argon2Hasher, Changes, CreatedKey, Denial, Gate, HashError, KeyHasher, KeyId, KeyRecord, KeyStore,
+    Argon2Hasher, Changes, Clock, CreatedKey, Denial, Gate, HashError, KeyHasher, KeyId, KeyRecord, KeyStore,
     ManualClock, MemoryStore, NewKey, OwnerId, Page, RoutePolicy, SecretHash, StoreError, UsageDelta,
     VerifierConfig,
 };
@@ -523,4 +523,32 @@ async fn guessing_secrets_for_a_known_id_stops_costing_hashes_after_the_limit() 
     // ...and works once the window has passed (throttled answers are not cached).
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(status(&gate, right).await, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_key_is_read_again_once_its_ttl_has_passed_on_the_gates_clock() {
+    let clock = ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+    let store = CountingStore::default();
+    let gate = Gate::builder(store.clone())
+        .hasher(Argon2Hasher::insecure_fast())
+        .clock(clock.clone())
+        .verifier(VerifierConfig {
+            cache_ttl: Duration::from_secs(60),
+            ..VerifierConfig::default()
+        })
+        .build();
+    let created = gate.keys().create(NewKey::new("acct_1", "ttl")).await.unwrap();
+    let key = created.key.expose_secret();
+    assert_eq!(status(&gate, key).await, StatusCode::OK);
+    assert_eq!(store.finds(), 1);
+
+    clock.advance(Duration::from_secs(59));
+    assert_eq!(status(&gate, key).await, StatusCode::OK);
+    assert_eq!(store.finds(), 1, "still cached within its ttl");
+
+    clock.advance(Duration::from_secs(1));
+    // Revoked behind the gate's back: only a fresh read can see it.
+    store.revoke(&created.record.key_id, clock.now()).await.unwrap();
+    assert_eq!(status(&gate, key).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(store.finds(), 2, "read again after its ttl");
 }
