@@ -344,13 +344,17 @@ impl Window {
         }
     }
 
-    /// Requests the window would still admit now, with `used` of it used.
+    /// Requests the window would still admit now, with `used` of it used:
+    /// `floor((period × scale − used) / period)`, computed as `scale − ceil(used /
+    /// period)` so that the division is by a small `used` (64-bit) in the usual case
+    /// of a window far from full.
     fn remaining(&self, used: i128) -> u32 {
         if self.limit == 0 {
             return 0;
         }
-        let left = div_floor((self.period * self.scale - used).max(0), self.period);
-        u32::try_from(left.min(i128::from(self.limit))).unwrap_or(0)
+        let taken = div_ceil(used.max(0), self.period);
+        let left = (self.scale - taken).clamp(0, i128::from(self.limit));
+        u32::try_from(left).unwrap_or(0)
     }
 
     /// The window's state with its counter at `tat`, for the headers.
@@ -499,7 +503,6 @@ impl MemoryRateLimiter {
     /// The synchronous form of [`RateLimiter::acquire`]: checks every bucket for
     /// `key_id` at `now` and counts the request in each only if all admit.
     pub fn try_acquire(&self, key_id: &KeyId, buckets: &[Bucket], now: DateTime<Utc>) -> RateDecision {
-        let now_at = now;
         let now = Now::new(now);
         if buckets.is_empty() {
             return RateDecision {
@@ -514,7 +517,7 @@ impl MemoryRateLimiter {
             };
         }
         let longest = longest_period(buckets);
-        let seen = nanos_i64(now_at);
+        let seen = i64::try_from(now.nanos).unwrap_or(if now.nanos < 0 { i64::MIN } else { i64::MAX });
         self.keys
             .with_state(key_id, seen, longest, buckets.len(), |state| {
                 // The counters are plain integers, valid after any panic: ignore poisoning.
@@ -552,12 +555,25 @@ fn decide(counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) -> RateDec
     // Pass 1: find or create each counter, rescale it to its limit, and check it.
     // The refusing window with the longest wait: (wait, window, counter).
     let mut refused: Option<(i128, Window, i128)> = None;
+    // The usual case: the same buckets as last time, each at its counter's position.
+    // Counters are distinct, so the buckets are too, and each counts at its own limit.
+    let in_place = counters.len() >= buckets.len()
+        && buckets
+            .iter()
+            .zip(counters.iter())
+            .all(|(bucket, counter)| same_identity(bucket, &counter.service, counter.period));
     for (i, bucket) in buckets.iter().enumerate() {
-        let Some(limit) = effective_limit(buckets, i) else {
-            continue;
+        let limit = if in_place {
+            bucket.limit.limit
+        } else {
+            match effective_limit(buckets, i) {
+                Some(limit) => limit,
+                None => continue,
+            }
         };
         let window = Window::new(limit, bucket.limit.period);
-        let index = match find(counters, bucket) {
+        let found = if in_place { Some(i) } else { find(counters, bucket) };
+        let index = match found {
             Some(index) => index,
             None => {
                 counters.push(Counter {
@@ -756,6 +772,26 @@ mod tests {
         assert_eq!((first.tightest.limit, first.tightest.remaining), (2, 1));
         assert!(limiter.try_acquire(&key("a"), &buckets, now).allowed);
         assert!(!limiter.try_acquire(&key("a"), &buckets, now).allowed);
+    }
+
+    #[test]
+    fn routes_with_different_buckets_share_the_counters_they_have_in_common() {
+        let limiter = MemoryRateLimiter::new();
+        let now = at("2026-03-10T12:00:00Z");
+        let minute = bucket(RateLimit::per_minute(3));
+        let chat = Bucket {
+            service: Some("chat".into()),
+            limit: RateLimit::per_minute(10),
+        };
+        // The key's own minute, alone, then behind the service's window (another order),
+        // then alone again: one minute counter throughout.
+        let alone = [minute.clone()];
+        let with_chat = [chat, minute];
+        assert_eq!(limiter.try_acquire(&key("a"), &alone, now).tightest.remaining, 2);
+        let d = limiter.try_acquire(&key("a"), &with_chat, now);
+        assert_eq!((d.tightest.limit, d.tightest.remaining), (3, 1));
+        assert_eq!(limiter.try_acquire(&key("a"), &alone, now).tightest.remaining, 0);
+        assert!(!limiter.try_acquire(&key("a"), &with_chat, now).allowed);
     }
 
     #[test]
