@@ -2,7 +2,8 @@
 # keygate's throughput budgets, measured in one run, server pinned to core 0 and wrk to
 # core 1:
 # - the same axum app bare, with ApiKeyLayer, and with scopes and rate limits, rounds
-#   interleaved so that machine noise hits every mode alike (budget: >= 0.95 of bare);
+#   interleaved so that machine noise hits every mode alike (budget: >= 0.95 of bare),
+#   with requests/s and the server's CPU time per request;
 # - valid-key throughput alone and under a flood of well-formed wrong keys (4 flood
 #   connections beside 32 valid ones), with and without the per-key-id failure limit
 #   (budget: >= 0.8 of the unflooded value).
@@ -42,30 +43,36 @@ run() { # mode -> "requests/s server-CPU-µs-per-request"
 }
 
 # Rounds interleave the modes; each round's ratios are kept, and the median of them
-# reported beside the ratio of means, since one noisy round can move a mean.
+# reported beside the ratio of means, since one noisy round can move a mean. Two
+# reference modes run in the same rounds: tower-http's fixed-token bearer check (a floor
+# for any authentication) and three static response headers (the floor of what the
+# X-RateLimit-* headers cost by themselves).
+modes="bare auth policy tower-http headers"
 results=$(mktemp)
 for round in $(seq 1 "$rounds"); do
     line="round $round:"
-    for mode in bare auth policy; do
+    for mode in $modes; do
         read -r rps cpu < <(run "$mode")
         echo "$round $mode $rps $cpu" >>"$results"
-        line="$line $mode=$rps (${cpu} µs CPU/request)"
+        line="$line $mode=$rps"
     done
     echo "$line"
 done
-awk '
-    {rps[$2] += $3; cpu[$2] += $4; r[$1, $2] = $3; n[$2]++}
-    function median(a, k,   i, j, t) {
-        for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) {t = a[i]; a[i] = a[j]; a[j] = t}
-        return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+awk -v modes="$modes" '
+    {rps[$2] += $3; cpu[$2] += $4; r[$1, $2] = $3; k = $1 > k ? $1 : k}
+    function median(a, n,   i, j, t) {
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) {t = a[i]; a[i] = a[j]; a[j] = t}
+        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
     END {
-        k = n["bare"]
-        for (i = 1; i <= k; i++) {ra[i] = r[i, "auth"] / r[i, "bare"]; rp[i] = r[i, "policy"] / r[i, "bare"]}
-        printf "mean requests/s: bare=%.0f auth=%.0f policy=%.0f\n", rps["bare"] / k, rps["auth"] / k, rps["policy"] / k
-        printf "mean server CPU per request: bare=%.2f auth=%.2f policy=%.2f µs\n", cpu["bare"] / k, cpu["auth"] / k, cpu["policy"] / k
-        printf "ratio of means auth/bare=%.3f policy/bare=%.3f (budget >= 0.95)\n", rps["auth"] / rps["bare"], rps["policy"] / rps["bare"]
-        printf "median of round ratios auth/bare=%.3f policy/bare=%.3f\n", median(ra, k), median(rp, k)
+        n = split(modes, m, " ")
+        printf "%-11s %12s %14s %15s %17s\n", "mode", "requests/s", "CPU µs/request", "ratio of means", "median of ratios"
+        for (i = 1; i <= n; i++) {
+            for (j = 1; j <= k; j++) ratios[j] = r[j, m[i]] / r[j, "bare"]
+            printf "%-11s %12.0f %14.2f %15.3f %17.3f\n", m[i], rps[m[i]] / k, cpu[m[i]] / k,
+                rps[m[i]] / rps["bare"], median(ratios, k)
+        }
+        print "budget: auth and policy >= 0.95 of bare"
     }' "$results"
 rm -f "$results"
 

@@ -121,10 +121,11 @@ pub(crate) fn extract<'h, H: HeaderSource + ?Sized>(
 
 /// The token of `Bearer <token>`; `None` for another scheme. An empty token is `Some("")`.
 fn bearer_token(raw: &[u8]) -> Option<&[u8]> {
-    let raw = raw.trim_ascii();
-    let split = raw.iter().position(|b| *b == b' ').unwrap_or(raw.len());
-    let (scheme, rest) = raw.split_at(split);
-    scheme.eq_ignore_ascii_case(b"bearer").then(|| rest.trim_ascii())
+    let raw = raw.trim_ascii_start();
+    let (scheme, rest) = raw.split_at_checked(6)?;
+    // `Bearer` alone, or followed by whitespace: `Bearerk1` is another scheme.
+    let separated = rest.first().is_none_or(|b| *b == b' ');
+    (separated && scheme.eq_ignore_ascii_case(b"bearer")).then(|| rest.trim_ascii())
 }
 
 #[cfg(test)]
@@ -168,6 +169,8 @@ mod tests {
     fn other_schemes_are_ignored() {
         assert_eq!(run(&[("authorization", "Basic dXNlcjpwYXNz")]), "Nothing");
         assert_eq!(run(&[("authorization", "Bearerk1")]), "Nothing");
+        assert_eq!(run(&[("authorization", "Bear")]), "Nothing");
+        assert_eq!(run(&[("authorization", "Bearer\tk1")]), "Nothing");
     }
 
     #[test]
@@ -181,6 +184,11 @@ mod tests {
             r#"One("k1")"#
         );
         assert_eq!(run(&[("x-api-key", "k1"), ("x-api-key", "k2")]), "Unusable");
+    }
+
+    #[test]
+    fn the_token_is_trimmed() {
+        assert_eq!(run(&[("authorization", "Bearer   k1  ")]), r#"One("k1")"#);
     }
 
     #[test]

@@ -397,22 +397,19 @@ impl Now {
     }
 }
 
-/// `a / b` for `a >= 0`, `b > 0`; in 64 bits when both fit, as they do but for
-/// extreme limits and periods (128-bit division is several times slower).
-fn div_floor(a: i128, b: i128) -> i128 {
-    match (u64::try_from(a), u64::try_from(b)) {
-        (Ok(a), Ok(b)) => i128::from(a / b),
-        _ => a / b,
-    }
-}
-
-/// `a / b` rounded up, for `a >= 0`, `b > 0`.
+/// `a / b` rounded up, for `a >= 0`, `b > 0`; in 64 bits when both fit, as they do but
+/// for extreme limits and periods (128-bit division is several times slower).
 fn div_ceil(a: i128, b: i128) -> i128 {
-    let q = div_floor(a, b);
-    if q * b == a {
-        q
-    } else {
-        q + 1
+    match (u64::try_from(a), u64::try_from(b)) {
+        (Ok(a), Ok(b)) => i128::from(a.div_ceil(b)),
+        _ => {
+            let q = a / b;
+            if q * b == a {
+                q
+            } else {
+                q + 1
+            }
+        }
     }
 }
 

@@ -1,8 +1,12 @@
 //! The axum app of keygate's throughput budget, served on one thread so that it can be
 //! pinned to one core. `scripts/load.sh` runs it and drives it with wrk.
 //!
-//! `load_server <bare|auth|policy> <addr>` prints `key: <key>` and serves `GET /v1/ping`:
+//! `load_server <mode> <addr>` prints `key: <key>` and serves `GET /v1/ping`:
 //! - `bare`: the app alone;
+//! - `tower-http`: behind tower-http's `ValidateRequestHeaderLayer::bearer` (one fixed
+//!   token compared), a floor for any per-request authentication;
+//! - `headers`: the app adding three static `X-RateLimit-*` headers, the floor of what
+//!   the rate-limit headers cost by themselves;
 //! - `auth`: behind `ApiKeyLayer` (in-memory store, cached key), no limiter;
 //! - `policy`: the same, plus a required scope and in-memory rate limits (two windows
 //!   per key and a service window, high enough never to refuse);
@@ -11,9 +15,13 @@
 //!   for one real key id, half name unknown ids. `flood-unthrottled` turns off the
 //!   per-key-id failure limit, to show what it saves.
 
+use axum::http::{HeaderName, HeaderValue};
 use axum::routing::get;
 use axum::Router;
 use std::io::Write;
+use tower::ServiceBuilder;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::validate_request::ValidateRequestHeaderLayer;
 
 use keygate_core::{
     Argon2Hasher, Environment, Gate, KeyFormat, MemoryRateLimiter, MemoryStore, NewKey, RateLimit,
@@ -68,36 +76,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let routes = Router::new().route("/v1/ping", get(ping));
         let app = match mode.as_str() {
             "bare" => routes,
-            "bare-headers" => routes.route_layer(axum::middleware::map_response(
-                |mut r: axum::response::Response| async move {
-                    let h = r.headers_mut();
-                    h.insert(
-                        "x-ratelimit-limit",
-                        axum::http::HeaderValue::from_static("4294967295"),
-                    );
-                    h.insert(
-                        "x-ratelimit-remaining",
-                        axum::http::HeaderValue::from_static("4294967294"),
-                    );
-                    h.insert(
-                        "x-ratelimit-reset",
-                        axum::http::HeaderValue::from_static("1795000000"),
-                    );
-                    r
-                },
-            )),
+            // References for the same run: what the simplest bearer check costs (one
+            // comparison with a fixed token), and what three static headers cost.
+            #[allow(deprecated)] // "too basic for real applications": a floor, here.
+            "tower-http" => {
+                routes.route_layer(ValidateRequestHeaderLayer::bearer(created.key.expose_secret()))
+            }
+            "headers" => routes.route_layer(
+                ServiceBuilder::new()
+                    .layer(static_header("x-ratelimit-limit", "4294967295"))
+                    .layer(static_header("x-ratelimit-remaining", "4294967294"))
+                    .layer(static_header("x-ratelimit-reset", "1795000000")),
+            ),
             "auth" | "flood" | "flood-unthrottled" => routes.route_layer(ApiKeyLayer::new(gate.clone())),
             "policy" => routes.route_layer(
                 ApiKeyLayer::new(gate.clone())
                     .require(["read"])
                     .service("ping", [RateLimit::per_minute(unlimited)]),
             ),
-            other => return Err(format!("unknown mode `{other}`: bare, auth or policy").into()),
+            other => {
+                return Err(
+                    format!("unknown mode `{other}`: bare, auth, policy, tower-http or headers").into(),
+                )
+            }
         };
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         axum::serve(listener, app).await?;
         Ok(())
     })
+}
+
+/// Appends a fixed response header.
+fn static_header(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::appending(HeaderName::from_static(name), HeaderValue::from_static(value))
 }
 
 /// 10 000 well-formed keys that fail: guesses at a real id's secret, and unknown ids.
