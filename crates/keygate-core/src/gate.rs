@@ -106,10 +106,39 @@ impl RateShown {
     }
 }
 
-/// The header value of `n`, reused while header `slot` keeps showing the same number:
-/// a window's limit never changes and its reset time once a second, so most responses
-/// share values (a reference count) instead of allocating three. One set per thread.
+/// Numbers below this have a static header value: limits and remaining counts of
+/// ordinary windows (100/min, 1000/h) are shown with no allocation and no atomics.
+const STATIC_NUMBERS: u64 = 1024;
+
+/// The header value of `n` for header `slot`. Small numbers come from a static table
+/// (built once; cloning a static value copies two words). Others are kept per thread
+/// while the number is unchanged: a reset time changes once a second, so most
+/// responses share it (a reference count) instead of allocating.
 fn number_value(slot: usize, n: u64) -> HeaderValue {
+    static SMALL: std::sync::OnceLock<Vec<HeaderValue>> = std::sync::OnceLock::new();
+    if n < STATIC_NUMBERS {
+        let small = SMALL.get_or_init(|| {
+            // One string of every number, leaked once so that its slices are static.
+            let text: &'static str = Box::leak(
+                (0..STATIC_NUMBERS)
+                    .map(|i| i.to_string())
+                    .collect::<String>()
+                    .into_boxed_str(),
+            );
+            let mut at = 0;
+            (0..STATIC_NUMBERS)
+                .map(|i| {
+                    let len = if i == 0 { 1 } else { i.ilog10() as usize + 1 };
+                    let value = HeaderValue::from_static(&text[at..at + len]);
+                    at += len;
+                    value
+                })
+                .collect()
+        });
+        if let Some(value) = usize::try_from(n).ok().and_then(|i| small.get(i)) {
+            return value.clone();
+        }
+    }
     thread_local! {
         static LAST: std::cell::RefCell<[(u64, HeaderValue); 3]> =
             std::cell::RefCell::new(std::array::from_fn(|_| (0, HeaderValue::from_static("0"))));
@@ -786,5 +815,35 @@ impl Gate {
 
     fn deny_at(&self, denial: Denial, now: DateTime<Utc>) -> Rejection {
         self.inner.renderer.render(denial, now, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_values_read_as_their_numbers_from_the_table_and_beyond_it() {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            1023,
+            1024,
+            1_795_000_000,
+            u64::MAX,
+        ] {
+            for slot in 0..3 {
+                assert_eq!(number_value(slot, n), n.to_string().as_str(), "{n}");
+                // Asked again (a reused value), still right.
+                assert_eq!(number_value(slot, n), n.to_string().as_str(), "{n}");
+            }
+        }
     }
 }
