@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install -y valgrind" >&2; exit 1; }
 cargo build --release -q -p keygate-bench --example requests
-bin=target/release/examples/requests
+bin="${CARGO_TARGET_DIR:-target}/release/examples/requests"
 out=$(mktemp -d)
 count() { # mode n -> instructions
     valgrind --tool=callgrind --callgrind-out-file="$out/$1.$2" "$bin" "$1" "$2" 2>&1 |

@@ -19,7 +19,7 @@ addr=127.0.0.1:3900
 
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }
 cargo build --release -q -p keygate-bench --bin load_server
-server=target/release/load_server
+server="${CARGO_TARGET_DIR:-target}/release/load_server"
 
 cpu_ticks() { # pid -> user + system clock ticks so far
     awk '{print $14 + $15}' "/proc/$1/stat"
