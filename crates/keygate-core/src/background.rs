@@ -19,16 +19,21 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::clock::Timestamp;
 use crate::key::KeyId;
 use crate::record::UsageDelta;
 use crate::store::DynKeyStore;
 
 /// Longest user agent kept; longer ones are cut (at a char boundary).
 const MAX_USER_AGENT: usize = 256;
+
+/// `last_used_at` is kept to this precision (a millisecond): a later use within it is
+/// not written again.
+const LAST_USED_GRANULARITY_NANOS: i64 = 1_000_000;
 
 /// The usage of one cached key since the last flush. Lives in the key's cache entry, so
 /// counting a request touches only this key's atomics: no shared lock, no map lookup.
@@ -66,14 +71,20 @@ pub(crate) struct UsageBuffer {
 
 impl UsageBuffer {
     /// Counts one admitted request.
-    pub(crate) fn record(&self, cell: &Arc<UsageCell>, at: DateTime<Utc>, user_agent: Option<&[u8]>) {
+    pub(crate) fn record(&self, cell: &Arc<UsageCell>, at: Timestamp, user_agent: Option<&[u8]>) {
         let first = cell.requests.fetch_add(1, Ordering::AcqRel) == 0;
-        let nanos = at.timestamp_nanos_opt().unwrap_or(i64::MAX);
-        cell.last_used.fetch_max(nanos, Ordering::AcqRel);
+        // Plain reads first: on a hot key the time moves by less than the granularity,
+        // and the agent stays the same, so most requests write neither.
+        let at = at.unix_nanos();
+        if at.saturating_sub(cell.last_used.load(Ordering::Relaxed)) >= LAST_USED_GRANULARITY_NANOS {
+            cell.last_used.fetch_max(at, Ordering::AcqRel);
+        }
         if let Some(agent) = user_agent.and_then(|ua| std::str::from_utf8(ua).ok()) {
             let agent = truncate(agent, MAX_USER_AGENT);
             let hash = fnv1a(agent.as_bytes());
-            if cell.agent_hash.swap(hash, Ordering::AcqRel) != hash {
+            if cell.agent_hash.load(Ordering::Relaxed) != hash
+                && cell.agent_hash.swap(hash, Ordering::AcqRel) != hash
+            {
                 *cell.agent.lock().unwrap_or_else(|p| p.into_inner()) = Some(agent.to_owned());
             }
         }

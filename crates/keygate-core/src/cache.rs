@@ -153,12 +153,6 @@ impl Hasher for DigestHasher {
     }
 }
 
-/// `at` in nanoseconds since the Unix epoch, saturating.
-pub(crate) fn nanos(at: chrono::DateTime<chrono::Utc>) -> i64 {
-    at.timestamp_nanos_opt()
-        .unwrap_or(if at.timestamp() < 0 { i64::MIN } else { i64::MAX })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

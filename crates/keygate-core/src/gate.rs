@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::background::{self, Background, BackgroundTask, UsageBuffer};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::credential::{extract, lookups, CredentialSource, HeaderSource, Lookup, Presented};
 use crate::error::{DefaultFormat, Denial, ErrorFormat, Rejection, Renderer};
 use crate::hash::{Argon2Hasher, KeyHasher};
@@ -157,6 +157,18 @@ impl Admission {
     /// The authenticated caller; `None` only in optional mode without a credential.
     pub fn principal(&self) -> Option<&Principal> {
         self.principal.as_ref()
+    }
+
+    /// Takes the principal out: for an adapter that hands it to the handler and needs
+    /// no more of it, which it does not when the gate [meters](Gate::meters) nothing.
+    /// What is left charges nothing in [`Gate::settle`].
+    pub fn take_principal(&mut self) -> Option<Principal> {
+        self.principal.take()
+    }
+
+    /// Whether the response gets headers from [`append_headers`](Self::append_headers).
+    pub fn has_headers(&self) -> bool {
+        self.rate.is_some()
     }
 
     /// The headers to add to the response (`X-RateLimit-*`, and the IETF fields when
@@ -492,14 +504,14 @@ impl Gate {
                 digest(key),
                 parsed.key_id(),
                 parsed.secret(),
-                self.inner.clock.now(),
+                self.inner.clock.timestamp(),
             )
             .await
         {
             Ok(verified) => verified,
             Err(failure) => return Err(self.verify_failed(failure, &parsed)),
         };
-        let now = self.inner.clock.now();
+        let now = self.inner.clock.timestamp();
         self.check_state(&verified, policy, now)?;
         let principal = &verified.principal;
         match self.spend_now(principal, now) {
@@ -526,7 +538,7 @@ impl Gate {
             Err(answered) => return Some(answered),
         };
         // One clock read serves the cache, the key's expiry and the limits.
-        let now = self.inner.clock.now();
+        let now = self.inner.clock.timestamp();
         // A hit needs no parsing: only keys whose secret was proven are cached, under
         // the SHA-256 of the whole key.
         let digest = digest(key);
@@ -568,7 +580,7 @@ impl Gate {
         &self,
         headers: &'h H,
         policy: &RoutePolicy,
-    ) -> Result<&'h str, Result<Admission, Rejection>> {
+    ) -> Result<&'h [u8], Result<Admission, Rejection>> {
         let inner = &*self.inner;
         let format = inner.keys.key_format();
         let ours = |value: &str| format.is_branded(value);
@@ -585,7 +597,11 @@ impl Gate {
     }
 
     /// Step 2: the key's parts, with no I/O.
-    fn parse<'k>(&self, key: &'k str) -> Result<ParsedKey<'k>, Rejection> {
+    fn parse<'k>(&self, key: &'k [u8]) -> Result<ParsedKey<'k>, Rejection> {
+        let Ok(key) = std::str::from_utf8(key) else {
+            tracing::debug!("malformed key: not UTF-8");
+            return Err(self.deny(Denial::InvalidKey { key_id: None }));
+        };
         self.inner.keys.key_format().parse(key).map_err(|e| {
             tracing::debug!(
                 key_id = e.key_id.as_ref().map(KeyId::as_str),
@@ -611,7 +627,7 @@ impl Gate {
         &self,
         verified: &Verified,
         policy: &RoutePolicy,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> Result<(), Rejection> {
         let key_id = verified.principal.key_id();
         if verified.revoked {
@@ -624,8 +640,10 @@ impl Gate {
                 now,
             ));
         }
-        if let Some(expired_at) = verified.expires_at.filter(|at| *at <= now) {
-            return Err(self.deny_at(Denial::ExpiredKey { expired_at }, now));
+        if verified.expiry.is_some_and(|at| at <= now) {
+            if let Some(expired_at) = verified.expires_at {
+                return Err(self.deny_at(Denial::ExpiredKey { expired_at }, now));
+            }
         }
         if policy.scopes().is_empty() {
             return Ok(());
@@ -650,7 +668,7 @@ impl Gate {
         rate: Option<RateShown>,
         policy: &RoutePolicy,
         headers: &H,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> Admission {
         if let Some(usage) = &self.inner.usage {
             usage.record(
@@ -671,7 +689,7 @@ impl Gate {
         spent: Result<u64, BackendError>,
         cap: u64,
         month: Month,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> Result<(), Rejection> {
         match spent {
             Ok(spent) if spent >= cap => Err(self.deny_at(
@@ -686,20 +704,20 @@ impl Gate {
     }
 
     /// The spend cap, from memory; `None` when the meter needs I/O.
-    fn spend_now(&self, principal: &Principal, now: DateTime<Utc>) -> Option<Result<(), Rejection>> {
+    fn spend_now(&self, principal: &Principal, now: Timestamp) -> Option<Result<(), Rejection>> {
         let (Some(meter), Some(cap)) = (&self.inner.meter, principal.spend_cap()) else {
             return Some(Ok(()));
         };
-        let month = Month::of(now);
+        let month = Month::of(now.to_datetime());
         let spent = meter.spent_now(principal.key_id(), month)?;
         Some(self.spend_verdict(spent, cap, month, now))
     }
 
-    async fn spend(&self, principal: &Principal, now: DateTime<Utc>) -> Result<(), Rejection> {
+    async fn spend(&self, principal: &Principal, now: Timestamp) -> Result<(), Rejection> {
         let (Some(meter), Some(cap)) = (&self.inner.meter, principal.spend_cap()) else {
             return Ok(());
         };
-        let month = Month::of(now);
+        let month = Month::of(now.to_datetime());
         let spent = meter.spent(principal.key_id(), month).await;
         self.spend_verdict(spent, cap, month, now)
     }
@@ -715,7 +733,7 @@ impl Gate {
         &self,
         principal: &Principal,
         answer: Result<RateDecision, BackendError>,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> Result<Option<RateShown>, Rejection> {
         let decision = match answer {
             Ok(decision) => decision,
@@ -723,7 +741,7 @@ impl Gate {
         };
         let shown = RateShown {
             window: decision.tightest,
-            now_secs: u64::try_from(now.timestamp()).unwrap_or(0),
+            now_secs: u64::try_from(now.unix_secs()).unwrap_or(0),
             ietf: self.inner.ietf_headers,
         };
         if decision.allowed {
@@ -736,7 +754,7 @@ impl Gate {
         Err(self
             .inner
             .renderer
-            .render(denial, now, Some(shown.pairs().collect())))
+            .render(denial, now.to_datetime(), Some(shown.pairs().collect())))
     }
 
     /// The rate limits, from memory; `None` when the limiter needs I/O (nothing counted).
@@ -744,7 +762,7 @@ impl Gate {
         &self,
         principal: &Principal,
         policy: &RoutePolicy,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> Option<Result<Option<RateShown>, Rejection>> {
         let Some(limiter) = &self.inner.limiter else {
             return Some(Ok(None));
@@ -761,7 +779,7 @@ impl Gate {
         &self,
         principal: &Principal,
         policy: &RoutePolicy,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> Result<Option<RateShown>, Rejection> {
         let Some(limiter) = &self.inner.limiter else {
             return Ok(None);
@@ -774,16 +792,18 @@ impl Gate {
         self.rate_verdict(principal, answer, now)
     }
 
-    fn backend_failed(
-        &self,
-        error: &crate::policy::BackendError,
-        now: DateTime<Utc>,
-    ) -> Result<(), Rejection> {
+    fn backend_failed(&self, error: &crate::policy::BackendError, now: Timestamp) -> Result<(), Rejection> {
         tracing::error!(%error, "policy backend failed");
         match self.inner.fail_mode {
             FailMode::Open => Ok(()),
             FailMode::Closed => Err(self.deny_at(Denial::Unavailable { retry_after: 1 }, now)),
         }
+    }
+
+    /// Whether this gate meters spend: when it does not, [`settle`](Self::settle) never
+    /// charges, and an adapter need not keep the gate or the admission for it.
+    pub fn meters(&self) -> bool {
+        self.inner.meter.is_some()
     }
 
     /// What [`settle`](Self::settle) would charge: `None` when there is nothing to
@@ -810,11 +830,11 @@ impl Gate {
     }
 
     fn deny(&self, denial: Denial) -> Rejection {
-        self.deny_at(denial, self.inner.clock.now())
+        self.inner.renderer.render(denial, self.inner.clock.now(), None)
     }
 
-    fn deny_at(&self, denial: Denial, now: DateTime<Utc>) -> Rejection {
-        self.inner.renderer.render(denial, now, None)
+    fn deny_at(&self, denial: Denial, now: Timestamp) -> Rejection {
+        self.inner.renderer.render(denial, now.to_datetime(), None)
     }
 }
 

@@ -41,7 +41,7 @@ mod verify;
 
 pub use api::{ApiResponse, SelfService};
 pub use background::{Background, BackgroundTask};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use credential::{CredentialSource, HeaderSource};
 pub use error::{DefaultFormat, Denial, ErrorFormat, Rejection};
 #[cfg(any(feature = "axum", feature = "actix"))]

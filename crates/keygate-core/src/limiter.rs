@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
+use crate::clock::Timestamp;
 use crate::key::KeyId;
 use crate::policy::{BackendError, Bucket, RateDecision, RateLimiter, WindowState};
 
@@ -36,7 +35,7 @@ const MAX_PERIOD_NANOS: i128 = 1000 * 365 * 86_400 * NANOS_PER_SEC;
 ///     Bucket { service: None, limit: RateLimit::per_minute(2) },
 ///     Bucket { service: None, limit: RateLimit::per_hour(100) },
 /// ];
-/// let now = "2026-03-10T12:00:00Z".parse().unwrap();
+/// let now: chrono::DateTime<chrono::Utc> = "2026-03-10T12:00:00Z".parse().unwrap();
 ///
 /// assert!(limiter.try_acquire(&key, &buckets, now).allowed);
 /// let second = limiter.try_acquire(&key, &buckets, now);
@@ -386,13 +385,11 @@ struct Now {
 }
 
 impl Now {
-    fn new(at: DateTime<Utc>) -> Self {
-        let secs = i128::from(at.timestamp());
-        let subsec_nanos = i128::from(at.timestamp_subsec_nanos());
+    fn new(at: Timestamp) -> Self {
         Self {
-            nanos: secs * NANOS_PER_SEC + subsec_nanos,
-            secs,
-            subsec_nanos,
+            nanos: i128::from(at.unix_nanos()),
+            secs: i128::from(at.unix_secs()),
+            subsec_nanos: i128::from(at.subsec_nanos()),
         }
     }
 }
@@ -456,12 +453,6 @@ fn find(counters: &[Counter], bucket: &Bucket) -> Option<usize> {
         .position(|c| same_identity(bucket, &c.service, c.period))
 }
 
-/// `at` in nanoseconds since the epoch, saturating (for idle bookkeeping only).
-fn nanos_i64(at: DateTime<Utc>) -> i64 {
-    at.timestamp_nanos_opt()
-        .unwrap_or(if at.timestamp() < 0 { i64::MIN } else { i64::MAX })
-}
-
 fn longest_period(buckets: &[Bucket]) -> u64 {
     let longest = buckets.iter().map(|b| b.limit.period).max().unwrap_or_default();
     u64::try_from(longest.as_nanos()).unwrap_or(u64::MAX)
@@ -493,14 +484,15 @@ impl MemoryRateLimiter {
 
     /// Drops every key idle for at least its longest window at `now` (this also happens
     /// on its own as new keys arrive).
-    pub fn evict_idle(&self, now: DateTime<Utc>) {
-        self.keys.sweep_all(nanos_i64(now));
+    pub fn evict_idle(&self, now: impl Into<Timestamp>) {
+        self.keys.sweep_all(now.into().unix_nanos());
     }
 
     /// The synchronous form of [`RateLimiter::acquire`]: checks every bucket for
     /// `key_id` at `now` and counts the request in each only if all admit.
-    pub fn try_acquire(&self, key_id: &KeyId, buckets: &[Bucket], now: DateTime<Utc>) -> RateDecision {
-        let now = Now::new(now);
+    pub fn try_acquire(&self, key_id: &KeyId, buckets: &[Bucket], now: impl Into<Timestamp>) -> RateDecision {
+        let at = now.into();
+        let now = Now::new(at);
         if buckets.is_empty() {
             return RateDecision {
                 allowed: true,
@@ -514,7 +506,7 @@ impl MemoryRateLimiter {
             };
         }
         let longest = longest_period(buckets);
-        let seen = i64::try_from(now.nanos).unwrap_or(if now.nanos < 0 { i64::MIN } else { i64::MAX });
+        let seen = at.unix_nanos();
         self.keys
             .with_state(key_id, seen, longest, buckets.len(), |state| {
                 // The counters are plain integers, valid after any panic: ignore poisoning.
@@ -645,7 +637,7 @@ impl RateLimiter for MemoryRateLimiter {
         &self,
         key_id: &KeyId,
         buckets: &[Bucket],
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> impl std::future::Future<Output = Result<RateDecision, BackendError>> + Send {
         std::future::ready(Ok(self.try_acquire(key_id, buckets, now)))
     }
@@ -654,7 +646,7 @@ impl RateLimiter for MemoryRateLimiter {
         &self,
         key_id: &KeyId,
         buckets: &[Bucket],
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> Option<Result<RateDecision, BackendError>> {
         Some(Ok(self.try_acquire(key_id, buckets, now)))
     }
@@ -664,6 +656,7 @@ impl RateLimiter for MemoryRateLimiter {
 mod tests {
     use super::*;
     use crate::record::RateLimit;
+    use chrono::{DateTime, Utc};
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 
+use crate::clock::Timestamp;
+
 use crate::key::KeyId;
 use crate::record::{RateLimit, Scopes};
 use crate::store::BoxFuture;
@@ -191,12 +193,13 @@ pub struct BackendError(pub String);
 /// it with the same semantics, checked by one conformance suite.
 pub trait RateLimiter: Send + Sync + 'static {
     /// Checks every bucket for `key_id` at `now` and, only if all admit, counts the
-    /// request in each: all or nothing, atomically with respect to other calls.
+    /// request in each: all or nothing, atomically with respect to other calls. `now`
+    /// is the request's time, read once by the gate.
     fn acquire(
         &self,
         key_id: &KeyId,
         buckets: &[Bucket],
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> impl Future<Output = Result<RateDecision, BackendError>> + Send;
 
     /// The same answer without a future, for limiters that need no I/O (the in-memory
@@ -208,7 +211,7 @@ pub trait RateLimiter: Send + Sync + 'static {
         &self,
         key_id: &KeyId,
         buckets: &[Bucket],
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> Option<Result<RateDecision, BackendError>> {
         let _ = (key_id, buckets, now);
         None
@@ -222,7 +225,7 @@ pub trait DynRateLimiter: Send + Sync + 'static {
         &'a self,
         key_id: &'a KeyId,
         buckets: &'a [Bucket],
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> BoxFuture<'a, Result<RateDecision, BackendError>>;
 
     /// See [`RateLimiter::acquire_now`].
@@ -230,7 +233,7 @@ pub trait DynRateLimiter: Send + Sync + 'static {
         &self,
         key_id: &KeyId,
         buckets: &[Bucket],
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> Option<Result<RateDecision, BackendError>>;
 }
 
@@ -239,7 +242,7 @@ impl<L: RateLimiter> DynRateLimiter for L {
         &'a self,
         key_id: &'a KeyId,
         buckets: &'a [Bucket],
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> BoxFuture<'a, Result<RateDecision, BackendError>> {
         Box::pin(RateLimiter::acquire(self, key_id, buckets, now))
     }
@@ -248,7 +251,7 @@ impl<L: RateLimiter> DynRateLimiter for L {
         &self,
         key_id: &KeyId,
         buckets: &[Bucket],
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> Option<Result<RateDecision, BackendError>> {
         RateLimiter::acquire_now(self, key_id, buckets, now)
     }

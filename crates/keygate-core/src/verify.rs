@@ -31,8 +31,8 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::background::UsageCell;
-use crate::cache::{nanos, HotCache};
-use crate::clock::Clock;
+use crate::cache::HotCache;
+use crate::clock::{Clock, Timestamp};
 use crate::hash::{HashError, KeyHasher, SecretHash};
 use crate::key::KeyId;
 use crate::principal::Principal;
@@ -41,8 +41,8 @@ use crate::store::DynKeyStore;
 /// SHA-256 of the whole presented key: the cache key, so the plaintext is never kept.
 pub(crate) type Digest = [u8; 32];
 
-pub(crate) fn digest(key: &str) -> Digest {
-    Sha256::digest(key.as_bytes()).into()
+pub(crate) fn digest(key: &[u8]) -> Digest {
+    Sha256::digest(key).into()
 }
 
 /// A key whose secret has been proven, with the state needed on every request.
@@ -50,6 +50,8 @@ pub(crate) struct Verified {
     pub(crate) principal: Principal,
     pub(crate) revoked: bool,
     pub(crate) expires_at: Option<DateTime<Utc>>,
+    /// `expires_at` as the request path compares it.
+    pub(crate) expiry: Option<Timestamp>,
     secret_hash: SecretHash,
     /// The epoch when the store read behind this entry began.
     loaded_epoch: u64,
@@ -212,8 +214,8 @@ impl Verifier {
 
     /// The answer from the caches alone at `now` (the request's time): a fresh hit, a
     /// remembered failure, or `None` when the key needs a cold verification.
-    pub(crate) fn verify_now(&self, digest: &Digest, now: DateTime<Utc>) -> Option<Outcome> {
-        if let Some(hit) = self.fresh_hit(digest, nanos(now)) {
+    pub(crate) fn verify_now(&self, digest: &Digest, now: Timestamp) -> Option<Outcome> {
+        if let Some(hit) = self.fresh_hit(digest, now.unix_nanos()) {
             return Some(Ok(hit));
         }
         self.negative
@@ -227,15 +229,15 @@ impl Verifier {
         digest: Digest,
         key_id: &str,
         secret: &str,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> Outcome {
-        if let Some(hit) = self.fresh_hit(&digest, nanos(now)) {
+        if let Some(hit) = self.fresh_hit(&digest, now.unix_nanos()) {
             return Ok(hit);
         }
         if self.negative.contains_key(&digest) {
             return Err(Failure::Invalid);
         }
-        let mut flight = match self.join_or_start(digest, key_id, secret, nanos(now)) {
+        let mut flight = match self.join_or_start(digest, key_id, secret, now.unix_nanos()) {
             Ok(flight) => flight,
             Err(failure) => return Err(failure),
         };
@@ -297,9 +299,10 @@ impl Verifier {
                 };
                 let outcome = this.cold_verify(&key_id, secret, previous, permit).await;
                 match &outcome {
-                    Ok(verified) => this
-                        .cache
-                        .insert(digest, verified.clone(), nanos(this.clock.now())),
+                    Ok(verified) => {
+                        this.cache
+                            .insert(digest, verified.clone(), this.clock.timestamp().unix_nanos())
+                    }
                     Err(Failure::Invalid) => this.negative.insert(digest, ()),
                     Err(Failure::Unavailable | Failure::Throttled) => {}
                 }
@@ -363,6 +366,7 @@ impl Verifier {
             principal: Principal::from_record(&record),
             revoked: record.revoked_at.is_some(),
             expires_at: record.expires_at,
+            expiry: record.expires_at.map(Timestamp::from),
             secret_hash: record.secret_hash,
             loaded_epoch,
             checked_epoch: AtomicU64::new(loaded_epoch),

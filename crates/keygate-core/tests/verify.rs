@@ -552,3 +552,22 @@ async fn a_cached_key_is_read_again_once_its_ttl_has_passed_on_the_gates_clock()
     assert_eq!(status(&gate, key).await, StatusCode::UNAUTHORIZED);
     assert_eq!(store.finds(), 2, "read again after its ttl");
 }
+
+#[tokio::test]
+async fn a_key_that_is_not_utf8_is_invalid_without_a_key_id_and_never_verified() {
+    let hasher = CountingHasher::default();
+    let store = CountingStore::default();
+    let gate = Gate::builder(store.clone()).hasher(hasher.clone()).build();
+    let created = create(&gate).await;
+    // A real key with its last character swapped for a byte that is not UTF-8 (header
+    // values may carry such bytes as obs-text).
+    let mut bytes = created.key.expose_secret().as_bytes().to_vec();
+    *bytes.last_mut().unwrap() = 0xff;
+    let mut headers = HeaderMap::new();
+    headers.insert("x-api-key", http::HeaderValue::from_bytes(&bytes).unwrap());
+
+    let rejection = gate.admit(&headers, &RoutePolicy::new()).await.unwrap_err();
+    assert_eq!(rejection.denial(), &Denial::InvalidKey { key_id: None });
+    assert_eq!(rejection.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!((store.finds(), hasher.verifies()), (0, 0));
+}

@@ -33,6 +33,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
@@ -48,8 +49,9 @@ pin_project! {
     /// The future of [`ApiKeyService`].
     ///
     /// A request decided at once (a cached key) costs no allocation here: a refusal is a
-    /// ready response, an admission the inner service's own future. Only a cold key, or
-    /// a response with a cost to charge, is boxed.
+    /// ready response, an admission the inner service's own future (alone, when there
+    /// are no headers to add and no spend to charge). Only a cold key, or a response
+    /// with a cost to charge, is boxed.
     pub struct ResponseFuture<F, B, E> {
         #[pin]
         state: State<F, B, E>,
@@ -60,7 +62,8 @@ pin_project! {
     #[project = StateProj]
     enum State<F, B, E> {
         Refused { response: Option<Response<B>> },
-        Admitted { #[pin] inner: F, gate: Gate, admission: Admission },
+        Passed { #[pin] inner: F },
+        Admitted { #[pin] inner: F, gate: Option<Gate>, admission: Admission },
         Boxed { future: BoxedResponse<B, E> },
     }
 }
@@ -81,6 +84,7 @@ where
                     let response = response.take().expect("ResponseFuture polled after completion");
                     return Poll::Ready(Ok(response));
                 }
+                StateProj::Passed { inner } => return inner.poll(cx),
                 StateProj::Boxed { future } => return future.as_mut().poll(cx),
                 StateProj::Admitted {
                     inner,
@@ -90,10 +94,13 @@ where
                     let mut response = ready!(inner.poll(cx))?;
                     admission.append_headers(response.headers_mut());
                     let declared = response.extensions().get::<Cost>().copied();
-                    if gate.charge_due(admission, declared).is_none() {
+                    let Some(gate) = gate
+                        .take()
+                        .filter(|g| g.charge_due(admission, declared).is_some())
+                    else {
                         return Poll::Ready(Ok(response));
-                    }
-                    let (gate, admission) = (gate.clone(), std::mem::take(admission));
+                    };
+                    let admission = std::mem::take(admission);
                     Box::pin(async move {
                         gate.settle(&admission, declared).await;
                         Ok(response)
@@ -187,14 +194,17 @@ impl<S> Layer<S> for ApiKeyLayer {
 #[derive(Clone, Debug)]
 pub struct ApiKeyService<S> {
     inner: S,
-    gate: Gate,
-    policy: RoutePolicy,
+    /// One reference for both: axum clones the service for every request.
+    shared: Arc<(Gate, RoutePolicy)>,
 }
 
 impl<S> ApiKeyService<S> {
     /// Wraps `inner`, admitting requests through `gate` under `policy`.
     pub fn new(inner: S, gate: Gate, policy: RoutePolicy) -> Self {
-        Self { inner, gate, policy }
+        Self {
+            inner,
+            shared: Arc::new((gate, policy)),
+        }
     }
 
     /// A layer that wraps services in `ApiKeyService`; the same as [`ApiKeyLayer::new`].
@@ -235,17 +245,28 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let (gate, policy) = &*self.shared;
         // A cached key is decided at once, and the readied inner service is called
         // directly: no clone of it, and no future around the decision.
-        if let Some(decided) = self.gate.try_admit_now(request.headers(), &self.policy) {
+        if let Some(decided) = gate.try_admit_now(request.headers(), policy) {
             let state = match decided {
+                // Nothing to do once the handler answers: the principal moves to the
+                // request, and the handler's future is the whole of this one.
+                Ok(mut admission) if !gate.meters() && !admission.has_headers() => {
+                    if let Some(principal) = admission.take_principal() {
+                        request.extensions_mut().insert(principal);
+                    }
+                    State::Passed {
+                        inner: self.inner.call(request),
+                    }
+                }
                 Ok(admission) => {
                     if let Some(principal) = admission.principal() {
                         request.extensions_mut().insert(principal.clone());
                     }
                     State::Admitted {
                         inner: self.inner.call(request),
-                        gate: self.gate.clone(),
+                        gate: gate.meters().then(|| gate.clone()),
                         admission,
                     }
                 }
@@ -259,10 +280,10 @@ where
         // request and a fresh clone stays behind for the next `poll_ready`.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let gate = self.gate.clone();
-        let policy = self.policy.clone();
+        let shared = self.shared.clone();
         let future = Box::pin(async move {
-            let admitted = Box::pin(gate.admit(request.headers(), &policy)).await;
+            let (gate, policy) = &*shared;
+            let admitted = Box::pin(gate.admit(request.headers(), policy)).await;
             let admission = match admitted {
                 Ok(admission) => admission,
                 Err(rejection) => return Ok(rejection.into_response()),
@@ -271,7 +292,7 @@ where
                 request.extensions_mut().insert(principal.clone());
             }
             let response = inner.call(request).await?;
-            Ok(finish(&gate, &admission, response).await)
+            Ok(finish(gate, &admission, response).await)
         });
         ResponseFuture {
             state: State::Boxed { future },

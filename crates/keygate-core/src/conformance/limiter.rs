@@ -98,7 +98,7 @@ async fn acquire<L: RateLimiter>(
     now: DateTime<Utc>,
 ) -> RateDecision {
     limiter
-        .acquire(key, buckets, now)
+        .acquire(key, buckets, now.into())
         .await
         .expect("the limiter answers")
 }
