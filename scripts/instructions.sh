@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Instructions per request of the load server's axum app in process (bare, with
-# ApiKeyLayer, and with scopes and rate limits), counted by callgrind: exact and
-# repeatable where timings on a shared machine are not. Each mode runs 1 000 and
-# 11 000 requests; the difference over 10 000 is the cost of one, start-up excluded.
+# Instructions per request of the load server's axum app in process, in every mode
+# (bare, with ApiKeyLayer, with scopes and rate limits, and the two tower-http
+# references), counted by callgrind: exact and repeatable where timings on a shared
+# machine are not. Each mode runs 1 000 and 11 000 requests; the difference over
+# 10 000 is the cost of one, start-up excluded.
 #
 #   scripts/instructions.sh
 #
@@ -20,11 +21,14 @@ count() { # mode n -> instructions
         sed -n 's/.*refs: *//p' | tr -d ,
 }
 declare -A per
-for mode in bare auth policy; do
+modes="bare auth policy tower-http headers"
+for mode in $modes; do
     small=$(count "$mode" 1000)
     large=$(count "$mode" 11000)
     per[$mode]=$(( (large - small) / 10000 ))
-    echo "$mode: ${per[$mode]} instructions/request"
 done
-echo "over bare: auth +$(( per[auth] - per[bare] )), auth+scopes+limits +$(( per[policy] - per[bare] ))"
+printf "%-11s %14s %10s\n" mode instructions "over bare"
+for mode in $modes; do
+    printf "%-11s %14d %10s\n" "$mode" "${per[$mode]}" "+$(( per[$mode] - per[bare] ))"
+done
 echo "callgrind files (callgrind_annotate): $out"
