@@ -11,10 +11,14 @@
 //!   carries `X-RateLimit-*`;
 //! - `tower-http`: behind tower-http's `ValidateRequestHeaderLayer::bearer` (one fixed
 //!   token compared), the floor of any per-request authentication layer;
-//! - `headers`: three static `X-RateLimit-*` headers added by tower-http, one layer each.
+//! - `headers`: one layer (tower's `map_response`) that adds three static
+//!   `X-RateLimit-*` headers, the floor of what the rate-limit headers cost.
 #![forbid(unsafe_code)]
 
+use std::sync::LazyLock;
+
 use axum::http::{HeaderName, HeaderValue};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use keygate_core::{
@@ -23,7 +27,6 @@ use keygate_core::{
 };
 use keygate_tower::ApiKeyLayer;
 use tower::ServiceBuilder;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 
 /// The modes, in the order the scripts report them; `bare` is the reference.
@@ -66,17 +69,24 @@ pub fn app(mode: &str, gate: &Gate, key: &str) -> Result<Router, String> {
         ),
         #[allow(deprecated)] // "too basic for real applications": a floor, here.
         "tower-http" => routes.route_layer(ValidateRequestHeaderLayer::bearer(key)),
-        "headers" => routes.route_layer(
-            ServiceBuilder::new()
-                .layer(static_header("x-ratelimit-limit", "4294967295"))
-                .layer(static_header("x-ratelimit-remaining", "4294967294"))
-                .layer(static_header("x-ratelimit-reset", "1795000000")),
-        ),
+        "headers" => routes.route_layer(ServiceBuilder::new().map_response(add_static_headers)),
         other => return Err(format!("unknown mode `{other}`: one of {}", MODES.join(", "))),
     })
 }
 
-/// Appends a fixed response header.
-fn static_header(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::appending(HeaderName::from_static(name), HeaderValue::from_static(value))
+/// Appends three fixed `X-RateLimit-*` headers, whose names and values are made once,
+/// as `policy`'s are.
+fn add_static_headers(mut response: Response) -> Response {
+    static FIXED: LazyLock<[(HeaderName, HeaderValue); 3]> = LazyLock::new(|| {
+        [
+            ("x-ratelimit-limit", "4294967295"),
+            ("x-ratelimit-remaining", "4294967294"),
+            ("x-ratelimit-reset", "1795000000"),
+        ]
+        .map(|(name, value)| (HeaderName::from_static(name), HeaderValue::from_static(value)))
+    });
+    for (name, value) in FIXED.iter() {
+        response.headers_mut().append(name.clone(), value.clone());
+    }
+    response
 }
