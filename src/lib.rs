@@ -66,3 +66,8 @@ pub use keygate_actix::self_service_scope;
 pub use keygate_sqlx;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use keygate_sqlx::SqlStore;
+
+/// The README's Rust snippets, compiled as doctests so they follow the API.
+#[cfg(all(doctest, feature = "axum", feature = "actix"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeSnippets;
