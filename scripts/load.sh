@@ -45,8 +45,8 @@ run() { # mode -> "requests/s server-CPU-µs-per-request"
 # Rounds interleave the modes; each round's ratios are kept, and the median of them
 # reported beside the ratio of means, since one noisy round can move a mean. Two
 # reference modes run in the same rounds: tower-http's fixed-token bearer check (a floor
-# for any authentication) and three static response headers (the floor of what the
-# X-RateLimit-* headers cost by themselves).
+# for any authentication layer) and one layer adding three static response headers
+# (with tower-http's, the floor of what the X-RateLimit-* headers cost).
 modes="bare auth policy tower-http headers"
 results=$(mktemp)
 for round in $(seq 1 "$rounds"); do
