@@ -15,11 +15,11 @@ fn router(c: &mut Criterion) {
     let mut group = c.benchmark_group("router");
     for mode in keygate_bench::MODES {
         let gate = keygate_bench::gate_builder(mode).build();
-        let created = rt.block_on(keygate_bench::create_key(&gate)).expect("key");
+        let (created, principal) = rt.block_on(keygate_bench::create_key(&gate)).expect("key");
         let key = created.key.expose_secret().to_string();
         // What `axum::serve` does once per connection: handlers become routes (and
         // layers are applied) once, not on every request.
-        let app = keygate_bench::app(mode, &gate, &key)
+        let app = keygate_bench::app(mode, &gate, &key, &principal)
             .expect("a mode")
             .with_state::<()>(());
         let request = move || {

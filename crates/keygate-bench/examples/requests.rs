@@ -16,10 +16,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     let gate = keygate_bench::gate_builder(&mode).build();
-    let created = rt.block_on(keygate_bench::create_key(&gate))?;
+    let (created, principal) = rt.block_on(keygate_bench::create_key(&gate))?;
     let key = created.key.expose_secret();
     // What `axum::serve` does once per connection: handlers become routes once.
-    let app = keygate_bench::app(&mode, &gate, key)?.with_state::<()>(());
+    let app = keygate_bench::app(&mode, &gate, key, &principal)?.with_state::<()>(());
     let authorization = format!("Bearer {key}");
     rt.block_on(async {
         for _ in 0..n {

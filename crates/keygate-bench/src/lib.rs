@@ -12,25 +12,35 @@
 //! - `tower-http`: behind tower-http's `ValidateRequestHeaderLayer::bearer` (one fixed
 //!   token compared), the floor of any per-request authentication layer;
 //! - `headers`: one layer (tower's `map_response`) that adds three static
-//!   `X-RateLimit-*` headers, the floor of what the rate-limit headers cost.
+//!   `X-RateLimit-*` headers, the floor of what the rate-limit headers cost;
+//! - `floor`: [`FloorLayer`], the least any layer can do that keeps keygate's two
+//!   fixed costs: the SHA-256 of the presented key (the cache's key) and a
+//!   `Principal` in the request's extensions. No clock, no expiry, no usage, no
+//!   second header: a measure of how much of `auth` is inherent, not a product.
 #![forbid(unsafe_code)]
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
+use axum::body::Body;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, Request, StatusCode};
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use futures_util::future::Either;
 use keygate_core::{
-    Argon2Hasher, CreatedKey, Gate, GateBuilder, ManageError, MemoryRateLimiter, MemoryStore, NewKey,
-    RateLimit,
+    Argon2Hasher, CreatedKey, Gate, GateBuilder, MemoryRateLimiter, MemoryStore, NewKey, Principal,
+    RateLimit, RoutePolicy,
 };
 use keygate_tower::ApiKeyLayer;
+use sha2::{Digest, Sha256};
 use tower::ServiceBuilder;
+use tower::{Layer, Service};
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 
 /// The modes, in the order the scripts report them; `bare` is the reference.
-pub const MODES: [&str; 5] = ["bare", "auth", "policy", "tower-http", "headers"];
+pub const MODES: [&str; 6] = ["bare", "auth", "policy", "tower-http", "headers", "floor"];
 
 async fn ping() -> &'static str {
     "pong"
@@ -49,15 +59,32 @@ pub fn gate_builder(mode: &str) -> GateBuilder {
     }
 }
 
-/// The key the load is sent with, scoped `read`.
-pub async fn create_key(gate: &Gate) -> Result<CreatedKey, ManageError> {
-    gate.keys()
+/// The key the load is sent with, scoped `read`, and the principal `gate` admits it as
+/// (which also caches it).
+pub async fn create_key(gate: &Gate) -> Result<(CreatedKey, Principal), Box<dyn std::error::Error>> {
+    let created = gate
+        .keys()
         .create(NewKey::new("acct_load", "load").scopes(["read"]))
+        .await?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        AUTHORIZATION,
+        format!("Bearer {}", created.key.expose_secret()).parse()?,
+    );
+    let admission = gate
+        .admit(&headers, &RoutePolicy::new())
         .await
+        .map_err(|rejection| format!("the new key was refused: {}", rejection.status()))?;
+    let principal = admission
+        .principal()
+        .ok_or("admitted without a principal")?
+        .clone();
+    Ok((created, principal))
 }
 
-/// The app of `mode`, guarded by `gate` (or, in `tower-http`, by the fixed `key`).
-pub fn app(mode: &str, gate: &Gate, key: &str) -> Result<Router, String> {
+/// The app of `mode`, guarded by `gate` (or, in `tower-http`, by the fixed `key`, and
+/// in `floor`, by `key` with the principal it was admitted with).
+pub fn app(mode: &str, gate: &Gate, key: &str, principal: &Principal) -> Result<Router, String> {
     let routes = Router::new().route("/v1/ping", get(ping));
     Ok(match mode {
         "bare" => routes,
@@ -70,6 +97,7 @@ pub fn app(mode: &str, gate: &Gate, key: &str) -> Result<Router, String> {
         #[allow(deprecated)] // "too basic for real applications": a floor, here.
         "tower-http" => routes.route_layer(ValidateRequestHeaderLayer::bearer(key)),
         "headers" => routes.route_layer(ServiceBuilder::new().map_response(add_static_headers)),
+        "floor" => routes.route_layer(FloorLayer::new(key, principal.clone())),
         other => return Err(format!("unknown mode `{other}`: one of {}", MODES.join(", "))),
     })
 }
@@ -89,4 +117,68 @@ fn add_static_headers(mut response: Response) -> Response {
         response.headers_mut().append(name.clone(), value.clone());
     }
     response
+}
+
+/// The `floor` mode's layer: `Authorization: Bearer <key>`, the SHA-256 of the key
+/// compared with one known digest, and the principal cloned into the request's
+/// extensions; 401 with an empty body otherwise.
+#[derive(Clone)]
+pub struct FloorLayer {
+    known: Arc<([u8; 32], Principal)>,
+}
+
+impl FloorLayer {
+    /// Admits `key` only, as `principal`.
+    pub fn new(key: &str, principal: Principal) -> Self {
+        Self {
+            known: Arc::new((Sha256::digest(key.as_bytes()).into(), principal)),
+        }
+    }
+}
+
+impl<S> Layer<S> for FloorLayer {
+    type Service = FloorService<S>;
+
+    fn layer(&self, inner: S) -> FloorService<S> {
+        FloorService {
+            inner,
+            known: self.known.clone(),
+        }
+    }
+}
+
+/// See [`FloorLayer`].
+#[derive(Clone)]
+pub struct FloorService<S> {
+    inner: S,
+    known: Arc<([u8; 32], Principal)>,
+}
+
+impl<S> Service<Request<Body>> for FloorService<S>
+where
+    S: Service<Request<Body>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<S::Future, std::future::Ready<Result<Response, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let (digest, principal) = &*self.known;
+        let admitted = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
+            .is_some_and(|key| Sha256::digest(key).as_slice() == digest);
+        if !admitted {
+            let mut refused = Response::new(Body::empty());
+            *refused.status_mut() = StatusCode::UNAUTHORIZED;
+            return Either::Right(std::future::ready(Ok(refused)));
+        }
+        request.extensions_mut().insert(principal.clone());
+        Either::Left(self.inner.call(request))
+    }
 }

@@ -32,14 +32,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             });
         }
         let gate = builder.build();
-        let created = keygate_bench::create_key(&gate).await?;
+        let (created, principal) = keygate_bench::create_key(&gate).await?;
         let key = created.key.expose_secret();
         if flooded {
             let path = flood_file.ok_or("flood modes take a file for the flood keys")?;
             write_flood(&path, gate.keys().key_format(), &gate).await?;
         }
         println!("key: {key}");
-        let app = keygate_bench::app(if flooded { "auth" } else { &mode }, &gate, key)?;
+        let app = keygate_bench::app(if flooded { "auth" } else { &mode }, &gate, key, &principal)?;
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         axum::serve(listener, app).await?;
         Ok(())
