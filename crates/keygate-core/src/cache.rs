@@ -68,6 +68,18 @@ impl<V: Clone> HotCache<V> {
 
     /// The live entry for `digest` at `now` (nanoseconds since the epoch).
     pub(crate) fn get(&self, digest: &Digest, now: i64) -> Option<V> {
+        self.get_with(digest, now, |value| Some(value.clone()))
+    }
+
+    /// `f` of the live entry for `digest` at `now`, run under the shard's read lock:
+    /// the entry is read in place, not cloned. `f` must not use this cache (a read
+    /// lock taken again behind a waiting writer would never be granted).
+    pub(crate) fn get_with<R>(
+        &self,
+        digest: &Digest,
+        now: i64,
+        f: impl FnOnce(&V) -> Option<R>,
+    ) -> Option<R> {
         // The map holds plain data, valid after any panic: ignore poisoning.
         let shard = self.shard(digest).read().unwrap_or_else(PoisonError::into_inner);
         let slot = shard.get(digest)?;
@@ -78,7 +90,7 @@ impl<V: Clone> HotCache<V> {
         if now - slot.last_hit.load(Ordering::Relaxed) >= NANOS_PER_SEC {
             slot.last_hit.store(now, Ordering::Relaxed);
         }
-        Some(slot.value.clone())
+        f(&slot.value)
     }
 
     /// Inserts or replaces the entry for `digest`, inserted at `now`.

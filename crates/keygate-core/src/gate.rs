@@ -542,24 +542,34 @@ impl Gate {
         // A hit needs no parsing: only keys whose secret was proven are cached, under
         // the SHA-256 of the whole key.
         let digest = digest(key);
-        let verified = match self.inner.verifier.verify_now(&digest, now) {
-            Some(Ok(verified)) => verified,
-            Some(Err(failure)) => {
-                let parsed = match self.parse(key) {
-                    Ok(parsed) => parsed,
-                    Err(rejection) => return Some(Err(rejection)),
-                };
-                return Some(Err(self.verify_failed(failure, &parsed)));
-            }
-            None => {
-                // A malformed key is refused here, with no I/O; a well-formed one is cold.
-                return match self.parse(key) {
-                    Ok(_) => None,
-                    Err(rejection) => Some(Err(rejection)),
-                };
-            }
+        // A cached key is decided on its entry in place, under the cache's read lock
+        // (nothing below touches the verifier's caches).
+        let decide = |verified: &Verified| self.decide_now(verified, policy, headers, now);
+        if let Some(decided) = self.inner.verifier.with_fresh(&digest, now, decide) {
+            return decided;
+        }
+        // Not cached. A malformed key is refused here, with no I/O; a well-formed one
+        // is refused at once if it failed lately, and cold otherwise.
+        let parsed = match self.parse(key) {
+            Ok(parsed) => parsed,
+            Err(rejection) => return Some(Err(rejection)),
         };
-        if let Err(rejection) = self.check_state(&verified, policy, now) {
+        self.inner
+            .verifier
+            .known_invalid(&digest)
+            .then(|| Err(self.verify_failed(Failure::Invalid, &parsed)))
+    }
+
+    /// The rest of the pipeline for a verified key, from memory; `None` when the meter
+    /// or the limiter needs I/O (nothing counted then).
+    fn decide_now<H: HeaderSource + ?Sized>(
+        &self,
+        verified: &Verified,
+        policy: &RoutePolicy,
+        headers: &H,
+        now: Timestamp,
+    ) -> Option<Result<Admission, Rejection>> {
+        if let Err(rejection) = self.check_state(verified, policy, now) {
             return Some(Err(rejection));
         }
         let principal = &verified.principal;
@@ -571,7 +581,7 @@ impl Gate {
             Ok(rate) => rate,
             Err(rejection) => return Some(Err(rejection)),
         };
-        Some(Ok(self.admitted(&verified, rate, policy, headers, now)))
+        Some(Ok(self.admitted(verified, rate, policy, headers, now)))
     }
 
     /// Step 1: the credential, or the answer when there is none to check.

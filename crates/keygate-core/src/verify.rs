@@ -198,29 +198,41 @@ impl Verifier {
     }
 
     fn fresh_hit(&self, digest: &Digest, now: i64) -> Option<Arc<Verified>> {
-        let hit = self.cache.get(digest, now)?;
+        self.cache.get(digest, now).filter(|hit| self.fresh(hit))
+    }
+
+    /// Whether a cached entry still stands: no invalidation since it was last checked,
+    /// or none that concerns its key.
+    fn fresh(&self, hit: &Verified) -> bool {
         let epoch = self.epoch.load(Ordering::Acquire);
         if hit.checked_epoch.load(Ordering::Acquire) >= epoch {
-            return Some(hit);
+            return true;
         }
         match self.stale.get(hit.principal.key_id()) {
-            Some(marked) if marked > hit.loaded_epoch => None,
+            Some(marked) if marked > hit.loaded_epoch => false,
             _ => {
                 hit.checked_epoch.fetch_max(epoch, Ordering::AcqRel);
-                Some(hit)
+                true
             }
         }
     }
 
-    /// The answer from the caches alone at `now` (the request's time): a fresh hit, a
-    /// remembered failure, or `None` when the key needs a cold verification.
-    pub(crate) fn verify_now(&self, digest: &Digest, now: Timestamp) -> Option<Outcome> {
-        if let Some(hit) = self.fresh_hit(digest, now.unix_nanos()) {
-            return Some(Ok(hit));
-        }
-        self.negative
-            .contains_key(digest)
-            .then_some(Err(Failure::Invalid))
+    /// `f` of the fresh cached entry for `digest` at `now` (the request's time), read
+    /// in place under the cache's read lock; `None` when there is none. `f` must not
+    /// use this verifier.
+    pub(crate) fn with_fresh<R>(
+        &self,
+        digest: &Digest,
+        now: Timestamp,
+        f: impl FnOnce(&Verified) -> R,
+    ) -> Option<R> {
+        self.cache
+            .get_with(digest, now.unix_nanos(), |hit| self.fresh(hit).then(|| f(hit)))
+    }
+
+    /// Whether `digest` failed lately (the negative cache).
+    pub(crate) fn known_invalid(&self, digest: &Digest) -> bool {
+        self.negative.contains_key(digest)
     }
 
     /// Verifies `key` (already parsed and well-formed) whose id is `key_id`.
