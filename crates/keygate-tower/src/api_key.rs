@@ -249,30 +249,38 @@ where
         // A cached key is decided at once, and the readied inner service is called
         // directly: no clone of it, and no future around the decision.
         if let Some(decided) = gate.try_admit_now(request.headers(), policy) {
-            let state = match decided {
-                // Nothing to do once the handler answers: the principal moves to the
-                // request, and the handler's future is the whole of this one.
-                Ok(mut admission) if !gate.meters() && !admission.has_headers() => {
-                    if let Some(principal) = admission.take_principal() {
-                        request.extensions_mut().insert(principal);
-                    }
-                    State::Passed {
-                        inner: self.inner.call(request),
-                    }
+            let mut admission = match decided {
+                Ok(admission) => admission,
+                Err(rejection) => {
+                    let response = Some(rejection.into_response());
+                    return ResponseFuture {
+                        state: State::Refused { response },
+                    };
                 }
-                Ok(admission) => {
-                    if let Some(principal) = admission.principal() {
-                        request.extensions_mut().insert(principal.clone());
-                    }
-                    State::Admitted {
-                        inner: self.inner.call(request),
-                        gate: gate.meters().then(|| gate.clone()),
-                        admission,
-                    }
+            };
+            // With no headers to add and no spend to charge, nothing is left to do once
+            // the handler answers: the principal moves to the request, and the
+            // handler's future is the whole of this one.
+            let meters = gate.meters();
+            let passes = !meters && !admission.has_headers();
+            let principal = if passes {
+                admission.take_principal()
+            } else {
+                admission.principal().cloned()
+            };
+            if let Some(principal) = principal {
+                request.extensions_mut().insert(principal);
+            }
+            // One call site, so that the handler's future is built where it stays.
+            let inner = self.inner.call(request);
+            let state = if passes {
+                State::Passed { inner }
+            } else {
+                State::Admitted {
+                    inner,
+                    gate: meters.then(|| gate.clone()),
+                    admission,
                 }
-                Err(rejection) => State::Refused {
-                    response: Some(rejection.into_response()),
-                },
             };
             return ResponseFuture { state };
         }
