@@ -79,13 +79,16 @@ impl UsageBuffer {
         if at.saturating_sub(cell.last_used.load(Ordering::Relaxed)) >= LAST_USED_GRANULARITY_NANOS {
             cell.last_used.fetch_max(at, Ordering::AcqRel);
         }
-        if let Some(agent) = user_agent.and_then(|ua| std::str::from_utf8(ua).ok()) {
-            let agent = truncate(agent, MAX_USER_AGENT);
-            let hash = fnv1a(agent.as_bytes());
+        if let Some(agent) = user_agent {
+            // Compared as bytes, eight at a time; read as text only when it changed.
+            let agent = &agent[..agent.len().min(MAX_USER_AGENT)];
+            let hash = agent_hash(agent);
             if cell.agent_hash.load(Ordering::Relaxed) != hash
                 && cell.agent_hash.swap(hash, Ordering::AcqRel) != hash
             {
-                *cell.agent.lock().unwrap_or_else(|p| p.into_inner()) = Some(agent.to_owned());
+                if let Some(text) = agent_text(agent) {
+                    *cell.agent.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.to_owned());
+                }
             }
         }
         if first {
@@ -138,21 +141,31 @@ impl UsageBuffer {
 
 /// FNV-1a: a fast hash to notice a changed user agent (not for adversarial input: a
 /// collision only leaves the previous agent recorded).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
-    })
+/// A hash of a user agent, to notice that it changed: eight bytes per step. Not
+/// collision resistant; a collision only keeps the previous agent recorded a while.
+fn agent_hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut h = (bytes.len() as u64).wrapping_mul(K);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    let mut word = [0u8; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K)
 }
 
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
+/// The agent as text: UTF-8, or UTF-8 cut inside its last character (by the length
+/// limit), which is then left out; `None` for anything else.
+fn agent_text(bytes: &[u8]) -> Option<&str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Some(text),
+        Err(cut) if cut.error_len().is_none() => std::str::from_utf8(&bytes[..cut.valid_up_to()]).ok(),
+        Err(_) => None,
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// Settings of [`Gate::spawn_background`](crate::Gate::spawn_background).
@@ -238,4 +251,43 @@ pub(crate) fn spawn(
         usage.flush(&*store).await;
     });
     BackgroundTask { stop, handle }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded(agents: &[&[u8]]) -> Option<String> {
+        let buffer = UsageBuffer::default();
+        let cell = Arc::new(UsageCell::new(KeyId::from("kg_live_a1b2c3d4")));
+        for agent in agents {
+            buffer.record(&cell, Timestamp::from_unix_nanos(0), Some(agent));
+        }
+        let agent = cell.agent.lock().unwrap().clone();
+        agent
+    }
+
+    #[test]
+    fn the_last_agent_is_kept_even_when_it_differs_only_inside_a_word() {
+        assert_eq!(
+            recorded(&[b"client/1.0 (linux)", b"client/1.1 (linux)"]).as_deref(),
+            Some("client/1.1 (linux)")
+        );
+        assert_eq!(recorded(&[b"a", b"b", b"a"]).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn a_long_agent_is_cut_at_a_character_boundary() {
+        let long = format!("{}é tail", "x".repeat(MAX_USER_AGENT - 1));
+        let kept = recorded(&[long.as_bytes()]).unwrap();
+        assert_eq!(kept, "x".repeat(MAX_USER_AGENT - 1));
+    }
+
+    #[test]
+    fn an_agent_that_is_not_utf8_leaves_the_previous_one() {
+        assert_eq!(
+            recorded(&[b"client/1", b"bad \xff agent"]).as_deref(),
+            Some("client/1")
+        );
+    }
 }
