@@ -68,11 +68,13 @@ awk -v modes="$modes" '
     }
     END {
         n = split(modes, m, " ")
-        printf "%-11s %12s %14s %15s %17s\n", "mode", "requests/s", "CPU µs/request", "ratio of means", "median of ratios"
+        printf "%-11s %12s %14s %15s %17s %14s\n", "mode", "requests/s", "CPU µs/request", "ratio of means",
+            "median of ratios", "round ratios"
         for (i = 1; i <= n; i++) {
             for (j = 1; j <= k; j++) ratios[j] = r[j, m[i]] / r[j, "bare"]
-            printf "%-11s %12.0f %14.2f %15.3f %17.3f\n", m[i], rps[m[i]] / k, cpu[m[i]] / k,
-                rps[m[i]] / rps["bare"], median(ratios, k)
+            med = median(ratios, k) # sorts ratios
+            printf "%-11s %12.0f %14.2f %15.3f %17.3f %6.3f..%.3f\n", m[i], rps[m[i]] / k, cpu[m[i]] / k,
+                rps[m[i]] / rps["bare"], med, ratios[1], ratios[k]
         }
         print "budget: auth and policy >= 0.95 of bare"
     }' "$results"
