@@ -173,7 +173,7 @@ where
         let service = Rc::clone(&self.service);
         let policy = self.policy.clone();
         Box::pin(async move {
-            let admitted = Box::pin(gate.admit(&ActixHeaders(req.headers()), &policy)).await;
+            let admitted = Box::pin(gate.admit_cold(&ActixHeaders(req.headers()), &policy)).await;
             let admission = match admitted {
                 Ok(admission) => admission,
                 Err(rejection) => {

@@ -483,7 +483,8 @@ impl Gate {
 
     /// Runs the pipeline: credential, parse, verify, state, scopes, spend cap, rate
     /// limits. An adapter calls this once per request and does what it says; it may
-    /// first try [`Gate::try_admit_now`], which answers cached keys without a future.
+    /// first try [`Gate::try_admit_now`], which answers cached keys (and keys refused
+    /// from memory) without a future, and on `None` await [`Gate::admit_cold`].
     pub async fn admit<H: HeaderSource + ?Sized>(
         &self,
         headers: &H,
@@ -492,6 +493,17 @@ impl Gate {
         if let Some(answer) = self.try_admit_now(headers, policy) {
             return answer;
         }
+        self.admit_cold(headers, policy).await
+    }
+
+    /// [`admit`](Self::admit) for a request [`try_admit_now`](Self::try_admit_now) just
+    /// answered `None` for: the same pipeline without trying the caches first again.
+    /// Called on its own, it still answers every request right, only slower.
+    pub async fn admit_cold<H: HeaderSource + ?Sized>(
+        &self,
+        headers: &H,
+        policy: &RoutePolicy,
+    ) -> Result<Admission, Rejection> {
         let key = match self.presented(headers, policy) {
             Ok(key) => key,
             Err(answered) => return answered,
@@ -549,15 +561,13 @@ impl Gate {
             return decided;
         }
         // Not cached. A malformed key is refused here, with no I/O; a well-formed one
-        // is refused at once if it failed lately, and cold otherwise.
+        // at once if it failed lately or its id is throttled, and is cold otherwise.
         let parsed = match self.parse(key) {
             Ok(parsed) => parsed,
             Err(rejection) => return Some(Err(rejection)),
         };
-        self.inner
-            .verifier
-            .known_invalid(&digest)
-            .then(|| Err(self.verify_failed(Failure::Invalid, &parsed)))
+        let refused = self.inner.verifier.refused_at_once(&digest, parsed.key_id())?;
+        Some(Err(self.verify_failed(refused, &parsed)))
     }
 
     /// The rest of the pipeline for a verified key, from memory; `None` when the meter

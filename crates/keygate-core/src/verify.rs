@@ -230,9 +230,20 @@ impl Verifier {
             .get_with(digest, now.unix_nanos(), |hit| self.fresh(hit).then(|| f(hit)))
     }
 
-    /// Whether `digest` failed lately (the negative cache).
-    pub(crate) fn known_invalid(&self, digest: &Digest) -> bool {
-        self.negative.contains_key(digest)
+    /// The failure to answer at once for a key that is not cached: it failed lately
+    /// (the negative cache), or its id is throttled and no verification of this very
+    /// key is under way (one that is would be joined, as before the throttle).
+    pub(crate) fn refused_at_once(&self, digest: &Digest, key_id: &str) -> Option<Failure> {
+        if self.negative.contains_key(digest) {
+            return Some(Failure::Invalid);
+        }
+        let in_flight = || {
+            self.inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(digest)
+        };
+        (self.throttled(key_id) && !in_flight()).then_some(Failure::Throttled)
     }
 
     /// Verifies `key` (already parsed and well-formed) whose id is `key_id`.

@@ -514,6 +514,13 @@ async fn guessing_secrets_for_a_known_id_stops_costing_hashes_after_the_limit() 
         "only the first 5 guesses were hashed"
     );
     assert_eq!(bodies.len(), 1, "throttled guesses answer like any invalid key");
+    // Past the limit a guess is refused from memory: no future, no store read.
+    let guess = forge_wrong_secret(&format, victim.record.key_id.as_str());
+    let refused = gate
+        .try_admit_now(&bearer(&guess), &RoutePolicy::new())
+        .expect("answered at once")
+        .unwrap_err();
+    assert!(bodies.contains(refused.body()));
     // Keys already cached are not affected.
     assert_eq!(status(&gate, &cached_key).await, StatusCode::OK);
 

@@ -291,7 +291,7 @@ where
         let shared = self.shared.clone();
         let future = Box::pin(async move {
             let (gate, policy) = &*shared;
-            let admitted = Box::pin(gate.admit(request.headers(), policy)).await;
+            let admitted = Box::pin(gate.admit_cold(request.headers(), policy)).await;
             let admission = match admitted {
                 Ok(admission) => admission,
                 Err(rejection) => return Ok(rejection.into_response()),
