@@ -206,6 +206,9 @@ pub trait RateLimiter: Send + Sync + 'static {
     /// one): the gate calls this first on every request and awaits [`acquire`] only on
     /// `None`, which saves a boxed future on the hot path. The default is `None`.
     ///
+    /// It runs while the key's entry in the verified-key cache is read-locked: it must
+    /// answer from memory, never block.
+    ///
     /// [`acquire`]: RateLimiter::acquire
     fn acquire_now(
         &self,
@@ -319,7 +322,8 @@ pub trait SpendMeter: Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, BackendError>> + Send;
 
     /// [`spent`](SpendMeter::spent) without a future, for meters that need no I/O (the
-    /// in-memory one); the gate awaits `spent` only on `None`, the default.
+    /// in-memory one); the gate awaits `spent` only on `None`, the default. Like
+    /// [`RateLimiter::acquire_now`], it runs under the cache's read lock: memory only.
     fn spent_now(&self, key_id: &KeyId, month: Month) -> Option<Result<u64, BackendError>> {
         let _ = (key_id, month);
         None
