@@ -68,8 +68,9 @@ const MAX_SCOPES: usize = 64;
 const MAX_KEY_ID: usize = 128;
 const API_KEY: &str = "API key";
 
-/// The self-service key API over a [`Gate`]: every decision of the routes in the
-/// [module docs](self). Cheap to clone.
+/// The self-service key API over a [`Gate`]: create, list, revoke and rotate the
+/// caller's owner's keys, one method per route, each answering with a fully rendered
+/// [`ApiResponse`]. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct SelfService {
     gate: Gate,
