@@ -527,15 +527,16 @@ impl MemoryRateLimiter {
 
 /// Checks every bucket, then counts in each only if all admitted.
 fn decide(counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) -> RateDecision {
-    // Each bucket's counter and window, found once: on the stack for the usual few
-    // buckets. `SKIP` marks a bucket counted under an earlier one of the same identity.
-    // With it, what the window has used before this request.
+    // Each bucket's counter and limit, found once: on the stack for the usual few
+    // buckets (small entries, since the array is initialised on every call). `SKIP`
+    // marks a bucket counted under an earlier one of the same identity. With them, what
+    // the window has used before this request.
     const INLINE: usize = 8;
     const SKIP: usize = usize::MAX;
-    let unplanned = (SKIP, Window::new(0, Duration::ZERO), 0);
+    let unplanned = (SKIP, 0u32, 0i128);
     let mut inline = [unplanned; INLINE];
     let mut spilled = Vec::new();
-    let plan: &mut [(usize, Window, i128)] = if buckets.len() <= INLINE {
+    let plan: &mut [(usize, u32, i128)] = if buckets.len() <= INLINE {
         &mut inline[..buckets.len()]
     } else {
         spilled.resize(buckets.len(), unplanned);
@@ -582,7 +583,7 @@ fn decide(counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) -> RateDec
             counter.tat = instant.saturating_mul(i128::from(counter.scale));
         }
         match window.check(counter.tat, now) {
-            Check::Admit { used } => plan[i] = (index, window, used),
+            Check::Admit { used } => plan[i] = (index, limit, used),
             Check::Refuse { wait_nanos, tat } => {
                 if refused.is_none_or(|(longest, _, _)| wait_nanos > longest) {
                     refused = Some((wait_nanos, window, tat));
@@ -604,7 +605,12 @@ fn decide(counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) -> RateDec
     // Pass 2: every bucket admitted; count the request in each. The tightest window has
     // the fewest requests left, then the latest reset: (remaining, used, window, counter).
     let mut tightest: Option<(u32, i128, Window)> = None;
-    for &(index, window, used) in plan.iter().filter(|(index, _, _)| *index != SKIP) {
+    let planned = plan
+        .iter()
+        .zip(buckets)
+        .filter(|((index, _, _), _)| *index != SKIP);
+    for (&(index, limit, used), bucket) in planned {
+        let window = Window::new(limit, bucket.limit.period);
         // Counted: the window is `period` (one request, scaled) further along.
         let used = used + window.period;
         counters[index].tat = now.nanos * window.scale + used;
