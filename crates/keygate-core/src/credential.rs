@@ -10,11 +10,27 @@ use http::HeaderName;
 pub trait HeaderSource {
     /// Every value of header `name`, in order.
     fn values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a;
+
+    /// Every header as `(name, value)`, values of one name in order, when the source
+    /// holds so few that one pass over them costs less than a lookup per name the gate
+    /// needs (its credential headers and `User-Agent`). The default, `None`, makes the
+    /// gate use [`values`](Self::values).
+    fn scan<'a>(&'a self) -> Option<impl Iterator<Item = (&'a HeaderName, &'a [u8])> + 'a> {
+        None::<std::iter::Empty<(&'a HeaderName, &'a [u8])>>
+    }
 }
+
+/// Headers up to which one pass beats three hashed lookups in an `http::HeaderMap`
+/// (an API client sends a handful; a browser, a dozen or more).
+const SCAN_MAX: usize = 12;
 
 impl HeaderSource for http::HeaderMap {
     fn values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.get_all(name).into_iter().map(http::HeaderValue::as_bytes)
+    }
+
+    fn scan<'a>(&'a self) -> Option<impl Iterator<Item = (&'a HeaderName, &'a [u8])> + 'a> {
+        (self.len() <= SCAN_MAX).then(|| self.iter().map(|(name, value)| (name, value.as_bytes())))
     }
 }
 
@@ -83,38 +99,79 @@ pub(crate) enum Presented<'a> {
     Unusable,
 }
 
-/// Extracts the credential. Values for which `ours` is false are ignored as if absent
-/// when `only_ours` is set (optional mode: a JWT in `Authorization` is someone else's).
+/// Extracts the credential and, when `agent` is set, the first `User-Agent` value.
+/// Values for which `ours` is false are ignored as if absent when `only_ours` is set
+/// (optional mode: a JWT in `Authorization` is someone else's).
 pub(crate) fn extract<'h, H: HeaderSource + ?Sized>(
     headers: &'h H,
     sources: &[Lookup],
     only_ours: Option<&dyn Fn(&str) -> bool>,
-) -> Presented<'h> {
-    let mut found: Option<&'h [u8]> = None;
-    for source in sources {
-        for raw in headers.values(&source.name) {
-            let value = if source.bearer {
-                match bearer_token(raw) {
-                    Some(token) => token,
-                    None => continue,
+    agent: bool,
+) -> (Presented<'h>, Option<&'h [u8]>) {
+    let mut found = Found::default();
+    let mut user_agent = None;
+    if let Some(all) = headers.scan() {
+        for (name, raw) in all {
+            if let Some(source) = sources.iter().find(|source| source.name == *name) {
+                if found.offer(source, raw, only_ours).is_err() {
+                    return (Presented::Unusable, None);
                 }
-            } else {
-                raw.trim_ascii()
-            };
-            if let Some(ours) = only_ours {
-                if !std::str::from_utf8(value).is_ok_and(ours) {
-                    continue;
-                }
-            }
-            match found {
-                _ if value.is_empty() => return Presented::Unusable,
-                None => found = Some(value),
-                Some(previous) if previous != value => return Presented::Unusable,
-                Some(_) => {}
+            } else if agent && user_agent.is_none() && name == http::header::USER_AGENT {
+                user_agent = Some(raw);
             }
         }
+    } else {
+        for source in sources {
+            for raw in headers.values(&source.name) {
+                if found.offer(source, raw, only_ours).is_err() {
+                    return (Presented::Unusable, None);
+                }
+            }
+        }
+        if agent {
+            user_agent = headers.values(&http::header::USER_AGENT).next();
+        }
     }
-    found.map_or(Presented::Nothing, Presented::One)
+    (found.0.map_or(Presented::Nothing, Presented::One), user_agent)
+}
+
+/// The credential found so far.
+#[derive(Default)]
+struct Found<'h>(Option<&'h [u8]>);
+
+impl<'h> Found<'h> {
+    /// Takes one value of `source`; `Err` when the request holds no usable credential:
+    /// an empty one, or one that differs from another. The answer does not depend on
+    /// the order values are offered in.
+    fn offer(
+        &mut self,
+        source: &Lookup,
+        raw: &'h [u8],
+        only_ours: Option<&dyn Fn(&str) -> bool>,
+    ) -> Result<(), ()> {
+        let value = if source.bearer {
+            match bearer_token(raw) {
+                Some(token) => token,
+                None => return Ok(()),
+            }
+        } else {
+            raw.trim_ascii()
+        };
+        if let Some(ours) = only_ours {
+            if !std::str::from_utf8(value).is_ok_and(ours) {
+                return Ok(());
+            }
+        }
+        match self.0 {
+            _ if value.is_empty() => Err(()),
+            None => {
+                self.0 = Some(value);
+                Ok(())
+            }
+            Some(previous) if previous != value => Err(()),
+            Some(_) => Ok(()),
+        }
+    }
 }
 
 /// The token of `Bearer <token>`; `None` for another scheme. An empty token is `Some("")`.
@@ -157,7 +214,7 @@ mod tests {
 
     fn run(pairs: &[(&'static str, &str)]) -> String {
         let h = headers(pairs);
-        match extract(&h, &default_sources(), None) {
+        match extract(&h, &default_sources(), None, false).0 {
             Presented::One(key) => format!("One({:?})", String::from_utf8_lossy(key)),
             other => format!("{other:?}"),
         }
@@ -207,9 +264,15 @@ mod tests {
     fn a_value_that_is_not_utf8_is_presented_as_sent_and_ignored_in_optional_mode() {
         let mut h = HeaderMap::new();
         h.insert("x-api-key", http::HeaderValue::from_bytes(b"kg_\xff").unwrap());
-        assert_eq!(extract(&h, &default_sources(), None), Presented::One(b"kg_\xff"));
+        assert_eq!(
+            extract(&h, &default_sources(), None, false).0,
+            Presented::One(b"kg_\xff")
+        );
         let ours = |v: &str| v.starts_with("kg_");
-        assert_eq!(extract(&h, &default_sources(), Some(&ours)), Presented::Nothing);
+        assert_eq!(
+            extract(&h, &default_sources(), Some(&ours), false).0,
+            Presented::Nothing
+        );
     }
 
     #[test]
@@ -239,10 +302,69 @@ mod tests {
         ]);
         let ours = |v: &str| v.starts_with("kg_");
         assert_eq!(
-            extract(&h, &default_sources(), Some(&ours)),
+            extract(&h, &default_sources(), Some(&ours), false).0,
             Presented::One(b"kg_mine")
         );
         let h = headers(&[("authorization", "Bearer eyJhbGciOi.jwt")]);
-        assert_eq!(extract(&h, &default_sources(), Some(&ours)), Presented::Nothing);
+        assert_eq!(
+            extract(&h, &default_sources(), Some(&ours), false).0,
+            Presented::Nothing
+        );
+    }
+
+    /// `pairs`, then enough filler headers that the map is past `SCAN_MAX`.
+    fn crowded(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = headers(pairs);
+        for i in 0..=SCAN_MAX {
+            map.append(
+                HeaderName::from_bytes(format!("x-filler-{i}").as_bytes()).unwrap(),
+                "v".parse().unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn one_pass_and_lookups_give_the_same_answers() {
+        let cases: &[&[(&'static str, &str)]] = &[
+            &[],
+            &[("authorization", "Bearer k1")],
+            &[("authorization", "Bearer k1"), ("x-api-key", "k1")],
+            &[("x-api-key", "k1"), ("authorization", "Bearer k2")],
+            &[("authorization", "Basic dXNlcjpwYXNz"), ("x-api-key", "k1")],
+            &[("x-api-key", "")],
+            &[
+                ("user-agent", "client/1"),
+                ("x-api-key", "k1"),
+                ("user-agent", "client/2"),
+            ],
+        ];
+        let show = |(presented, agent): (Presented<'_>, Option<&[u8]>)| {
+            let presented = match presented {
+                Presented::One(key) => format!("One({:?})", String::from_utf8_lossy(key)),
+                other => format!("{other:?}"),
+            };
+            (presented, agent.map(|a| String::from_utf8_lossy(a).into_owned()))
+        };
+        for pairs in cases {
+            let few = headers(pairs);
+            let many = crowded(pairs);
+            assert!(few.scan().is_some() && many.scan().is_none());
+            let scanned = show(extract(&few, &default_sources(), None, true));
+            let looked_up = show(extract(&many, &default_sources(), None, true));
+            assert_eq!(scanned, looked_up, "{pairs:?}");
+        }
+        let h = headers(&[
+            ("user-agent", "client/1"),
+            ("x-api-key", "k1"),
+            ("user-agent", "client/2"),
+        ]);
+        let (_, agent) = extract(&h, &default_sources(), None, true);
+        assert_eq!(agent, Some(&b"client/1"[..]), "the first user agent");
+        assert_eq!(
+            extract(&h, &default_sources(), None, false).1,
+            None,
+            "not asked for"
+        );
     }
 }

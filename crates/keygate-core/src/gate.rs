@@ -61,6 +61,9 @@ pub struct Admission {
     cost: Option<u64>,
 }
 
+/// The presented key, and the request's user agent when usage is recorded.
+type KeyAndAgent<'h> = (&'h [u8], Option<&'h [u8]>);
+
 /// The tightest window of an admitted request, kept as numbers: header values are
 /// made once, straight into the response.
 #[derive(Clone, Copy, Debug)]
@@ -504,8 +507,8 @@ impl Gate {
         headers: &H,
         policy: &RoutePolicy,
     ) -> Result<Admission, Rejection> {
-        let key = match self.presented(headers, policy) {
-            Ok(key) => key,
+        let (key, agent) = match self.presented(headers, policy) {
+            Ok(found) => found,
             Err(answered) => return answered,
         };
         let parsed = self.parse(key)?;
@@ -534,7 +537,7 @@ impl Gate {
             Some(checked) => checked?,
             None => self.rate(principal, policy, now).await?,
         };
-        Ok(self.admitted(&verified, rate, policy, headers, now))
+        Ok(self.admitted(&verified, rate, policy, agent, now))
     }
 
     /// The whole pipeline without awaiting, when it can be decided from memory: a key
@@ -545,8 +548,8 @@ impl Gate {
         headers: &H,
         policy: &RoutePolicy,
     ) -> Option<Result<Admission, Rejection>> {
-        let key = match self.presented(headers, policy) {
-            Ok(key) => key,
+        let (key, agent) = match self.presented(headers, policy) {
+            Ok(found) => found,
             Err(answered) => return Some(answered),
         };
         // One clock read serves the cache, the key's expiry and the limits.
@@ -556,7 +559,7 @@ impl Gate {
         let digest = digest(key);
         // A cached key is decided on its entry in place, under the cache's read lock
         // (nothing below touches the verifier's caches).
-        let decide = |verified: &Verified| self.decide_now(verified, policy, headers, now);
+        let decide = |verified: &Verified| self.decide_now(verified, policy, agent, now);
         if let Some(decided) = self.inner.verifier.with_fresh(&digest, now, decide) {
             return decided;
         }
@@ -572,11 +575,11 @@ impl Gate {
 
     /// The rest of the pipeline for a verified key, from memory; `None` when the meter
     /// or the limiter needs I/O (nothing counted then).
-    fn decide_now<H: HeaderSource + ?Sized>(
+    fn decide_now(
         &self,
         verified: &Verified,
         policy: &RoutePolicy,
-        headers: &H,
+        agent: Option<&[u8]>,
         now: Timestamp,
     ) -> Option<Result<Admission, Rejection>> {
         if let Err(rejection) = self.check_state(verified, policy, now) {
@@ -591,22 +594,24 @@ impl Gate {
             Ok(rate) => rate,
             Err(rejection) => return Some(Err(rejection)),
         };
-        Some(Ok(self.admitted(verified, rate, policy, headers, now)))
+        Some(Ok(self.admitted(verified, rate, policy, agent, now)))
     }
 
-    /// Step 1: the credential, or the answer when there is none to check.
+    /// Step 1: the credential (and the user agent, when usage is recorded), or the
+    /// answer when there is none to check.
     #[allow(clippy::result_large_err)] // The `Err` side is an answer, not an error.
     fn presented<'h, H: HeaderSource + ?Sized>(
         &self,
         headers: &'h H,
         policy: &RoutePolicy,
-    ) -> Result<&'h [u8], Result<Admission, Rejection>> {
+    ) -> Result<KeyAndAgent<'h>, Result<Admission, Rejection>> {
         let inner = &*self.inner;
         let format = inner.keys.key_format();
         let ours = |value: &str| format.is_branded(value);
         let only_ours: Option<&dyn Fn(&str) -> bool> = if policy.is_optional() { Some(&ours) } else { None };
-        match extract(headers, &inner.lookups, only_ours) {
-            Presented::One(key) => Ok(key),
+        let (presented, agent) = extract(headers, &inner.lookups, only_ours, inner.usage.is_some());
+        match presented {
+            Presented::One(key) => Ok((key, agent)),
             Presented::Nothing if policy.is_optional() => Err(Ok(Admission::default())),
             Presented::Nothing => {
                 let header = inner.sources[0].header_name();
@@ -682,20 +687,18 @@ impl Gate {
         ))
     }
 
-    fn admitted<H: HeaderSource + ?Sized>(
+    /// The admission of a verified key, its usage counted (`agent`: the request's user
+    /// agent, read with its credential).
+    fn admitted(
         &self,
         verified: &Verified,
         rate: Option<RateShown>,
         policy: &RoutePolicy,
-        headers: &H,
+        agent: Option<&[u8]>,
         now: Timestamp,
     ) -> Admission {
         if let Some(usage) = &self.inner.usage {
-            usage.record(
-                &verified.usage,
-                now,
-                headers.values(&http::header::USER_AGENT).next(),
-            );
+            usage.record(&verified.usage, now, agent);
         }
         Admission {
             principal: Some(verified.principal.clone()),
