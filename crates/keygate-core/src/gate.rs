@@ -541,8 +541,9 @@ impl Gate {
     }
 
     /// The whole pipeline without awaiting, when it can be decided from memory: a key
-    /// in the cache (or the negative cache), and a limiter and meter that need no I/O.
-    /// `None` means "call [`Gate::admit`]"; nothing was counted then.
+    /// in the cache (or refused from memory: malformed, failed lately, its id
+    /// throttled), and a limiter and meter that need no I/O. `None` means "await
+    /// [`Gate::admit_cold`]"; nothing was counted then.
     pub fn try_admit_now<H: HeaderSource + ?Sized>(
         &self,
         headers: &H,
