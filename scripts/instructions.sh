@@ -21,7 +21,7 @@ count() { # mode n -> instructions
         sed -n 's/.*refs: *//p' | tr -d ,
 }
 declare -A per
-modes="bare auth policy tower-http headers floor"
+modes="bare auth policy tower-http headers floor floor-headers"
 for mode in $modes; do
     small=$(count "$mode" 1000)
     large=$(count "$mode" 11000)

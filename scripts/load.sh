@@ -47,13 +47,14 @@ run() { # mode -> "requests/s server-CPU-µs-per-request"
 }
 
 # Rounds interleave the modes; each round's ratios are kept, and the median of them
-# reported beside the ratio of means, since one noisy round can move a mean. Two
-# reference modes run in the same rounds: tower-http's fixed-token bearer check (a floor
-# for any authentication layer), one layer adding three static response headers
-# (with tower-http's, the floor of what the X-RateLimit-* headers cost), and `floor`:
-# a layer doing only the two costs keygate cannot drop, a SHA-256 of the key and a
-# Principal in the request's extensions (see crates/keygate-bench/src/lib.rs).
-modes="${KEYGATE_LOAD_MODES:-bare auth policy tower-http headers floor}"
+# reported beside the ratio of means, since one noisy round can move a mean. Reference
+# modes run in the same rounds: tower-http's fixed-token bearer check (a floor for any
+# authentication layer); one layer adding three static response headers (with
+# tower-http's, the floor of what the X-RateLimit-* headers cost); `floor`, a layer
+# doing only the two costs keygate cannot drop, a SHA-256 of the key and a Principal in
+# the request's extensions; and `floor-headers`, both of the last two at once: what
+# `policy`'s unavoidable work costs (see crates/keygate-bench/src/lib.rs).
+modes="${KEYGATE_LOAD_MODES:-bare auth policy tower-http headers floor floor-headers}"
 results=$(mktemp)
 for round in $(seq 1 "$rounds"); do
     line="round $round:"

@@ -153,23 +153,33 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let gate = self.gate.clone();
         // A cached key is decided at once; the async pipeline runs only for cold keys.
-        let decided = gate.try_admit_now(&ActixHeaders(req.headers()), &self.policy);
+        let decided = self
+            .gate
+            .try_admit_now(&ActixHeaders(req.headers()), &self.policy);
         if let Some(decided) = decided {
-            let admission = match decided {
+            let mut admission = match decided {
                 Ok(admission) => admission,
                 Err(rejection) => {
                     let response = req.into_response(rejection_response(&rejection));
                     return Box::pin(ready(Ok(response.map_into_right_body())));
                 }
             };
-            if let Some(principal) = admission.principal() {
-                req.extensions_mut().insert(principal.clone());
+            // Unless spend is charged, the principal moves to the request and the
+            // response needs no gate.
+            let gate = self.gate.meters().then(|| self.gate.clone());
+            let principal = if gate.is_some() {
+                admission.principal().cloned()
+            } else {
+                admission.take_principal()
+            };
+            if let Some(principal) = principal {
+                req.extensions_mut().insert(principal);
             }
             let response = self.service.call(req);
-            return Box::pin(async move { Ok(finish(&gate, &admission, response.await?).await) });
+            return Box::pin(async move { Ok(finish(gate.as_ref(), &admission, response.await?).await) });
         }
+        let gate = self.gate.clone();
         let service = Rc::clone(&self.service);
         let policy = self.policy.clone();
         Box::pin(async move {
@@ -186,20 +196,22 @@ where
                 req.extensions_mut().insert(principal.clone());
             }
             let response = service.call(req).await?;
-            Ok(finish(&gate, &admission, response).await)
+            Ok(finish(Some(&gate), &admission, response).await)
         })
     }
 }
 
-/// Adds the admission's headers to the response and charges its cost.
+/// Adds the admission's headers to the response and, given the gate, charges its cost.
 async fn finish<B>(
-    gate: &Gate,
+    gate: Option<&Gate>,
     admission: &Admission,
     mut response: ServiceResponse<B>,
 ) -> ServiceResponse<EitherBody<B>> {
     append_headers(admission.response_headers(), response.headers_mut());
-    let cost = response.response().extensions().get::<Cost>().copied();
-    gate.settle(admission, cost).await;
+    if let Some(gate) = gate {
+        let cost = response.response().extensions().get::<Cost>().copied();
+        gate.settle(admission, cost).await;
+    }
     response.map_into_left_body()
 }
 

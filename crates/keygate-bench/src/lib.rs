@@ -17,6 +17,8 @@
 //!   fixed costs: the SHA-256 of the presented key (the cache's key) and a
 //!   `Principal` in the request's extensions. No clock, no expiry, no usage, no
 //!   second header: a measure of how much of `auth` is inherent, not a product.
+//! - `floor-headers`: `floor` and `headers` together, the same least for `policy`:
+//!   a key hashed, a principal inserted and three rate-limit headers added.
 #![forbid(unsafe_code)]
 
 use std::sync::{Arc, LazyLock};
@@ -40,7 +42,15 @@ use tower::{Layer, Service};
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 
 /// The modes, in the order the scripts report them; `bare` is the reference.
-pub const MODES: [&str; 6] = ["bare", "auth", "policy", "tower-http", "headers", "floor"];
+pub const MODES: [&str; 7] = [
+    "bare",
+    "auth",
+    "policy",
+    "tower-http",
+    "headers",
+    "floor",
+    "floor-headers",
+];
 
 async fn ping() -> &'static str {
     "pong"
@@ -98,6 +108,11 @@ pub fn app(mode: &str, gate: &Gate, key: &str, principal: &Principal) -> Result<
         "tower-http" => routes.route_layer(ValidateRequestHeaderLayer::bearer(key)),
         "headers" => routes.route_layer(ServiceBuilder::new().map_response(add_static_headers)),
         "floor" => routes.route_layer(FloorLayer::new(key, principal.clone())),
+        "floor-headers" => routes.route_layer(
+            ServiceBuilder::new()
+                .map_response(add_static_headers)
+                .layer(FloorLayer::new(key, principal.clone())),
+        ),
         other => return Err(format!("unknown mode `{other}`: one of {}", MODES.join(", "))),
     })
 }

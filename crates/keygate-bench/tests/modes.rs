@@ -34,7 +34,7 @@ async fn each_mode_admits_its_key_and_refuses_or_passes_as_it_should() {
         let limited = admitted.headers().contains_key("x-ratelimit-limit");
         assert_eq!(
             limited,
-            matches!(mode, "policy" | "headers"),
+            matches!(mode, "policy" | "headers" | "floor-headers"),
             "{mode}: rate-limit headers"
         );
 

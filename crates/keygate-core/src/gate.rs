@@ -20,6 +20,7 @@
 //! # });
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -746,7 +747,7 @@ impl Gate {
         self.spend_verdict(spent, cap, month, now)
     }
 
-    fn buckets(&self, principal: &Principal, policy: &RoutePolicy) -> Arc<[Bucket]> {
+    fn buckets<'p>(&self, principal: &Principal, policy: &'p RoutePolicy) -> Cow<'p, [Bucket]> {
         match principal.rate_limits() {
             Some(own) => policy.buckets(self.inner.id, own, false),
             None => policy.buckets(self.inner.id, &self.inner.default_limits, true),

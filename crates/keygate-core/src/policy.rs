@@ -1,6 +1,7 @@
 //! Policy after authentication: what a route requires ([`RoutePolicy`]), and the traits
 //! of the rate limiter ([`RateLimiter`]) and the spend meter ([`SpendMeter`]).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ struct PolicyInner {
     cost: Option<u64>,
     /// The gate's default buckets followed by this route's service buckets, built on
     /// first use for one gate (by its unique id), so requests allocate none.
-    buckets: std::sync::OnceLock<(usize, Arc<[Bucket]>)>,
+    buckets: std::sync::OnceLock<(usize, Box<[Bucket]>)>,
 }
 
 /// What one route (or group of routes) requires. Cheap to clone.
@@ -125,8 +126,13 @@ impl RoutePolicy {
 
     /// The buckets a request on this route is counted in: `key_limits` (the gate's
     /// defaults or the key's own), then the service's. Cached for the gate's defaults.
-    pub(crate) fn buckets(&self, gate_id: usize, key_limits: &[RateLimit], defaults: bool) -> Arc<[Bucket]> {
-        let build = || -> Arc<[Bucket]> {
+    pub(crate) fn buckets(
+        &self,
+        gate_id: usize,
+        key_limits: &[RateLimit],
+        defaults: bool,
+    ) -> Cow<'_, [Bucket]> {
+        let build = || -> Vec<Bucket> {
             let key = key_limits.iter().map(|limit| Bucket {
                 service: None,
                 limit: *limit,
@@ -140,12 +146,18 @@ impl RoutePolicy {
             key.chain(service).collect()
         };
         if !defaults {
-            return build();
+            return Cow::Owned(build());
         }
         match self.0.buckets.get() {
-            Some((id, buckets)) if *id == gate_id => buckets.clone(),
-            Some(_) => build(),
-            None => self.0.buckets.get_or_init(|| (gate_id, build())).1.clone(),
+            Some((id, buckets)) if *id == gate_id => Cow::Borrowed(buckets),
+            Some(_) => Cow::Owned(build()),
+            None => Cow::Borrowed(
+                &self
+                    .0
+                    .buckets
+                    .get_or_init(|| (gate_id, build().into_boxed_slice()))
+                    .1,
+            ),
         }
     }
 }

@@ -258,15 +258,15 @@ where
                     };
                 }
             };
-            // With no headers to add and no spend to charge, nothing is left to do once
-            // the handler answers: the principal moves to the request, and the
-            // handler's future is the whole of this one.
+            // Unless spend is charged, the admission needs no principal after this: it
+            // moves to the request. With no headers to add either, nothing is left to do
+            // once the handler answers, and the handler's future is the whole of this one.
             let meters = gate.meters();
             let passes = !meters && !admission.has_headers();
-            let principal = if passes {
-                admission.take_principal()
-            } else {
+            let principal = if meters {
                 admission.principal().cloned()
+            } else {
+                admission.take_principal()
             };
             if let Some(principal) = principal {
                 request.extensions_mut().insert(principal);
