@@ -88,10 +88,11 @@ impl RateShown {
     /// `X-RateLimit-Limit`, `-Remaining` and `-Reset`.
     fn numbers(self) -> [(HeaderName, HeaderValue); 3] {
         let w = self.window;
+        let [limit, remaining, reset] = number_values([w.limit.into(), w.remaining.into(), w.reset_at]);
         [
-            (X_RATELIMIT_LIMIT.clone(), number_value(0, w.limit.into())),
-            (X_RATELIMIT_REMAINING.clone(), number_value(1, w.remaining.into())),
-            (X_RATELIMIT_RESET.clone(), number_value(2, w.reset_at)),
+            (X_RATELIMIT_LIMIT.clone(), limit),
+            (X_RATELIMIT_REMAINING.clone(), remaining),
+            (X_RATELIMIT_RESET.clone(), reset),
         ]
     }
 
@@ -114,46 +115,52 @@ impl RateShown {
 /// ordinary windows (100/min, 1000/h) are shown with no allocation and no atomics.
 const STATIC_NUMBERS: u64 = 1024;
 
-/// The header value of `n` for header `slot`. Small numbers come from a static table
-/// (built once; cloning a static value copies two words). Others are kept per thread
-/// while the number is unchanged: a reset time changes once a second, so most
-/// responses share it (a reference count) instead of allocating.
-fn number_value(slot: usize, n: u64) -> HeaderValue {
-    static SMALL: std::sync::OnceLock<Vec<HeaderValue>> = std::sync::OnceLock::new();
-    if n < STATIC_NUMBERS {
-        let small = SMALL.get_or_init(|| {
-            // One string of every number, leaked once so that its slices are static.
-            let text: &'static str = Box::leak(
-                (0..STATIC_NUMBERS)
-                    .map(|i| i.to_string())
-                    .collect::<String>()
-                    .into_boxed_str(),
-            );
-            let mut at = 0;
-            (0..STATIC_NUMBERS)
-                .map(|i| {
-                    let len = if i == 0 { 1 } else { i.ilog10() as usize + 1 };
-                    let value = HeaderValue::from_static(&text[at..at + len]);
-                    at += len;
-                    value
-                })
-                .collect()
-        });
-        if let Some(value) = usize::try_from(n).ok().and_then(|i| small.get(i)) {
-            return value.clone();
-        }
-    }
+/// The header values of `numbers` (limit, remaining, reset). Small numbers come from a
+/// static table (built once; cloning a static value copies two words). Others are kept
+/// per thread and header while the number is unchanged: a reset time changes once a
+/// second, so most responses share it (a reference count) instead of allocating.
+fn number_values(numbers: [u64; 3]) -> [HeaderValue; 3] {
     thread_local! {
         static LAST: std::cell::RefCell<[(u64, HeaderValue); 3]> =
             std::cell::RefCell::new(std::array::from_fn(|_| (0, HeaderValue::from_static("0"))));
     }
+    let small = small_numbers();
     LAST.with_borrow_mut(|last| {
-        let (shown, value) = &mut last[slot];
-        if *shown != n {
-            *shown = n;
-            *value = HeaderValue::from(n);
-        }
-        value.clone()
+        std::array::from_fn(|slot| {
+            let n = numbers[slot];
+            if let Some(value) = usize::try_from(n).ok().and_then(|i| small.get(i)) {
+                return value.clone();
+            }
+            let (shown, value) = &mut last[slot];
+            if *shown != n {
+                *shown = n;
+                *value = HeaderValue::from(n);
+            }
+            value.clone()
+        })
+    })
+}
+
+/// The values of 0 to [`STATIC_NUMBERS`] − 1, static.
+fn small_numbers() -> &'static [HeaderValue] {
+    static SMALL: std::sync::OnceLock<Vec<HeaderValue>> = std::sync::OnceLock::new();
+    SMALL.get_or_init(|| {
+        // One string of every number, leaked once so that its slices are static.
+        let text: &'static str = Box::leak(
+            (0..STATIC_NUMBERS)
+                .map(|i| i.to_string())
+                .collect::<String>()
+                .into_boxed_str(),
+        );
+        let mut at = 0;
+        (0..STATIC_NUMBERS)
+            .map(|i| {
+                let len = if i == 0 { 1 } else { i.ilog10() as usize + 1 };
+                let value = HeaderValue::from_static(&text[at..at + len]);
+                at += len;
+                value
+            })
+            .collect()
     })
 }
 
@@ -884,10 +891,13 @@ mod tests {
             1_795_000_000,
             u64::MAX,
         ] {
-            for slot in 0..3 {
-                assert_eq!(number_value(slot, n), n.to_string().as_str(), "{n}");
-                // Asked again (a reused value), still right.
-                assert_eq!(number_value(slot, n), n.to_string().as_str(), "{n}");
+            // Each header alone, then all three (from the table and beyond it at once),
+            // and again (reused values): still right.
+            for numbers in [[n, 0, 0], [0, n, 0], [0, 0, n], [n, 7, n], [n, 7, n]] {
+                let values = number_values(numbers);
+                for (value, number) in values.iter().zip(numbers) {
+                    assert_eq!(value, number.to_string().as_str(), "{numbers:?}");
+                }
             }
         }
     }
