@@ -10,9 +10,9 @@
 #   guesses hashed before the limit) and a second. Both wrk processes share core 1, so
 #   the flood also takes load-generator time from the valid traffic.
 #
-#   scripts/load.sh [seconds per round] [rounds]     (defaults: 5 and 3)
+#   scripts/load.sh [seconds per run] [rounds]     (defaults: 5 and 3)
 #
-# KEYGATE_LOAD_MODES picks the modes of the first part (default: all; bare is needed).
+# KEYGATE_LOAD_MODES picks the modes of the first part (default: all; bare is always run).
 #
 # Traffic goes to 127.0.0.1 only, bounded by the round time.
 set -euo pipefail
@@ -55,32 +55,57 @@ run() { # mode -> "requests/s server-CPU-µs-per-request"
 # the request's extensions; and `floor-headers`, both of the last two at once: what
 # `policy`'s unavoidable work costs (see crates/keygate-bench/src/lib.rs).
 modes="${KEYGATE_LOAD_MODES:-bare auth policy tower-http headers floor floor-headers}"
+others=$(tr ' ' '\n' <<<"$modes" | grep -vx bare | tr '\n' ' ')
+# Each round runs bare first and last, the other modes in between in an order rotated
+# from round to round; a mode's baseline is bare interpolated to its place in the round,
+# so that a machine getting slower or faster during a round biases no mode.
 results=$(mktemp)
+run bare >/dev/null # warm-up, not counted: a machine's first run is often slower
 for round in $(seq 1 "$rounds"); do
+    read -ra order <<<"$others"
+    shift_by=$(( (round - 1) % ${#order[@]} ))
+    order=("bare" "${order[@]:shift_by}" "${order[@]:0:shift_by}" "bare")
     line="round $round:"
-    for mode in $modes; do
+    for place in "${!order[@]}"; do
+        mode=${order[$place]}
         read -r rps cpu < <(run "$mode")
-        echo "$round $mode $rps $cpu" >>"$results"
+        echo "$round $place $mode $rps $cpu ${#order[@]}" >>"$results"
         line="$line $mode=$rps"
     done
     echo "$line"
 done
 awk -v modes="$modes" '
-    {rps[$2] += $3; cpu[$2] += $4; r[$1, $2] = $3; k = $1 > k ? $1 : k}
+    {round[NR] = $1; place[NR] = $2; mode[NR] = $3; rps[NR] = $4; cpu[NR] = $5; last = $6 - 1
+     if ($3 == "bare") base[$1, $2 == 0 ? 0 : 1] = $4; k = $1 > k ? $1 : k}
     function median(a, n,   i, j, t) {
         for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) {t = a[i]; a[i] = a[j]; a[j] = t}
         return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
     END {
-        n = split(modes, m, " ")
-        printf "%-11s %12s %14s %15s %17s %14s\n", "mode", "requests/s", "CPU µs/request", "ratio of means",
+        for (i = 1; i <= NR; i++) {
+            m = mode[i]; j = round[i]
+            b = base[j, 0] + (base[j, 1] - base[j, 0]) * place[i] / last
+            sum[m] += rps[i]; sumbase[m] += b; cpus[m] += cpu[i]; runs[m]++
+            ratio[m, j] = rps[i] / b
+        }
+        n = split(modes, ms, " ")
+        printf "%-13s %11s %14s %15s %17s %14s\n", "mode", "requests/s", "CPU µs/request", "ratio of means",
             "median of ratios", "round ratios"
         for (i = 1; i <= n; i++) {
-            for (j = 1; j <= k; j++) ratios[j] = r[j, m[i]] / r[j, "bare"]
+            m = ms[i]
+            if (m == "bare") {
+                printf "%-13s %11.0f %14.2f %15s %17s %14s\n", m, sum[m] / runs[m], cpus[m] / runs[m],
+                    "1.000", "1.000", ""
+                continue
+            }
+            for (j = 1; j <= k; j++) ratios[j] = ratio[m, j]
             med = median(ratios, k) # sorts ratios
-            printf "%-11s %12.0f %14.2f %15.3f %17.3f %6.3f..%.3f\n", m[i], rps[m[i]] / k, cpu[m[i]] / k,
-                rps[m[i]] / rps["bare"], med, ratios[1], ratios[k]
+            printf "%-13s %11.0f %14.2f %15.3f %17.3f %6.3f..%.3f\n", m, sum[m] / runs[m], cpus[m] / runs[m],
+                sum[m] / sumbase[m], med, ratios[1], ratios[k]
         }
+        for (j = 1; j <= k; j++) drift[j] = base[j, 1] / base[j, 0]
+        med = median(drift, k) # sorts drift
+        printf "drift: bare at the end of a round / at its start: median %.3f, %.3f..%.3f\n", med, drift[1], drift[k]
         print "budget: auth and policy >= 0.95 of bare"
     }' "$results"
 rm -f "$results"
