@@ -187,7 +187,13 @@ struct RateLimited {
 
 /// Serialising these plain structs cannot fail; an empty object is the safe fallback.
 pub(crate) fn to_json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
+    // Room for the usual body at once, so that it is not grown as it is written.
+    let mut out = Vec::with_capacity(256);
+    match serde_json::to_writer(&mut out, value) {
+        // serde_json writes UTF-8 only.
+        Ok(()) => String::from_utf8(out).unwrap_or_else(|_| "{}".into()),
+        Err(_) => "{}".into(),
+    }
 }
 
 impl ErrorFormat for DefaultFormat {
@@ -205,24 +211,9 @@ impl ErrorFormat for DefaultFormat {
         #[derive(Serialize)]
         struct Empty {}
         match denial {
-            Denial::MissingKey { header } => {
-                #[derive(Serialize)]
-                struct D<'a> {
-                    header: &'a str,
-                }
-                envelope(denial, D { header })
-            }
+            Denial::MissingKey { header } => envelope_one(denial, "header", Some(header)),
             Denial::InvalidKey { key_id } => {
-                #[derive(Serialize)]
-                struct D<'a> {
-                    key_id: Option<&'a KeyId>,
-                }
-                envelope(
-                    denial,
-                    D {
-                        key_id: key_id.as_ref(),
-                    },
-                )
+                envelope_one(denial, "key_id", key_id.as_ref().map(KeyId::as_str))
             }
             Denial::ExpiredKey { expired_at } => {
                 #[derive(Serialize)]
@@ -274,6 +265,38 @@ impl ErrorFormat for DefaultFormat {
     }
 }
 
+/// The default envelope with one detail, a string or null, written directly: the
+/// bodies of a missing, malformed or wrong key, which a flood of bad keys gets, so no
+/// serialiser runs for them. Byte for byte what serde_json writes (tested).
+fn envelope_one(denial: &Denial, name: &str, value: Option<&str>) -> String {
+    let mut out = String::with_capacity(160);
+    out.push_str(r#"{"success":false,"error":{"code":"#);
+    push_json_str(&mut out, denial.code());
+    out.push_str(r#","message":"#);
+    push_json_str(&mut out, denial.message());
+    out.push_str(r#","details":{"#);
+    push_json_str(&mut out, name);
+    out.push(':');
+    match value {
+        Some(value) => push_json_str(&mut out, value),
+        None => out.push_str("null"),
+    }
+    out.push_str("}}}");
+    out
+}
+
+/// `text` as a JSON string: as is when nothing in it needs escaping (the usual case),
+/// else escaped by serde_json.
+fn push_json_str(out: &mut String, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        out.push_str(&to_json(&text));
+    }
+}
+
 /// A refused request, fully rendered: status, headers and body. Adapters copy it into
 /// their response type and add nothing.
 #[derive(Clone)]
@@ -308,19 +331,37 @@ impl std::error::Error for Rejection {}
 #[derive(Clone)]
 pub struct Renderer {
     pub(crate) format: Arc<dyn ErrorFormat>,
-    pub(crate) realm: Arc<str>,
+    realm: Arc<str>,
+    /// The challenges that depend on the realm alone, made once: a flood of wrong keys
+    /// formats none. For a missing key, and for an invalid or expired one.
+    missing: Option<HeaderValue>,
+    invalid: Option<HeaderValue>,
 }
 
 impl Default for Renderer {
     fn default() -> Self {
-        Self {
-            format: Arc::new(DefaultFormat),
-            realm: "api".into(),
-        }
+        Self::new(Arc::new(DefaultFormat), "api")
     }
 }
 
 impl Renderer {
+    pub(crate) fn new(format: Arc<dyn ErrorFormat>, realm: &str) -> Self {
+        // Realms are cleaned of quotes and control characters; a value that still
+        // fails is dropped, not allowed to panic.
+        let challenge = |value: String| HeaderValue::try_from(value).ok();
+        Self {
+            format,
+            missing: challenge(format!("Bearer realm=\"{realm}\"")),
+            invalid: challenge(format!("Bearer realm=\"{realm}\", error=\"invalid_token\"")),
+            realm: realm.into(),
+        }
+    }
+
+    /// The same format with another realm.
+    pub(crate) fn with_realm(&self, realm: &str) -> Self {
+        Self::new(self.format.clone(), realm)
+    }
+
     /// Renders `denial` at `now`, with `extra` headers (the rate-limit fields of a 429).
     pub fn render(&self, denial: Denial, now: DateTime<Utc>, extra: Option<HeaderMap>) -> Rejection {
         let mut headers = extra.unwrap_or_default();
@@ -342,10 +383,8 @@ impl Renderer {
     fn challenge(&self, denial: &Denial) -> Option<HeaderValue> {
         let realm = &self.realm;
         let value = match denial {
-            Denial::MissingKey { .. } => format!("Bearer realm=\"{realm}\""),
-            Denial::InvalidKey { .. } | Denial::ExpiredKey { .. } => {
-                format!("Bearer realm=\"{realm}\", error=\"invalid_token\"")
-            }
+            Denial::MissingKey { .. } => return self.missing.clone(),
+            Denial::InvalidKey { .. } | Denial::ExpiredKey { .. } => return self.invalid.clone(),
             Denial::InsufficientScope { required } => {
                 let scope: Vec<&str> = required.iter().collect();
                 format!(
@@ -407,6 +446,32 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn bodies_written_directly_are_what_serde_json_writes() {
+        #[derive(Serialize)]
+        struct D<'a> {
+            key_id: Option<&'a str>,
+        }
+        let denial = Denial::InvalidKey { key_id: None };
+        let mut texts: Vec<String> = (0u8..0x80).map(|b| format!("a{}b", b as char)).collect();
+        texts.extend(["", "kg_live_a1b2c3d4", "é\u{2028}🔑", "\"\\/"].map(String::from));
+        for text in &texts {
+            let serialised = to_json(&Envelope {
+                success: false,
+                error: Body {
+                    code: denial.code(),
+                    message: denial.message(),
+                    details: D { key_id: Some(text) },
+                },
+            });
+            assert_eq!(
+                envelope_one(&denial, "key_id", Some(text)),
+                serialised,
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

@@ -546,10 +546,7 @@ mod tests {
             (ErrorFormatKind::OpenAi, "application/json"),
             (ErrorFormatKind::Problem, "application/problem+json"),
         ] {
-            let renderer = Renderer {
-                format: Arc::new(kind),
-                realm: "api".into(),
-            };
+            let renderer = Renderer::new(Arc::new(kind), "api");
             let rejection = renderer.render(denial.clone(), now, None);
             assert_eq!(rejection.headers()[CONTENT_TYPE], content_type);
             assert_eq!(rejection.headers()[RETRY_AFTER], "2");

@@ -30,7 +30,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use crate::background::{self, Background, BackgroundTask, UsageBuffer};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::credential::{extract, lookups, CredentialSource, HeaderSource, Lookup, Presented};
-use crate::error::{DefaultFormat, Denial, ErrorFormat, Rejection, Renderer};
+use crate::error::{Denial, ErrorFormat, Rejection, Renderer};
 use crate::hash::{Argon2Hasher, KeyHasher};
 use crate::key::{KeyFormat, KeyId, ParsedKey};
 use crate::manage::KeyManager;
@@ -304,7 +304,7 @@ impl GateBuilder {
             .chars()
             .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
             .collect();
-        self.renderer.realm = clean.into();
+        self.renderer = self.renderer.with_realm(&clean);
         self
     }
 
@@ -417,10 +417,7 @@ impl Gate {
             hasher: Arc::new(Argon2Hasher::default()),
             format: KeyFormat::default(),
             clock: Arc::new(SystemClock),
-            renderer: Renderer {
-                format: Arc::new(DefaultFormat),
-                realm: "api".into(),
-            },
+            renderer: Renderer::default(),
             sources: vec![CredentialSource::Bearer, CredentialSource::X_API_KEY],
             verifier: VerifierConfig::default(),
             limiter: None,
@@ -519,7 +516,7 @@ impl Gate {
             Ok(found) => found,
             Err(answered) => return answered,
         };
-        let parsed = self.parse(key)?;
+        let parsed = self.parse(key, self.inner.clock.timestamp())?;
         let verified = match self
             .inner
             .verifier
@@ -532,7 +529,7 @@ impl Gate {
             .await
         {
             Ok(verified) => verified,
-            Err(failure) => return Err(self.verify_failed(failure, &parsed)),
+            Err(failure) => return Err(self.verify_failed(failure, &parsed, self.inner.clock.timestamp())),
         };
         let now = self.inner.clock.timestamp();
         self.check_state(&verified, policy, now)?;
@@ -574,12 +571,12 @@ impl Gate {
         }
         // Not cached. A malformed key is refused here, with no I/O; a well-formed one
         // at once if it failed lately or its id is throttled, and is cold otherwise.
-        let parsed = match self.parse(key) {
+        let parsed = match self.parse(key, now) {
             Ok(parsed) => parsed,
             Err(rejection) => return Some(Err(rejection)),
         };
         let refused = self.inner.verifier.refused_at_once(&digest, parsed.key_id())?;
-        Some(Err(self.verify_failed(refused, &parsed)))
+        Some(Err(self.verify_failed(refused, &parsed, now)))
     }
 
     /// The rest of the pipeline for a verified key, from memory; `None` when the meter
@@ -631,10 +628,10 @@ impl Gate {
     }
 
     /// Step 2: the key's parts, with no I/O.
-    fn parse<'k>(&self, key: &'k [u8]) -> Result<ParsedKey<'k>, Rejection> {
+    fn parse<'k>(&self, key: &'k [u8], now: Timestamp) -> Result<ParsedKey<'k>, Rejection> {
         let Ok(key) = std::str::from_utf8(key) else {
             tracing::debug!("malformed key: not UTF-8");
-            return Err(self.deny(Denial::InvalidKey { key_id: None }));
+            return Err(self.deny_at(Denial::InvalidKey { key_id: None }, now));
         };
         self.inner.keys.key_format().parse(key).map_err(|e| {
             tracing::debug!(
@@ -642,18 +639,19 @@ impl Gate {
                 reason = e.reason,
                 "malformed key"
             );
-            self.deny(Denial::InvalidKey { key_id: e.key_id })
+            self.deny_at(Denial::InvalidKey { key_id: e.key_id }, now)
         })
     }
 
-    fn verify_failed(&self, failure: Failure, parsed: &ParsedKey<'_>) -> Rejection {
-        self.deny(match failure {
+    fn verify_failed(&self, failure: Failure, parsed: &ParsedKey<'_>, now: Timestamp) -> Rejection {
+        let denial = match failure {
             // Throttled answers like any invalid key: never reveal that the id exists.
             Failure::Invalid | Failure::Throttled => Denial::InvalidKey {
                 key_id: Some(KeyId::from(parsed.key_id())),
             },
             Failure::Unavailable => Denial::Unavailable { retry_after: 1 },
-        })
+        };
+        self.deny_at(denial, now)
     }
 
     /// Step 5 and the scopes: revoked, expired (on every request), scopes.

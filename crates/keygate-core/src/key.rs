@@ -346,7 +346,7 @@ impl KeyFormat {
         // `input` is ASCII, so every byte offset below is a char boundary.
         let id = rest
             .get(..self.id_len)
-            .filter(|id| id.bytes().all(|b| ID_ALPHABET.contains(&b)))
+            .filter(|id| id.bytes().all(is_id_char))
             .ok_or_else(|| fail(None, "bad id"))?;
         let key_id = &input[..input.len() - rest.len() + self.id_len];
         let rest = rest[self.id_len..]
@@ -373,6 +373,12 @@ impl KeyFormat {
     }
 }
 
+/// Whether `b` is in [`ID_ALPHABET`] (digits and lowercase letters), without a search
+/// through it.
+fn is_id_char(b: u8) -> bool {
+    b.is_ascii_digit() || b.is_ascii_lowercase()
+}
+
 /// CRC32 of `bytes` in 6 base62 characters, most significant first. On the stack: it
 /// runs on every request.
 fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_LEN] {
@@ -396,6 +402,13 @@ mod tests {
             KeyFormat::kunavo(),
             KeyFormat::new("acme_").checksum(false),
         ]
+    }
+
+    #[test]
+    fn id_chars_are_exactly_the_id_alphabet() {
+        for b in 0..=u8::MAX {
+            assert_eq!(is_id_char(b), ID_ALPHABET.contains(&b), "{b}");
+        }
     }
 
     #[test]
