@@ -13,6 +13,8 @@
 #   scripts/load.sh [seconds per run] [rounds]     (defaults: 5 and 3)
 #
 # KEYGATE_LOAD_MODES picks the modes of the first part (default: all; bare is always run).
+# KEYGATE_LOAD_FRAMEWORK=actix runs the first part on actix-web instead (modes bare,
+# auth and policy, with ApiKeyMiddleware), and no flood.
 #
 # Traffic goes to 127.0.0.1 only, bounded by the round time.
 set -euo pipefail
@@ -32,7 +34,7 @@ cpu_ticks() { # pid -> user + system clock ticks so far
 run() { # mode -> "requests/s server-CPU-µs-per-request"
     local mode=$1 out key pid res t0 t1
     out=$(mktemp)
-    taskset -c 0 "$server" "$mode" "$addr" >"$out" &
+    taskset -c 0 "$server" "$prefix$mode" "$addr" >"$out" &
     pid=$!
     for _ in $(seq 1 100); do grep -q "^key: " "$out" && (exec 3<>/dev/tcp/127.0.0.1/3900) 2>/dev/null && break; sleep 0.05; done
     key=$(sed -n 's/^key: //p' "$out")
@@ -54,7 +56,13 @@ run() { # mode -> "requests/s server-CPU-µs-per-request"
 # doing only the two costs keygate cannot drop, a SHA-256 of the key and a Principal in
 # the request's extensions; and `floor-headers`, both of the last two at once: what
 # `policy`'s unavoidable work costs (see crates/keygate-bench/src/lib.rs).
-modes="${KEYGATE_LOAD_MODES:-bare auth policy tower-http headers floor floor-headers}"
+case "${KEYGATE_LOAD_FRAMEWORK:-axum}" in
+    axum) prefix="" all="bare auth policy tower-http headers floor floor-headers" ;;
+    actix) prefix="actix-" all="bare auth policy" ;;
+    *) echo "KEYGATE_LOAD_FRAMEWORK is axum or actix" >&2; exit 1 ;;
+esac
+echo "framework: ${KEYGATE_LOAD_FRAMEWORK:-axum}"
+modes="${KEYGATE_LOAD_MODES:-$all}"
 others=$(tr ' ' '\n' <<<"$modes" | grep -vx bare | tr '\n' ' ')
 # Each round runs bare first and last, the other modes in between in an order rotated
 # from round to round; a mode's baseline is bare interpolated to its place in the round,
@@ -142,6 +150,7 @@ flooded() { # valid key, flood key file -> "valid_rps flood_rps" while both run
     rm -f "$fout"
 }
 
+[ -z "$prefix" ] || exit 0 # the flood modes are axum's
 for mode in flood flood-unthrottled; do
     read -r alone under flood_rps steady steady_flood_rps < <(flood "$mode")
     awk -v m="$mode" -v a="$alone" -v u="$under" -v f="$flood_rps" -v s="$steady" -v sf="$steady_flood_rps" 'BEGIN {

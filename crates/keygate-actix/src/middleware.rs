@@ -229,11 +229,27 @@ impl HeaderSource for ActixHeaders<'_> {
 /// that did would be skipped rather than panic.
 fn append_headers(from: impl IntoIterator<Item = (impl AsRef<str>, impl AsRef<[u8]>)>, to: &mut HeaderMap) {
     for (name, value) in from {
-        let name = HeaderName::from_bytes(name.as_ref().as_bytes());
+        let name = actix_name(name.as_ref());
         let value = HeaderValue::from_bytes(value.as_ref());
         if let (Ok(name), Ok(value)) = (name, value) {
             to.append(name, value);
         }
+    }
+}
+
+/// The rate-limit headers every admitted response carries, made once.
+static X_RATELIMIT: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit"),
+    HeaderName::from_static("x-ratelimit-remaining"),
+    HeaderName::from_static("x-ratelimit-reset"),
+];
+
+/// `name` as actix's header name: the rate-limit names without parsing or allocating,
+/// others parsed.
+fn actix_name(name: &str) -> Result<HeaderName, actix_web::http::header::InvalidHeaderName> {
+    match X_RATELIMIT.iter().find(|known| known.as_str() == name) {
+        Some(known) => Ok(known.clone()),
+        None => HeaderName::from_bytes(name.as_bytes()),
     }
 }
 

@@ -19,6 +19,10 @@
 //!   second header: a measure of how much of `auth` is inherent, not a product.
 //! - `floor-headers`: `floor` and `headers` together, the same least for `policy`:
 //!   a key hashed, a principal inserted and three rate-limit headers added.
+//!
+//! The same app on actix-web, in [`ACTIX_MODES`]: `actix-bare`, `actix-auth`
+//! (`ApiKeyMiddleware` on the app) and `actix-policy` (with `policy`'s scope and
+//! limits), compared with `actix-bare`.
 #![forbid(unsafe_code)]
 
 use std::sync::{Arc, LazyLock};
@@ -31,6 +35,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use futures_util::future::Either;
+use keygate_actix::ApiKeyMiddleware;
 use keygate_core::{
     Argon2Hasher, CreatedKey, Gate, GateBuilder, MemoryRateLimiter, MemoryStore, NewKey, Principal,
     RateLimit, RoutePolicy,
@@ -115,6 +120,60 @@ pub fn app(mode: &str, gate: &Gate, key: &str, principal: &Principal) -> Result<
         ),
         other => return Err(format!("unknown mode `{other}`: one of {}", MODES.join(", "))),
     })
+}
+
+/// The actix-web modes, in the order the scripts report them; `actix-bare` is their
+/// reference.
+pub const ACTIX_MODES: [&str; 3] = ["actix-bare", "actix-auth", "actix-policy"];
+
+async fn actix_ping() -> &'static str {
+    "pong"
+}
+
+/// The actix-web app of `actix-bare`.
+pub fn actix_bare() -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    actix_web::App::new().route("/v1/ping", actix_web::web::get().to(actix_ping))
+}
+
+/// The actix-web app of `actix-auth` and `actix-policy`: `middleware` on the app, as
+/// `App::wrap` puts it.
+pub fn actix_guarded(
+    middleware: ApiKeyMiddleware,
+) -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    actix_web::App::new()
+        .wrap(middleware)
+        .route("/v1/ping", actix_web::web::get().to(actix_ping))
+}
+
+/// The middleware of an authenticating actix mode, over `gate` (built by
+/// [`gate_builder`] for the mode without its `actix-` prefix).
+pub fn actix_middleware(mode: &str, gate: &Gate) -> Result<ApiKeyMiddleware, String> {
+    match mode {
+        "actix-auth" => Ok(ApiKeyMiddleware::new(gate.clone())),
+        "actix-policy" => Ok(ApiKeyMiddleware::new(gate.clone())
+            .require(["read"])
+            .service("ping", [RateLimit::per_minute(u32::MAX)])),
+        other => Err(format!(
+            "unknown authenticating actix mode `{other}`: one of {}",
+            ACTIX_MODES[1..].join(", ")
+        )),
+    }
 }
 
 /// Appends three fixed `X-RateLimit-*` headers, whose names and values are made once,

@@ -6,7 +6,9 @@
 //! - `flood` / `flood-unthrottled`: `auth` with real argon2 parameters, writing to the
 //!   file named by a third argument 10 000 well-formed wrong keys: half guess secrets
 //!   for one real key id, half name unknown ids. `flood-unthrottled` turns off the
-//!   per-key-id failure limit, to show what it saves.
+//!   per-key-id failure limit, to show what it saves;
+//! - a mode of [`keygate_bench::ACTIX_MODES`]: the same app on actix-web, with one
+//!   worker.
 
 use std::io::Write;
 
@@ -17,6 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mode = args.next().unwrap_or_else(|| "auth".into());
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:3900".into());
     let flood_file = args.next();
+    if mode.starts_with("actix-") {
+        return serve_actix(&mode, &addr);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -42,6 +47,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let app = keygate_bench::app(if flooded { "auth" } else { &mode }, &gate, key, &principal)?;
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         axum::serve(listener, app).await?;
+        Ok(())
+    })
+}
+
+/// Serves an actix-web mode on one worker (actix's own runtime).
+fn serve_actix(mode: &str, addr: &str) -> Result<(), Box<dyn std::error::Error>> {
+    actix_web::rt::System::new().block_on(async move {
+        let base = mode.trim_start_matches("actix-");
+        let gate = keygate_bench::gate_builder(base).build();
+        let (created, _) = keygate_bench::create_key(&gate).await?;
+        println!("key: {}", created.key.expose_secret());
+        let server = if mode == "actix-bare" {
+            actix_web::HttpServer::new(keygate_bench::actix_bare)
+                .workers(1)
+                .shutdown_timeout(1)
+                .bind(addr)?
+                .run()
+        } else {
+            let middleware = keygate_bench::actix_middleware(mode, &gate)?;
+            actix_web::HttpServer::new(move || keygate_bench::actix_guarded(middleware.clone()))
+                .workers(1)
+                .shutdown_timeout(1)
+                .bind(addr)?
+                .run()
+        };
+        server.await?;
         Ok(())
     })
 }
