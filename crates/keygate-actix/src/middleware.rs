@@ -167,16 +167,11 @@ where
             };
             // Unless spend is charged, the principal moves to the request and the
             // response needs no gate.
-            let gate = self.gate.meters().then(|| self.gate.clone());
-            let principal = if gate.is_some() {
-                admission.principal().cloned()
-            } else {
-                admission.take_principal()
-            };
-            if let Some(principal) = principal {
+            if let Some(principal) = self.gate.principal_for_request(&mut admission) {
                 req.extensions_mut().insert(principal);
             }
             let response = self.service.call(req);
+            let gate = self.gate.meters().then(|| self.gate.clone());
             return Box::pin(async move { Ok(finish(gate.as_ref(), &admission, response.await?).await) });
         }
         let gate = self.gate.clone();

@@ -836,6 +836,17 @@ impl Gate {
         self.inner.meter.is_some()
     }
 
+    /// The principal for the request's extensions: moved out of `admission` when this
+    /// gate meters nothing (then [`settle`](Self::settle) needs no principal after the
+    /// handler), else a clone. What adapters put in the request.
+    pub fn principal_for_request(&self, admission: &mut Admission) -> Option<Principal> {
+        if self.meters() {
+            admission.principal().cloned()
+        } else {
+            admission.take_principal()
+        }
+    }
+
     /// What [`settle`](Self::settle) would charge: `None` when there is nothing to
     /// charge (no meter, no principal, or a zero cost), so adapters can skip awaiting it.
     pub fn charge_due(&self, admission: &Admission, declared: Option<Cost>) -> Option<u64> {

@@ -471,3 +471,21 @@ async fn the_error_format_is_chosen_by_name() {
         assert_eq!(body(&rejection), expected, "{name}");
     }
 }
+
+#[tokio::test]
+async fn the_principal_moves_to_the_request_unless_spend_is_charged_after_it() {
+    let clock = ManualClock::new(t0());
+    let metering = gate(&clock);
+    let plain = Gate::builder(MemoryStore::new())
+        .hasher(Argon2Hasher::insecure_fast())
+        .clock(clock.clone())
+        .build();
+    for (gate, keeps) in [(metering, true), (plain, false)] {
+        let key = create(&gate, NewKey::new("acct", "k").scopes(["read"])).await;
+        let mut admission = admit(&gate, &key, &read()).await;
+        let handed = gate.principal_for_request(&mut admission).expect("a principal");
+        assert_eq!(handed.key_id(), &key.record.key_id);
+        // A metering gate still needs it to charge the request in `settle`.
+        assert_eq!(admission.principal().is_some(), keeps);
+    }
+}

@@ -263,12 +263,7 @@ where
             // once the handler answers, and the handler's future is the whole of this one.
             let meters = gate.meters();
             let passes = !meters && !admission.has_headers();
-            let principal = if meters {
-                admission.principal().cloned()
-            } else {
-                admission.take_principal()
-            };
-            if let Some(principal) = principal {
+            if let Some(principal) = gate.principal_for_request(&mut admission) {
                 request.extensions_mut().insert(principal);
             }
             // One call site, so that the handler's future is built where it stays.
