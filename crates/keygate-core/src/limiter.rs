@@ -615,7 +615,7 @@ fn decide_general(counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) ->
 
 /// The usual call, decided in two short passes in narrow integers: at most
 /// [`IN_PLACE`] buckets of distinct identities, each with a counter at an unchanged,
-/// non-zero limit, periods below 584 years, a time after 1970, and every window
+/// non-zero limit, periods below 146 years, a time after 1970, and every window
 /// admitting. Otherwise `None`, with nothing counted, and [`decide`] takes the general
 /// path; both decide alike (a test compares them).
 fn admit_in_place(counters: &mut [Counter], buckets: &[Bucket], now: &Now) -> Option<RateDecision> {
@@ -655,13 +655,13 @@ fn admit_in_place(counters: &mut [Counter], buckets: &[Bucket], now: &Now) -> Op
         let limit = counter.scale;
         let (period, used) = narrow_state(counter, at)?;
         // Counted: the window is `period` (one request, scaled) further along. `used`
-        // is at most `period × limit` (checked above), below 2^96.
+        // is at most `period × limit` (checked above), below 2^94.
         let used = used + u128::from(period);
         counter.tat = i128::from(at) * i128::from(limit) + used as i128;
         let remaining =
             limit.saturating_sub(u32::try_from(narrow_div_ceil(used, period)).unwrap_or(u32::MAX));
         // As `keep_tightest`: the fewest left, then the latest reset (`used / limit`
-        // compared cross-multiplied, exactly: both products are below 2^128).
+        // compared cross-multiplied, exactly: both products are below 2^126).
         let tighter = tightest.is_none_or(|(r, u, l, _)| {
             remaining < r || (remaining == r && used * u128::from(l) > u * u128::from(limit))
         });
@@ -689,9 +689,14 @@ fn admit_in_place(counters: &mut [Counter], buckets: &[Bucket], now: &Now) -> Op
 const IN_PLACE: usize = 8;
 
 /// A counter's period in nanoseconds and how much of it is used at `at`, scaled, for
-/// [`admit_in_place`]; `None` for a period too long for 64 bits.
+/// [`admit_in_place`]; `None` for a period of 2^62 ns (146 years) or more. Below that,
+/// `used` stays under 2^94 and the tie-break's products under 2^126, so the general
+/// path's saturating arithmetic never saturates where this one is exact.
 fn narrow_state(counter: &Counter, at: u64) -> Option<(u64, u128)> {
-    let period = u64::try_from(counter.period.as_nanos()).ok()?.max(1);
+    let period = u64::try_from(counter.period.as_nanos())
+        .ok()
+        .filter(|p| *p < 1 << 62)?
+        .max(1);
     let used = (counter.tat - i128::from(at) * i128::from(counter.scale)).max(0);
     // Not negative, after `max(0)`.
     Some((period, used as u128))
@@ -969,6 +974,8 @@ mod tests {
             Duration::from_secs(60),
             Duration::from_secs(3600),
             Duration::from_secs(400 * 86_400),
+            // Beyond the in-place path's 146 years: the general path alone.
+            Duration::from_secs(200 * 365 * 86_400),
         ];
         let steps = [0, 1, 1_000, 1_000_000, 600_000_000, 61_000_000_000];
         let chat: Arc<str> = Arc::from("chat");
