@@ -291,7 +291,7 @@ impl GateBuilder {
         self
     }
 
-    /// The error format ([`DefaultFormat`] by default).
+    /// The error format ([`DefaultFormat`](crate::DefaultFormat) by default).
     pub fn error_format(mut self, format: impl ErrorFormat) -> Self {
         self.renderer.format = Arc::new(format);
         self
