@@ -143,8 +143,9 @@ pub fn actix_bare() -> actix_web::App<
     actix_web::App::new().route("/v1/ping", actix_web::web::get().to(actix_ping))
 }
 
-/// The actix-web app of `actix-auth` and `actix-policy`: `middleware` on the app, as
-/// `App::wrap` puts it.
+/// The actix-web app of `actix-auth` and `actix-policy`: [`actix_bare`]'s app with
+/// `middleware` on it, as `App::wrap` puts it. (The two signatures repeat one return
+/// type: stable Rust cannot name an `impl Trait` type once.)
 pub fn actix_guarded(
     middleware: ApiKeyMiddleware,
 ) -> actix_web::App<
@@ -156,9 +157,7 @@ pub fn actix_guarded(
         InitError = (),
     >,
 > {
-    actix_web::App::new()
-        .wrap(middleware)
-        .route("/v1/ping", actix_web::web::get().to(actix_ping))
+    actix_bare().wrap(middleware)
 }
 
 /// The middleware of an authenticating actix mode, over `gate` (built by
