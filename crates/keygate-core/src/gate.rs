@@ -116,13 +116,15 @@ impl RateShown {
 const STATIC_NUMBERS: u64 = 1024;
 
 /// The header values of `numbers` (limit, remaining, reset). Small numbers come from a
-/// static table (built once; cloning a static value copies two words). Others are kept
-/// per thread and header while the number is unchanged: a reset time changes once a
-/// second, so most responses share it (a reference count) instead of allocating.
+/// static table (built once; cloning a static value copies two words). A larger number
+/// is kept per thread and header once it repeats: a limit never changes and a reset
+/// time once a second, so most responses share theirs (a reference count) instead of
+/// allocating. A number seen once, as a remaining count usually is, gets a value of its
+/// own: one allocation, freed with the response, where sharing it would cost a second
+/// allocation and the reference counts.
 fn number_values(numbers: [u64; 3]) -> [HeaderValue; 3] {
     thread_local! {
-        static LAST: std::cell::RefCell<[(u64, HeaderValue); 3]> =
-            std::cell::RefCell::new(std::array::from_fn(|_| (0, HeaderValue::from_static("0"))));
+        static LAST: std::cell::RefCell<[Shared; 3]> = std::cell::RefCell::new(Default::default());
     }
     let small = small_numbers();
     LAST.with_borrow_mut(|last| {
@@ -131,14 +133,27 @@ fn number_values(numbers: [u64; 3]) -> [HeaderValue; 3] {
             if let Some(value) = usize::try_from(n).ok().and_then(|i| small.get(i)) {
                 return value.clone();
             }
-            let (shown, value) = &mut last[slot];
-            if *shown != n {
-                *shown = n;
-                *value = HeaderValue::from(n);
-            }
-            value.clone()
+            last[slot].value_of(n)
         })
     })
+}
+
+/// One header's last large number, and its shared value once it has repeated.
+#[derive(Default)]
+struct Shared {
+    seen: u64,
+    value: Option<HeaderValue>,
+}
+
+impl Shared {
+    fn value_of(&mut self, n: u64) -> HeaderValue {
+        if self.seen != n {
+            self.seen = n;
+            self.value = None;
+            return HeaderValue::from(n);
+        }
+        self.value.get_or_insert_with(|| HeaderValue::from(n)).clone()
+    }
 }
 
 /// The values of 0 to [`STATIC_NUMBERS`] − 1, static.
