@@ -21,14 +21,14 @@ count() { # mode n -> instructions
         sed -n 's/.*refs: *//p' | tr -d ,
 }
 declare -A per
-modes="bare auth policy tower-http headers floor floor-headers"
+modes="bare auth policy auth-around policy-around tower-http headers floor floor-headers"
 for mode in $modes; do
     small=$(count "$mode" 1000)
     large=$(count "$mode" 11000)
     per[$mode]=$(( (large - small) / 10000 ))
 done
-printf "%-11s %14s %10s\n" mode instructions "over bare"
+printf "%-13s %14s %10s\n" mode instructions "over bare"
 for mode in $modes; do
-    printf "%-11s %14d %10s\n" "$mode" "${per[$mode]}" "+$(( per[$mode] - per[bare] ))"
+    printf "%-13s %14d %10s\n" "$mode" "${per[$mode]}" "+$(( per[$mode] - per[bare] ))"
 done
 echo "callgrind files (callgrind_annotate): $out"

@@ -57,7 +57,7 @@ run() { # mode -> "requests/s server-CPU-µs-per-request"
 # the request's extensions; and `floor-headers`, both of the last two at once: what
 # `policy`'s unavoidable work costs (see crates/keygate-bench/src/lib.rs).
 case "${KEYGATE_LOAD_FRAMEWORK:-axum}" in
-    axum) prefix="" all="bare auth policy tower-http headers floor floor-headers" ;;
+    axum) prefix="" all="bare auth policy auth-around policy-around tower-http headers floor floor-headers" ;;
     actix) prefix="actix-" all="bare auth policy" ;;
     *) echo "KEYGATE_LOAD_FRAMEWORK is axum or actix" >&2; exit 1 ;;
 esac

@@ -1,11 +1,17 @@
 //! The user-space cost of `ApiKeyLayer` in an axum app, without sockets: the apps of
-//! `load_server` (every mode of [`keygate_bench::MODES`]) called with `oneshot`.
+//! `load_server` (every mode of [`keygate_bench::MODES`] and
+//! [`keygate_bench::AROUND_MODES`]) called with `oneshot`.
 //! `cargo bench -p keygate-bench --bench router`.
+
+use std::convert::Infallible;
 
 use axum::body::Body;
 use axum::http::Request;
-use criterion::{criterion_group, criterion_main, Criterion};
-use tower::ServiceExt;
+use axum::response::Response;
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use tokio::runtime::Runtime;
+use tower::{Service, ServiceExt};
 
 fn router(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -13,28 +19,44 @@ fn router(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let mut group = c.benchmark_group("router");
-    for mode in keygate_bench::MODES {
+    for mode in keygate_bench::MODES
+        .into_iter()
+        .chain(keygate_bench::AROUND_MODES)
+    {
         let gate = keygate_bench::gate_builder(mode).build();
         let (created, principal) = rt.block_on(keygate_bench::create_key(&gate)).expect("key");
         let key = created.key.expose_secret().to_string();
-        // What `axum::serve` does once per connection: handlers become routes (and
-        // layers are applied) once, not on every request.
-        let app = keygate_bench::app(mode, &gate, &key, &principal)
-            .expect("a mode")
-            .with_state::<()>(());
-        let request = move || {
-            Request::get("/v1/ping")
-                .header("authorization", format!("Bearer {key}"))
-                .body(Body::empty())
-                .expect("request")
-        };
-        rt.block_on(app.clone().oneshot(request())).expect("warm");
-        group.bench_function(mode, |b| {
-            b.to_async(&rt)
-                .iter(|| async { app.clone().oneshot(request()).await.map(|r| r.status()) })
-        });
+        if keygate_bench::AROUND_MODES.contains(&mode) {
+            let app = keygate_bench::around_app(mode, &gate).expect("an around mode");
+            bench(&mut group, &rt, mode, app, &key);
+        } else {
+            // What `axum::serve` does once per connection: handlers become routes (and
+            // layers are applied) once, not on every request.
+            let app = keygate_bench::app(mode, &gate, &key, &principal)
+                .expect("a mode")
+                .with_state::<()>(());
+            bench(&mut group, &rt, mode, app, &key);
+        }
     }
     group.finish();
+}
+
+/// One request after another to clones of `app`, as a server sends them.
+fn bench<S>(group: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, mode: &str, app: S, key: &str)
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone,
+{
+    let request = || {
+        Request::get("/v1/ping")
+            .header("authorization", format!("Bearer {key}"))
+            .body(Body::empty())
+            .expect("request")
+    };
+    rt.block_on(app.clone().oneshot(request())).expect("warm");
+    group.bench_function(mode, |b| {
+        b.to_async(rt)
+            .iter(|| async { app.clone().oneshot(request()).await.map(|r| r.status()) })
+    });
 }
 
 criterion_group!(benches, router);

@@ -1,12 +1,16 @@
 //! Sends `n` requests through the load server's axum app in process, with no sockets:
-//! `requests <mode> <n>`, a mode of [`keygate_bench::MODES`]. `scripts/instructions.sh`
+//! `requests <mode> <n>`, a mode of [`keygate_bench::MODES`] or
+//! [`keygate_bench::AROUND_MODES`]. `scripts/instructions.sh`
 //! runs it under callgrind twice per mode and divides the difference by the extra
 //! requests, which gives the instructions one request costs: an exact count, unlike
 //! timings on a shared machine.
 
+use std::convert::Infallible;
+
 use axum::body::Body;
 use axum::http::Request;
-use tower::ServiceExt;
+use axum::response::Response;
+use tower::{Service, ServiceExt};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -18,19 +22,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gate = keygate_bench::gate_builder(&mode).build();
     let (created, principal) = rt.block_on(keygate_bench::create_key(&gate))?;
     let key = created.key.expose_secret();
+    let authorization = format!("Bearer {key}");
+    if keygate_bench::AROUND_MODES.contains(&mode.as_str()) {
+        let app = keygate_bench::around_app(&mode, &gate)?;
+        return rt.block_on(send(app, &authorization, n));
+    }
     // What `axum::serve` does once per connection: handlers become routes once.
     let app = keygate_bench::app(&mode, &gate, key, &principal)?.with_state::<()>(());
-    let authorization = format!("Bearer {key}");
-    rt.block_on(async {
-        for _ in 0..n {
-            let request = Request::get("/v1/ping")
-                .header("authorization", authorization.as_str())
-                .body(Body::empty())?;
-            let response = app.clone().oneshot(request).await?;
-            if !response.status().is_success() {
-                return Err(format!("unexpected {}", response.status()).into());
-            }
+    rt.block_on(send(app, &authorization, n))
+}
+
+/// Sends `n` requests to `app`, each on a clone of it, as a server does.
+async fn send<S>(app: S, authorization: &str, n: usize) -> Result<(), Box<dyn std::error::Error>>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone,
+{
+    for _ in 0..n {
+        let request = Request::get("/v1/ping")
+            .header("authorization", authorization)
+            .body(Body::empty())?;
+        let response = app.clone().oneshot(request).await?;
+        if !response.status().is_success() {
+            return Err(format!("unexpected {}", response.status()).into());
         }
-        Ok(())
-    })
+    }
+    Ok(())
 }

@@ -20,6 +20,13 @@
 //! - `floor-headers`: `floor` and `headers` together, the same least for `policy`:
 //!   a key hashed, a principal inserted and three rate-limit headers added.
 //!
+//! Every mode above puts its layer on the route (`Router::route_layer`), as an app whose
+//! route groups need different scopes does; axum then boxes the layered route and its
+//! future on each request, which is a cost of any layer there (`tower-http` pays it
+//! too). [`AROUND_MODES`], `auth-around` and `policy-around`, apply `auth`'s and
+//! `policy`'s `ApiKeyLayer` around the whole bare app instead ([`around_app`]), as
+//! `ServiceBuilder` does: the same work with nothing boxed.
+//!
 //! The same app on actix-web, in [`ACTIX_MODES`]: `actix-bare`, `actix-auth`
 //! (`ApiKeyMiddleware` on the app) and `actix-policy` (with `policy`'s scope and
 //! limits), compared with `actix-bare`.
@@ -40,7 +47,7 @@ use keygate_core::{
     Argon2Hasher, CreatedKey, Gate, GateBuilder, MemoryRateLimiter, MemoryStore, NewKey, Principal,
     RateLimit, RoutePolicy,
 };
-use keygate_tower::ApiKeyLayer;
+use keygate_tower::{ApiKeyLayer, ApiKeyService};
 use sha2::{Digest, Sha256};
 use tower::ServiceBuilder;
 use tower::{Layer, Service};
@@ -61,12 +68,15 @@ async fn ping() -> &'static str {
     "pong"
 }
 
+/// The modes served by [`around_app`]: `ApiKeyLayer` around the whole bare app.
+pub const AROUND_MODES: [&str; 2] = ["auth-around", "policy-around"];
+
 /// A gate builder for `mode`: in-memory store and fast hashing (the key is cached after
 /// the first request), and the default limits only in `policy`, which alone counts.
 pub fn gate_builder(mode: &str) -> GateBuilder {
     let builder = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast());
     match mode {
-        "policy" => builder.rate_limiter(
+        "policy" | "policy-around" => builder.rate_limiter(
             MemoryRateLimiter::new(),
             [RateLimit::per_minute(u32::MAX), RateLimit::per_hour(u32::MAX)],
         ),
@@ -100,15 +110,10 @@ pub async fn create_key(gate: &Gate) -> Result<(CreatedKey, Principal), Box<dyn 
 /// The app of `mode`, guarded by `gate` (or, in `tower-http`, by the fixed `key`, and
 /// in `floor`, by `key` with the principal it was admitted with).
 pub fn app(mode: &str, gate: &Gate, key: &str, principal: &Principal) -> Result<Router, String> {
-    let routes = Router::new().route("/v1/ping", get(ping));
+    let routes = bare_routes();
     Ok(match mode {
         "bare" => routes,
-        "auth" => routes.route_layer(ApiKeyLayer::new(gate.clone())),
-        "policy" => routes.route_layer(
-            ApiKeyLayer::new(gate.clone())
-                .require(["read"])
-                .service("ping", [RateLimit::per_minute(u32::MAX)]),
-        ),
+        "auth" | "policy" => routes.route_layer(api_key_layer(mode, gate)),
         #[allow(deprecated)] // "too basic for real applications": a floor, here.
         "tower-http" => routes.route_layer(ValidateRequestHeaderLayer::bearer(key)),
         "headers" => routes.route_layer(ServiceBuilder::new().map_response(add_static_headers)),
@@ -118,8 +123,42 @@ pub fn app(mode: &str, gate: &Gate, key: &str, principal: &Principal) -> Result<
                 .map_response(add_static_headers)
                 .layer(FloorLayer::new(key, principal.clone())),
         ),
+        other if AROUND_MODES.contains(&other) => {
+            return Err(format!("`{other}` is served by around_app, not app"))
+        }
         other => return Err(format!("unknown mode `{other}`: one of {}", MODES.join(", "))),
     })
+}
+
+/// `auth`'s or `policy`'s layer: any valid key, or the `read` scope and a service
+/// window on top of the gate's default limits.
+fn api_key_layer(mode: &str, gate: &Gate) -> ApiKeyLayer {
+    let layer = ApiKeyLayer::new(gate.clone());
+    if mode.starts_with("policy") {
+        layer
+            .require(["read"])
+            .service("ping", [RateLimit::per_minute(u32::MAX)])
+    } else {
+        layer
+    }
+}
+
+/// The app of an [`AROUND_MODES`] mode: the bare app inside `auth`'s or `policy`'s
+/// `ApiKeyLayer`, applied once around it (as `ServiceBuilder::new().layer(..).service(app)`
+/// does) rather than on its route.
+pub fn around_app(mode: &str, gate: &Gate) -> Result<ApiKeyService<Router>, String> {
+    if !AROUND_MODES.contains(&mode) {
+        return Err(format!(
+            "unknown around mode `{mode}`: one of {}",
+            AROUND_MODES.join(", ")
+        ));
+    }
+    Ok(api_key_layer(mode, gate).layer(bare_routes()))
+}
+
+/// The app of `bare`, which every mode guards.
+fn bare_routes() -> Router {
+    Router::new().route("/v1/ping", get(ping))
 }
 
 /// The actix-web modes, in the order the scripts report them; `actix-bare` is their

@@ -3,9 +3,12 @@
 //! authenticate, and the modes that add rate-limit headers add them. A mode that
 //! refused everything, or admitted everything, would make the load figures meaningless.
 
+use std::convert::Infallible;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use tower::ServiceExt;
+use axum::response::Response;
+use tower::{Service, ServiceExt};
 
 fn request(authorization: Option<String>) -> Request<Body> {
     let mut builder = Request::get("/v1/ping");
@@ -17,41 +20,55 @@ fn request(authorization: Option<String>) -> Request<Body> {
 
 #[tokio::test]
 async fn each_mode_admits_its_key_and_refuses_or_passes_as_it_should() {
-    for mode in keygate_bench::MODES {
+    for mode in keygate_bench::MODES
+        .into_iter()
+        .chain(keygate_bench::AROUND_MODES)
+    {
         let gate = keygate_bench::gate_builder(mode).build();
         let (created, principal) = keygate_bench::create_key(&gate).await.expect("a key");
         let key = created.key.expose_secret();
-        let app = keygate_bench::app(mode, &gate, key, &principal)
-            .expect("a known mode")
-            .with_state::<()>(());
-
-        let admitted = app
-            .clone()
-            .oneshot(request(Some(format!("Bearer {key}"))))
-            .await
-            .unwrap();
-        assert_eq!(admitted.status(), StatusCode::OK, "{mode}: its key");
-        let limited = admitted.headers().contains_key("x-ratelimit-limit");
-        assert_eq!(
-            limited,
-            matches!(mode, "policy" | "headers" | "floor-headers"),
-            "{mode}: rate-limit headers"
-        );
-
-        let authenticates = !matches!(mode, "bare" | "headers");
-        let refused = if authenticates {
-            StatusCode::UNAUTHORIZED
+        if keygate_bench::AROUND_MODES.contains(&mode) {
+            let app = keygate_bench::around_app(mode, &gate).expect("an around mode");
+            check_mode(mode, app, key).await;
         } else {
-            StatusCode::OK
-        };
-        let without = app.clone().oneshot(request(None)).await.unwrap();
-        assert_eq!(without.status(), refused, "{mode}: no key");
-        let other = app
-            .oneshot(request(Some(format!("Bearer {key}x"))))
-            .await
-            .unwrap();
-        assert_eq!(other.status(), refused, "{mode}: another key");
+            let app = keygate_bench::app(mode, &gate, key, &principal)
+                .expect("a known mode")
+                .with_state::<()>(());
+            check_mode(mode, app, key).await;
+        }
     }
+}
+
+async fn check_mode<S>(mode: &str, app: S, key: &str)
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone,
+{
+    let admitted = app
+        .clone()
+        .oneshot(request(Some(format!("Bearer {key}"))))
+        .await
+        .unwrap();
+    assert_eq!(admitted.status(), StatusCode::OK, "{mode}: its key");
+    let limited = admitted.headers().contains_key("x-ratelimit-limit");
+    assert_eq!(
+        limited,
+        matches!(mode, "policy" | "policy-around" | "headers" | "floor-headers"),
+        "{mode}: rate-limit headers"
+    );
+
+    let authenticates = !matches!(mode, "bare" | "headers");
+    let refused = if authenticates {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    let without = app.clone().oneshot(request(None)).await.unwrap();
+    assert_eq!(without.status(), refused, "{mode}: no key");
+    let other = app
+        .oneshot(request(Some(format!("Bearer {key}x"))))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), refused, "{mode}: another key");
 }
 
 #[tokio::test]

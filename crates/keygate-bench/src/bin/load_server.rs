@@ -7,11 +7,14 @@
 //!   file named by a third argument 10 000 well-formed wrong keys: half guess secrets
 //!   for one real key id, half name unknown ids. `flood-unthrottled` turns off the
 //!   per-key-id failure limit, to show what it saves;
+//! - a mode of [`keygate_bench::AROUND_MODES`]: `ApiKeyLayer` around the whole app;
 //! - a mode of [`keygate_bench::ACTIX_MODES`]: the same app on actix-web, with one
 //!   worker.
 
 use std::io::Write;
 
+use axum::extract::Request;
+use axum::ServiceExt;
 use keygate_core::{Argon2Hasher, Environment, Gate, KeyFormat, NewKey, VerifierConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -44,9 +47,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             write_flood(&path, gate.keys().key_format(), &gate).await?;
         }
         println!("key: {key}");
-        let app = keygate_bench::app(if flooded { "auth" } else { &mode }, &gate, key, &principal)?;
         let listener = tokio::net::TcpListener::bind(&addr).await?;
-        axum::serve(listener, app).await?;
+        if keygate_bench::AROUND_MODES.contains(&mode.as_str()) {
+            let app = keygate_bench::around_app(&mode, &gate)?;
+            axum::serve(listener, ServiceExt::<Request>::into_make_service(app)).await?;
+        } else {
+            let app = keygate_bench::app(if flooded { "auth" } else { &mode }, &gate, key, &principal)?;
+            axum::serve(listener, app).await?;
+        }
         Ok(())
     })
 }
