@@ -28,16 +28,19 @@
 //! # });
 //! ```
 
-use std::future::{ready, Ready};
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{ready, Context, Poll};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{Error, HttpMessage, HttpResponse};
 use futures_util::future::LocalBoxFuture;
 use keygate_core::{Admission, Cost, Gate, HeaderSource, RateLimit, Rejection, RoutePolicy};
+use pin_project_lite::pin_project;
 
 /// Wraps an actix app, scope or resource: every request must carry a key the [`Gate`]
 /// admits under this middleware's [`RoutePolicy`].
@@ -141,6 +144,71 @@ impl<S> std::fmt::Debug for ApiKeyMiddlewareService<S> {
     }
 }
 
+type Answer<B> = Result<ServiceResponse<EitherBody<B>>, Error>;
+
+pin_project! {
+    /// The future of [`ApiKeyMiddlewareService`].
+    ///
+    /// A request decided at once (a cached key) costs no allocation here: a refusal is a
+    /// ready response, an admission the inner service's own future with the headers to
+    /// add. Only a cold key, or a response with a cost to charge, is boxed.
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        state: State<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B> {
+        Refused { response: Option<ServiceResponse<EitherBody<B>>> },
+        Admitted { #[pin] inner: F, gate: Option<Gate>, admission: Admission },
+        Boxed { future: LocalBoxFuture<'static, Answer<B>> },
+    }
+}
+
+impl<F, B> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+    B: 'static,
+{
+    type Output = Answer<B>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            let charging: LocalBoxFuture<'static, Answer<B>> = match state.as_mut().project() {
+                StateProj::Refused { response } => {
+                    let response = response.take().expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Boxed { future } => return future.as_mut().poll(cx),
+                StateProj::Admitted {
+                    inner,
+                    gate,
+                    admission,
+                } => {
+                    let mut response = ready!(inner.poll(cx))?;
+                    append_headers(admission.response_headers(), response.headers_mut());
+                    let declared = response.response().extensions().get::<Cost>().copied();
+                    let Some(gate) = gate
+                        .take()
+                        .filter(|g| g.charge_due(admission, declared).is_some())
+                    else {
+                        return Poll::Ready(Ok(response.map_into_left_body()));
+                    };
+                    let admission = std::mem::take(admission);
+                    Box::pin(async move {
+                        gate.settle(&admission, declared).await;
+                        Ok(response.map_into_left_body())
+                    })
+                }
+            };
+            state.set(State::Boxed { future: charging });
+        }
+    }
+}
+
 impl<S, B> Service<ServiceRequest> for ApiKeyMiddlewareService<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
@@ -148,7 +216,7 @@ where
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
-    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+    type Future = ResponseFuture<S::Future, B>;
 
     forward_ready!(service);
 
@@ -162,7 +230,10 @@ where
                 Ok(admission) => admission,
                 Err(rejection) => {
                     let response = req.into_response(rejection_response(&rejection));
-                    return Box::pin(ready(Ok(response.map_into_right_body())));
+                    let response = Some(response.map_into_right_body());
+                    return ResponseFuture {
+                        state: State::Refused { response },
+                    };
                 }
             };
             // Unless spend is charged, the principal moves to the request and the
@@ -170,14 +241,20 @@ where
             if let Some(principal) = self.gate.principal_for_request(&mut admission) {
                 req.extensions_mut().insert(principal);
             }
-            let response = self.service.call(req);
+            let inner = self.service.call(req);
             let gate = self.gate.meters().then(|| self.gate.clone());
-            return Box::pin(async move { Ok(finish(gate.as_ref(), &admission, response.await?).await) });
+            return ResponseFuture {
+                state: State::Admitted {
+                    inner,
+                    gate,
+                    admission,
+                },
+            };
         }
         let gate = self.gate.clone();
         let service = Rc::clone(&self.service);
         let policy = self.policy.clone();
-        Box::pin(async move {
+        let future = Box::pin(async move {
             let admitted = Box::pin(gate.admit_cold(&ActixHeaders(req.headers()), &policy)).await;
             let admission = match admitted {
                 Ok(admission) => admission,
@@ -191,22 +268,23 @@ where
                 req.extensions_mut().insert(principal.clone());
             }
             let response = service.call(req).await?;
-            Ok(finish(Some(&gate), &admission, response).await)
-        })
+            Ok(finish(&gate, &admission, response).await)
+        });
+        ResponseFuture {
+            state: State::Boxed { future },
+        }
     }
 }
 
-/// Adds the admission's headers to the response and, given the gate, charges its cost.
+/// Adds the admission's headers to the response and charges its cost.
 async fn finish<B>(
-    gate: Option<&Gate>,
+    gate: &Gate,
     admission: &Admission,
     mut response: ServiceResponse<B>,
 ) -> ServiceResponse<EitherBody<B>> {
     append_headers(admission.response_headers(), response.headers_mut());
-    if let Some(gate) = gate {
-        let cost = response.response().extensions().get::<Cost>().copied();
-        gate.settle(admission, cost).await;
-    }
+    let cost = response.response().extensions().get::<Cost>().copied();
+    gate.settle(admission, cost).await;
     response.map_into_left_body()
 }
 
@@ -215,9 +293,22 @@ struct ActixHeaders<'a>(&'a HeaderMap);
 
 impl HeaderSource for ActixHeaders<'_> {
     fn values<'a>(&'a self, name: &keygate_core::http::HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.0.get_all(name.as_str()).map(HeaderValue::as_bytes)
+        let values = match LOOKED_UP.iter().find(|known| known.as_str() == name.as_str()) {
+            Some(known) => self.0.get_all(known),
+            None => self.0.get_all(name.as_str()),
+        };
+        values.map(HeaderValue::as_bytes)
     }
 }
+
+/// The names core looks up by default (the credential's two and the user agent), as
+/// actix names: actix parses a name given as text on every lookup, and allocates a
+/// custom one such as `x-api-key`.
+static LOOKED_UP: [HeaderName; 3] = [
+    header::AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    header::USER_AGENT,
+];
 
 /// Copies core's headers (http 1 types) onto actix's map by name and value bytes. Both
 /// were valid header text on one side, so neither conversion fails in practice; a pair
@@ -274,7 +365,8 @@ mod tests {
     use actix_web::{web, App, HttpResponse};
     use chrono::Utc;
     use keygate_core::{
-        Argon2Hasher, MemoryRateLimiter, MemorySpendMeter, MemoryStore, Month, NewKey, Principal,
+        Argon2Hasher, CredentialSource, MemoryRateLimiter, MemorySpendMeter, MemoryStore, Month, NewKey,
+        Principal,
     };
 
     use super::*;
@@ -472,5 +564,54 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    #[test]
+    fn known_and_other_header_names_are_both_found() {
+        let mut map = HeaderMap::new();
+        for (name, value) in [
+            ("authorization", "Bearer k"),
+            ("user-agent", "curl"),
+            ("x-api-key", "k"),
+            ("x-custom-key", "c"),
+        ] {
+            map.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+        }
+        let headers = ActixHeaders(&map);
+        for (name, value) in [
+            ("authorization", "Bearer k"),
+            ("user-agent", "curl"),
+            ("x-api-key", "k"),
+            ("x-custom-key", "c"),
+        ] {
+            let values: Vec<&[u8]> = headers
+                .values(&keygate_core::http::HeaderName::from_static(name))
+                .collect();
+            assert_eq!(values, [value.as_bytes()], "{name}");
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_custom_credential_header_is_read() {
+        let gate = Gate::builder(MemoryStore::new())
+            .hasher(Argon2Hasher::insecure_fast())
+            .sources([CredentialSource::Header("X-Custom-Key")])
+            .build();
+        let (id, key) = key(&gate, NewKey::new("acct_1", "test")).await;
+        let app = init_service(
+            App::new()
+                .wrap(ApiKeyMiddleware::new(gate))
+                .route("/me", web::get().to(key_id)),
+        )
+        .await;
+        let request = TestRequest::get()
+            .uri("/me")
+            .insert_header(("x-custom-key", key.as_str()))
+            .to_request();
+        let response = call_service(&app, request).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(read_body(response).await, id.as_bytes());
+        let bearer_only = call_service(&app, get("/me", Some(&key)).to_request()).await;
+        assert_eq!(bearer_only.status(), StatusCode::UNAUTHORIZED);
     }
 }
