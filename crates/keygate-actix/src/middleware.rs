@@ -191,15 +191,11 @@ where
                     let mut response = ready!(inner.poll(cx))?;
                     append_headers(admission.response_headers(), response.headers_mut());
                     let declared = response.response().extensions().get::<Cost>().copied();
-                    let Some(gate) = gate
-                        .take()
-                        .filter(|g| g.charge_due(admission, declared).is_some())
-                    else {
+                    let Some(charge) = gate.take().and_then(|g| g.into_charge(admission, declared)) else {
                         return Poll::Ready(Ok(response.map_into_left_body()));
                     };
-                    let admission = std::mem::take(admission);
                     Box::pin(async move {
-                        gate.settle(&admission, declared).await;
+                        charge.await;
                         Ok(response.map_into_left_body())
                     })
                 }
@@ -403,16 +399,23 @@ mod tests {
         principal.key_id().to_string()
     }
 
-    #[actix_web::test]
-    async fn app_wrap_puts_the_principal_in_the_request_extensions() {
-        let gate = gate();
-        let (id, key) = key(&gate, NewKey::new("acct_1", "test")).await;
-        let app = init_service(
+    /// An app answering `/me` with the caller's key id, behind `ApiKeyMiddleware` on `gate`.
+    async fn me_app(
+        gate: Gate,
+    ) -> impl Service<actix_http::Request, Response = ServiceResponse<impl MessageBody>, Error = Error> {
+        init_service(
             App::new()
                 .wrap(ApiKeyMiddleware::new(gate))
                 .route("/me", web::get().to(key_id)),
         )
-        .await;
+        .await
+    }
+
+    #[actix_web::test]
+    async fn app_wrap_puts_the_principal_in_the_request_extensions() {
+        let gate = gate();
+        let (id, key) = key(&gate, NewKey::new("acct_1", "test")).await;
+        let app = me_app(gate).await;
         let response = call_service(&app, get("/me", Some(&key)).to_request()).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(read_body(response).await, id.as_bytes());
@@ -467,12 +470,7 @@ mod tests {
             .rate_limiter(MemoryRateLimiter::new(), [RateLimit::per_minute(100)])
             .build();
         let (_, key) = key(&gate, NewKey::new("acct_1", "test")).await;
-        let app = init_service(
-            App::new()
-                .wrap(ApiKeyMiddleware::new(gate))
-                .route("/me", web::get().to(key_id)),
-        )
-        .await;
+        let app = me_app(gate).await;
         let response = call_service(&app, get("/me", Some(&key)).to_request()).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(header(&response, "x-ratelimit-limit"), "100");
@@ -598,12 +596,7 @@ mod tests {
             .sources([CredentialSource::Header("X-Custom-Key")])
             .build();
         let (id, key) = key(&gate, NewKey::new("acct_1", "test")).await;
-        let app = init_service(
-            App::new()
-                .wrap(ApiKeyMiddleware::new(gate))
-                .route("/me", web::get().to(key_id)),
-        )
-        .await;
+        let app = me_app(gate).await;
         let request = TestRequest::get()
             .uri("/me")
             .insert_header(("x-custom-key", key.as_str()))

@@ -885,6 +885,19 @@ impl Gate {
         }
     }
 
+    /// [`settle`](Self::settle) as a future that owns what it needs, for an adapter's
+    /// response future to await after the handler: `None` when there is nothing to
+    /// charge. The admission is taken (what is left charges nothing).
+    pub fn into_charge(
+        self,
+        admission: &mut Admission,
+        declared: Option<Cost>,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        self.charge_due(admission, declared)?;
+        let admission = std::mem::take(admission);
+        Some(async move { self.settle(&admission, declared).await })
+    }
+
     fn deny(&self, denial: Denial) -> Rejection {
         self.inner.renderer.render(denial, self.inner.clock.now(), None)
     }

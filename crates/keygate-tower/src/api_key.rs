@@ -94,15 +94,11 @@ where
                     let mut response = ready!(inner.poll(cx))?;
                     admission.append_headers(response.headers_mut());
                     let declared = response.extensions().get::<Cost>().copied();
-                    let Some(gate) = gate
-                        .take()
-                        .filter(|g| g.charge_due(admission, declared).is_some())
-                    else {
+                    let Some(charge) = gate.take().and_then(|g| g.into_charge(admission, declared)) else {
                         return Poll::Ready(Ok(response));
                     };
-                    let admission = std::mem::take(admission);
                     Box::pin(async move {
-                        gate.settle(&admission, declared).await;
+                        charge.await;
                         Ok(response)
                     })
                 }
