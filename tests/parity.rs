@@ -34,13 +34,15 @@ const CAP: u64 = 1000;
 
 /// The headers the parity is checked on: everything keygate sets. A header not listed
 /// in a row's expectation must be absent.
-const CHECKED: [&str; 6] = [
+const CHECKED: [&str; 8] = [
     "content-type",
     "www-authenticate",
     "retry-after",
     "x-ratelimit-limit",
     "x-ratelimit-remaining",
     "x-ratelimit-reset",
+    "ratelimit",
+    "ratelimit-policy",
 ];
 
 const JSON: (&str, &str) = ("content-type", "application/json");
@@ -71,6 +73,8 @@ struct Setup {
     limits: Option<&'static [RateLimit]>,
     /// A [`MemorySpendMeter`] on which the `capped` key has spent its whole cap.
     meter: bool,
+    /// The IETF draft's `RateLimit` and `RateLimit-Policy` fields switched on.
+    ietf: bool,
 }
 
 impl Setup {
@@ -78,6 +82,7 @@ impl Setup {
         format: ErrorFormatKind::Default,
         limits: None,
         meter: false,
+        ietf: false,
     };
 }
 
@@ -301,6 +306,47 @@ fn cases() -> Vec<Case> {
             ),
         )
         .setup(LIMITED)
+        .warmup(2),
+        Case::new(
+            "the ietf rate-limit fields, switched on, come with the x-ratelimit headers",
+            &[("authorization", "Bearer {valid.key}")],
+            admitted(
+                "{valid}",
+                &[
+                    ("x-ratelimit-limit", "100"),
+                    ("x-ratelimit-remaining", "99"),
+                    ("x-ratelimit-reset", "1773579601"),
+                    ("ratelimit", "limit=100, remaining=99, reset=1"),
+                    ("ratelimit-policy", "100;w=60"),
+                ],
+            ),
+        )
+        .setup(Setup {
+            limits: Some(GENEROUS),
+            ietf: true,
+            ..Setup::PLAIN
+        }),
+        Case::new(
+            "a 429 carries the ietf rate-limit fields when they are switched on",
+            &[("authorization", "Bearer {valid.key}")],
+            refused(
+                429,
+                &[
+                    JSON,
+                    ("retry-after", "30"),
+                    ("x-ratelimit-limit", "2"),
+                    ("x-ratelimit-remaining", "0"),
+                    ("x-ratelimit-reset", "1773579660"),
+                    ("ratelimit", "limit=2, remaining=0, reset=60"),
+                    ("ratelimit-policy", "2;w=60"),
+                ],
+                r#"{"error":"Rate limit exceeded","status_code":429,"retry_after":30,"timestamp":"2026-03-15T13:00:00.000Z"}"#,
+            ),
+        )
+        .setup(Setup {
+            ietf: true,
+            ..LIMITED
+        })
         .warmup(2),
         Case::new(
             "a route's service limit is counted on top of the key's",
@@ -596,7 +642,8 @@ impl Fixture {
         let mut builder = Gate::builder(self.store.clone())
             .hasher(Argon2Hasher::insecure_fast())
             .clock(self.clock.clone())
-            .error_format(setup.format);
+            .error_format(setup.format)
+            .ietf_rate_limit_headers(setup.ietf);
         if let Some(limits) = setup.limits {
             builder = builder.rate_limiter(MemoryRateLimiter::new(), limits.to_vec());
         }

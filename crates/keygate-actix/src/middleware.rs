@@ -189,7 +189,7 @@ where
                     admission,
                 } => {
                     let mut response = ready!(inner.poll(cx))?;
-                    append_headers(admission.response_headers(), response.headers_mut());
+                    append_rate_headers(admission, response.headers_mut());
                     let declared = response.response().extensions().get::<Cost>().copied();
                     let Some(charge) = gate.take().and_then(|g| g.into_charge(admission, declared)) else {
                         return Poll::Ready(Ok(response.map_into_left_body()));
@@ -278,7 +278,7 @@ async fn finish<B>(
     admission: &Admission,
     mut response: ServiceResponse<B>,
 ) -> ServiceResponse<EitherBody<B>> {
-    append_headers(admission.response_headers(), response.headers_mut());
+    append_rate_headers(admission, response.headers_mut());
     let cost = response.response().extensions().get::<Cost>().copied();
     gate.settle(admission, cost).await;
     response.map_into_left_body()
@@ -305,6 +305,23 @@ static LOOKED_UP: [HeaderName; 3] = [
     HeaderName::from_static("x-api-key"),
     header::USER_AGENT,
 ];
+
+/// Appends the admission's rate-limit headers in actix's types: values made from the
+/// numbers (small ones static, so that ordinary limits and remaining counts allocate
+/// nothing), not converted from core's `http` values.
+fn append_rate_headers(admission: &Admission, to: &mut HeaderMap) {
+    let Some(numbers) = admission.rate_limit_numbers() else {
+        return;
+    };
+    for (name, n) in X_RATELIMIT.iter().zip(numbers) {
+        let value = match Admission::static_number_text(n) {
+            Some(text) => HeaderValue::from_static(text),
+            None => HeaderValue::from(n),
+        };
+        to.append(name.clone(), value);
+    }
+    append_headers(admission.ietf_headers(), to);
+}
 
 /// Copies core's headers (http 1 types) onto actix's map by name and value bytes. Both
 /// were valid header text on one side, so neither conversion fails in practice; a pair

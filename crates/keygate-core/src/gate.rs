@@ -197,6 +197,33 @@ impl Admission {
         self.rate.is_some()
     }
 
+    /// The numbers of `X-RateLimit-Limit`, `-Remaining` and `-Reset`, in that order, for
+    /// an adapter whose header values are not `http`'s (actix-web's): it makes its own
+    /// values, without allocating for those [`static_number_text`](Self::static_number_text)
+    /// has. `None` when the response gets no rate-limit headers.
+    pub fn rate_limit_numbers(&self) -> Option<[u64; 3]> {
+        let w = self.rate?.window;
+        Some([w.limit.into(), w.remaining.into(), w.reset_at])
+    }
+
+    /// The IETF draft's `RateLimit` and `RateLimit-Policy` fields, when switched on: the
+    /// rest of [`response_headers`](Self::response_headers) after the three numbers.
+    pub fn ietf_headers(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+        self.rate
+            .filter(|rate| rate.ietf)
+            .into_iter()
+            .flat_map(|rate| rate.ietf_pairs().into_iter().flatten())
+    }
+
+    /// The text of `n` from a static table when `n` is below 1024 (the limits and
+    /// remaining counts of ordinary windows), so that a header value of it needs no
+    /// allocation.
+    pub fn static_number_text(n: u64) -> Option<&'static str> {
+        let small: &'static [HeaderValue] = small_numbers();
+        let value = usize::try_from(n).ok().and_then(|i| small.get(i))?;
+        value.to_str().ok()
+    }
+
     /// The headers to add to the response (`X-RateLimit-*`, and the IETF fields when
     /// switched on), made on the fly: adapters write them straight into the response.
     pub fn response_headers(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
@@ -910,6 +937,16 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn static_number_text_covers_the_table_and_nothing_beyond_it() {
+        for n in [0, 1, 9, 10, 99, 100, 999, 1000, 1023] {
+            assert_eq!(Admission::static_number_text(n), Some(n.to_string().as_str()));
+        }
+        for n in [1024, 1_795_000_000, u64::MAX] {
+            assert_eq!(Admission::static_number_text(n), None);
+        }
+    }
 
     #[test]
     fn number_values_read_as_their_numbers_from_the_table_and_beyond_it() {
