@@ -176,8 +176,13 @@ impl Verifier {
     /// Forgets what the cache knows of `key_id`: the next request with it re-reads
     /// the store.
     pub(crate) fn invalidate(&self, key_id: &KeyId) {
-        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
-        self.stale.insert(key_id.clone(), epoch);
+        // The mark goes in before the epoch moves: a hit that reads the new epoch then
+        // finds the mark. The other order let a hit between the two record itself as
+        // checked at the new epoch without the mark, and trust the entry from then on.
+        // The mark is above every entry loaded so far, so it condemns each of them.
+        let mark = self.epoch.load(Ordering::Acquire) + 1;
+        self.stale.insert(key_id.clone(), mark);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Forgets every cached key (after a lost revocation feed, for example).

@@ -578,3 +578,48 @@ async fn a_key_that_is_not_utf8_is_invalid_without_a_key_id_and_never_verified()
     assert_eq!(rejection.status(), StatusCode::UNAUTHORIZED);
     assert_eq!((store.finds(), hasher.verifies()), (0, 0));
 }
+
+/// A request checking a cached key while the key is invalidated must never record the
+/// entry as checked at the new epoch without seeing the key's mark: else the revoked key
+/// stays admitted until its cache entry expires. Readers spin on another thread while
+/// the main thread revokes in the store and invalidates; right after `invalidate`
+/// returns, the key must be refused, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_racing_with_cache_hits_is_never_lost() {
+    let store = MemoryStore::new();
+    let gate = Gate::builder(store.clone())
+        .hasher(Argon2Hasher::insecure_fast())
+        .build();
+    let policy = RoutePolicy::new();
+    for round in 0..300 {
+        let created = create(&gate).await;
+        let headers = bearer(created.key.expose_secret());
+        assert_eq!(status(&gate, created.key.expose_secret()).await, StatusCode::OK);
+
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (gate, headers, policy, stop) = (gate.clone(), headers.clone(), policy.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = gate.try_admit_now(&headers, &policy);
+                }
+            })
+        };
+        // Let the reader get going, then change the record behind the cache's back.
+        std::thread::sleep(Duration::from_micros(200));
+        store.revoke(&created.record.key_id, Utc::now()).await.unwrap();
+        gate.invalidate(&created.record.key_id);
+        let after = gate
+            .admit(&headers, &policy)
+            .await
+            .map(|_| ())
+            .map_err(|r| r.status());
+        stop.store(true, Ordering::Relaxed);
+        reader.join().unwrap();
+        assert_eq!(
+            after,
+            Err(StatusCode::UNAUTHORIZED),
+            "round {round}: admitted after invalidate"
+        );
+    }
+}
