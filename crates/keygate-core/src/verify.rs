@@ -133,6 +133,9 @@ pub(crate) struct Verifier {
     failures: Cache<KeyId, Arc<AtomicU32>>,
     failure_limit: u32,
     epoch: AtomicU64,
+    /// The epoch of the last [`invalidate_all`](Self::invalidate_all): entries loaded
+    /// before it are stale.
+    cleared: AtomicU64,
     /// Cold verifications admitted (running or waiting for a worker).
     admitted: Arc<Semaphore>,
     /// argon2 workers.
@@ -168,6 +171,7 @@ impl Verifier {
                 .build(),
             failure_limit: config.failure_limit.max(1),
             epoch: AtomicU64::new(0),
+            cleared: AtomicU64::new(0),
             admitted: Arc::new(Semaphore::new(workers + config.hash_queue)),
             workers: Arc::new(Semaphore::new(workers)),
         }
@@ -187,6 +191,12 @@ impl Verifier {
 
     /// Forgets every cached key (after a lost revocation feed, for example).
     pub(crate) fn invalidate_all(&self) {
+        // As `invalidate`, for every key at once: entries loaded before this point are
+        // condemned on their next hit, including one that a verification under way
+        // inserts after the clear below.
+        let mark = self.epoch.load(Ordering::Acquire) + 1;
+        self.cleared.fetch_max(mark, Ordering::AcqRel);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.cache.clear();
         self.negative.invalidate_all();
     }
@@ -212,6 +222,9 @@ impl Verifier {
         let epoch = self.epoch.load(Ordering::Acquire);
         if hit.checked_epoch.load(Ordering::Acquire) >= epoch {
             return true;
+        }
+        if self.cleared.load(Ordering::Acquire) > hit.loaded_epoch {
+            return false;
         }
         match self.stale.get(hit.principal.key_id()) {
             Some(marked) if marked > hit.loaded_epoch => false,

@@ -623,3 +623,45 @@ async fn an_invalidation_racing_with_cache_hits_is_never_lost() {
         );
     }
 }
+
+/// A cold verification that read the store before a change and finishes after the
+/// gate was told of it must not leave its stale result in the cache: the request after
+/// the invalidation is refused, whether one key or every key was invalidated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_in_flight_across_an_invalidation_caches_nothing_stale() {
+    for everything in [false, true] {
+        let store = CountingStore::default();
+        let hasher = CountingHasher::default();
+        let gate = Gate::builder(store.clone()).hasher(hasher.clone()).build();
+        let created = create(&gate).await;
+        let key = created.key.expose_secret().to_string();
+
+        // The record is read (not revoked yet), then the hash is held.
+        hasher.block(true);
+        let in_flight = {
+            let (gate, key) = (gate.clone(), key.clone());
+            tokio::spawn(async move { status(&gate, &key).await })
+        };
+        while hasher.verifies() == 0 {
+            tokio::task::yield_now().await;
+        }
+        store
+            .inner
+            .revoke(&created.record.key_id, Utc::now())
+            .await
+            .unwrap();
+        if everything {
+            gate.invalidate_all();
+        } else {
+            gate.invalidate(&created.record.key_id);
+        }
+        hasher.block(false);
+        // It began before the change; whatever it answers, it must not be remembered.
+        in_flight.await.unwrap();
+        assert_eq!(
+            status(&gate, &key).await,
+            StatusCode::UNAUTHORIZED,
+            "invalidate_all: {everything}"
+        );
+    }
+}
