@@ -160,9 +160,11 @@ impl Verifier {
                 .time_to_live(config.negative_ttl)
                 .build(),
             inflight: Mutex::new(HashMap::new()),
-            // Marks must outlive every entry they could apply to.
+            // Marks must outlive every entry they could apply to, and none may be dropped
+            // for room: a bounded cache refuses new entries once full, which lost the
+            // revocation of a key after a mass revocation. They are bounded by time
+            // instead: as many as keys are revoked or rotated within a cache lifetime.
             stale: Cache::builder()
-                .max_capacity(config.cache_capacity.max(10_000))
                 .time_to_live(config.cache_ttl + Duration::from_secs(60))
                 .build(),
             failures: Cache::builder()

@@ -665,3 +665,54 @@ async fn a_verification_in_flight_across_an_invalidation_caches_nothing_stale() 
         );
     }
 }
+
+/// A mass revocation (more invalidations than the cache holds keys) must drop no
+/// key's mark, the latest ones included: every revoked key is refused afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mass_invalidation_forgets_no_revoked_key() {
+    let store = MemoryStore::new();
+    let gate = Gate::builder(store.clone())
+        .hasher(Argon2Hasher::insecure_fast())
+        .verifier(VerifierConfig {
+            cache_capacity: 100,
+            ..VerifierConfig::default()
+        })
+        .build();
+    let first = create(&gate).await;
+    let last = create(&gate).await;
+    for created in [&first, &last] {
+        assert_eq!(
+            status(&gate, created.key.expose_secret()).await,
+            StatusCode::OK,
+            "cached now"
+        );
+    }
+
+    store.revoke(&first.record.key_id, Utc::now()).await.unwrap();
+    gate.invalidate(&first.record.key_id);
+    // Far more invalidations than the marks were once bounded to (10 000 here).
+    for round in 0..3 {
+        for i in 0..10_000 {
+            gate.invalidate(&KeyId::new(format!("kg_live_{round}{i:07}")));
+        }
+        // Time for the cache's housekeeping, which evicts, to run on the next calls.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    store.revoke(&last.record.key_id, Utc::now()).await.unwrap();
+    gate.invalidate(&last.record.key_id);
+    // Housekeeping again, before any request with the key reads its mark.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for i in 0..100 {
+        gate.invalidate(&KeyId::new(format!("kg_live_9{i:07}")));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    gate.invalidate(&KeyId::new("kg_live_99999999"));
+    for created in [&first, &last] {
+        assert_eq!(
+            status(&gate, created.key.expose_secret()).await,
+            StatusCode::UNAUTHORIZED,
+            "{}",
+            created.record.key_id
+        );
+    }
+}
