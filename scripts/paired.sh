@@ -36,6 +36,9 @@ case "${KEYGATE_LOAD_FRAMEWORK:-axum}" in
     *) echo "KEYGATE_LOAD_FRAMEWORK is axum or actix" >&2; exit 1 ;;
 esac
 modes="${KEYGATE_LOAD_MODES:-$default}"
+for mode in $modes; do
+    [[ " $default " == *" $mode "* ]] || { echo "unknown mode \`$mode\`: one of $default" >&2; exit 1; }
+done
 
 cpu_ticks() { # pid -> user + system clock ticks so far
     awk '{print $14 + $15}' "/proc/$1/stat"
@@ -77,6 +80,11 @@ pair() { # mode round -> "ratio per_cpu_ratio bare_rps mode_rps core1_busy serve
     fi
     keys[0]=$(sed -n 's/^key: //p' "$dir/bare.out")
     keys[1]=$(sed -n 's/^key: //p' "$dir/mode.out")
+    if [ -z "${keys[0]}" ] || [ -z "${keys[1]}" ]; then
+        stop "${pids[@]}"
+        echo "a server did not start (mode $prefix$mode, ports $base_port and $mode_port)" >&2
+        exit 1
+    fi
     # A short warm-up of each: the key's one verification, the first connections.
     taskset -c 1 wrk -t1 -c4 -d1s -H "Authorization: Bearer ${keys[0]}" "http://127.0.0.1:$base_port/v1/ping" >/dev/null
     taskset -c 1 wrk -t1 -c4 -d1s -H "Authorization: Bearer ${keys[1]}" "http://127.0.0.1:$mode_port/v1/ping" >/dev/null
@@ -97,6 +105,10 @@ pair() { # mode round -> "ratio per_cpu_ratio bare_rps mode_rps core1_busy serve
     bare_rps=$(awk '/Requests\/sec/ {print $2}' "$dir/bare.wrk")
     mode_rps=$(awk '/Requests\/sec/ {print $2}' "$dir/mode.wrk")
     rm -rf "$dir"
+    if [ -z "$bare_rps" ] || [ -z "$mode_rps" ] || (( u1 == u0 || v1 == v0 )); then
+        echo "a round of $prefix$mode measured nothing (wrk failed, or a server used no CPU)" >&2
+        exit 1
+    fi
     # Requests per CPU second of each server: the ratio of their costs, whatever share
     # of the core each got.
     awk -v b="$bare_rps" -v m="$mode_rps" -v bt=$((u1 - u0)) -v mt=$((v1 - v0)) -v busy=$((c1 - c0)) \
