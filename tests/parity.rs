@@ -165,6 +165,8 @@ impl Case {
 }
 
 const PER_MINUTE_2: &[RateLimit] = &[RateLimit::per_minute(2)];
+/// The 429 of a key past `PER_MINUTE_2` at [`NOW`].
+const LIMITED_429: &str = r#"{"error":"Rate limit exceeded","status_code":429,"retry_after":30,"timestamp":"2026-03-15T13:00:00.000Z"}"#;
 const GENEROUS: &[RateLimit] = &[RateLimit::per_minute(100), RateLimit::per_hour(1000)];
 
 const LIMITED: Setup = Setup {
@@ -302,7 +304,7 @@ fn cases() -> Vec<Case> {
                     ("x-ratelimit-remaining", "0"),
                     ("x-ratelimit-reset", "1773579660"),
                 ],
-                r#"{"error":"Rate limit exceeded","status_code":429,"retry_after":30,"timestamp":"2026-03-15T13:00:00.000Z"}"#,
+                LIMITED_429,
             ),
         )
         .setup(LIMITED)
@@ -340,7 +342,7 @@ fn cases() -> Vec<Case> {
                     ("ratelimit", "limit=2, remaining=0, reset=60"),
                     ("ratelimit-policy", "2;w=60"),
                 ],
-                r#"{"error":"Rate limit exceeded","status_code":429,"retry_after":30,"timestamp":"2026-03-15T13:00:00.000Z"}"#,
+                LIMITED_429,
             ),
         )
         .setup(Setup {
