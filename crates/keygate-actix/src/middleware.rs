@@ -190,8 +190,12 @@ where
                 } => {
                     let mut response = ready!(inner.poll(cx))?;
                     append_rate_headers(admission, response.headers_mut());
+                    // No gate kept: nothing to charge, and no extension to read.
+                    let Some(gate) = gate.take() else {
+                        return Poll::Ready(Ok(response.map_into_left_body()));
+                    };
                     let declared = response.response().extensions().get::<Cost>().copied();
-                    let Some(charge) = gate.take().and_then(|g| g.into_charge(admission, declared)) else {
+                    let Some(charge) = gate.into_charge(admission, declared) else {
                         return Poll::Ready(Ok(response.map_into_left_body()));
                     };
                     Box::pin(async move {
@@ -313,12 +317,15 @@ fn append_rate_headers(admission: &Admission, to: &mut HeaderMap) {
     let Some(numbers) = admission.rate_limit_numbers() else {
         return;
     };
-    for (name, n) in X_RATELIMIT.iter().zip(numbers) {
+    for (name, n) in numbers {
         let value = match Admission::static_number_text(n) {
             Some(text) => HeaderValue::from_static(text),
             None => HeaderValue::from(n),
         };
-        to.append(name.clone(), value);
+        // Core names the headers; the usual names come from `X_RATELIMIT` unparsed.
+        if let Ok(name) = actix_name(name) {
+            to.append(name, value);
+        }
     }
     append_headers(admission.ietf_headers(), to);
 }

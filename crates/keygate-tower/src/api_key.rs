@@ -93,8 +93,12 @@ where
                 } => {
                     let mut response = ready!(inner.poll(cx))?;
                     admission.append_headers(response.headers_mut());
+                    // No gate kept: nothing to charge, and no extension to read.
+                    let Some(gate) = gate.take() else {
+                        return Poll::Ready(Ok(response));
+                    };
                     let declared = response.extensions().get::<Cost>().copied();
-                    let Some(charge) = gate.take().and_then(|g| g.into_charge(admission, declared)) else {
+                    let Some(charge) = gate.into_charge(admission, declared) else {
                         return Poll::Ready(Ok(response));
                     };
                     Box::pin(async move {
