@@ -1,9 +1,9 @@
 //! API-key authentication for Rust HTTP services.
 //!
 //! keygate generates, hashes, verifies, caches, scopes, rate limits, meters and revokes
-//! API keys. This crate is the facade: everything of [`keygate_core`] (the [`Gate`] that
-//! decides, the [`KeyManager`] that creates and revokes keys, stores, limiters, error
-//! formats), and the adapter of the framework you enable, which only translates:
+//! API keys. This crate is the facade: [`keygate_core`] (the [`Gate`] that decides, the
+//! [`KeyManager`](manage::KeyManager) that creates and revokes keys, stores, limiters,
+//! error formats), and the adapter of the framework you enable, which only translates:
 //!
 //! | feature | what it adds |
 //! | --- | --- |
@@ -20,7 +20,8 @@
 //! # #[cfg(feature = "axum")]
 //! # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
 //! use axum::{routing::get, Router};
-//! use keygate::{ApiKeyLayer, Argon2Hasher, Gate, MemoryStore, NewKey, Principal};
+//! use keygate::hash::Argon2Hasher;
+//! use keygate::{ApiKeyLayer, Gate, MemoryStore, NewKey, Principal};
 //! use tower::ServiceExt;
 //!
 //! let gate = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast()).build();
@@ -44,27 +45,50 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use keygate_core::*;
+// The names a user starts with, and the modules of keygate-core by concern.
+/// The rejection of a `Principal` extractor used where no keygate layer ran.
+#[cfg(any(feature = "axum", feature = "actix"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "axum", feature = "actix"))))]
+pub use keygate_core::MissingPrincipal;
+pub use keygate_core::{
+    backend, background, clock, credential, gate, hash, headers, http, key, manage, policy, principal, rate,
+    record, reject, spend, store, verify,
+};
+pub use keygate_core::{
+    Cost, Denial, Gate, GateBuilder, KeyId, KeyStore, MemoryStore, NewKey, OwnerId, Principal, RateLimit,
+    Rejection, RoutePolicy, Scopes,
+};
+/// The self-service key API that the adapters mount.
+#[cfg(feature = "self-service")]
+#[cfg_attr(docsrs, doc(cfg(feature = "self-service")))]
+pub use keygate_self_service::{self, ApiResponse, SelfService};
 
 #[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use keygate_tower::{ApiKeyLayer, ApiKeyService};
 
 /// The self-service key API as an axum `Router`, behind its own `ApiKeyLayer`.
-#[cfg(feature = "axum")]
+#[cfg(all(feature = "axum", feature = "self-service"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "axum", feature = "self-service"))))]
 pub use keygate_tower::self_service_router;
 
 #[cfg(feature = "actix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
 pub use keygate_actix::ApiKeyMiddleware;
 
 /// The self-service key API as an actix-web `Scope`, wrapped in its own `ApiKeyMiddleware`.
-#[cfg(feature = "actix")]
+#[cfg(all(feature = "actix", feature = "self-service"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "actix", feature = "self-service"))))]
 pub use keygate_actix::self_service_scope;
 
 /// The SQLite and PostgreSQL key store, [`keygate_sqlx::SqlStore`].
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use keygate_sqlx;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use keygate_sqlx::SqlStore;
 
 /// The README's Rust snippets, compiled as doctests so they follow the API.

@@ -15,10 +15,15 @@
 use actix_web::test as actix_test;
 use axum::body::Body;
 use http_body_util::BodyExt;
+use keygate::clock::{Clock, ManualClock};
+use keygate::hash::Argon2Hasher;
+use keygate::key::Environment;
+use keygate::manage::CreatedKey;
+use keygate::rate::MemoryRateLimiter;
+use keygate::reject::ErrorFormatKind;
+use keygate::spend::{MemorySpendMeter, Month};
 use keygate::{
-    ApiKeyLayer, ApiKeyMiddleware, Argon2Hasher, Clock, CreatedKey, Environment, ErrorFormatKind, Gate,
-    KeyStore, ManualClock, MemoryRateLimiter, MemorySpendMeter, MemoryStore, Month, NewKey, Principal,
-    RateLimit, RoutePolicy,
+    ApiKeyLayer, ApiKeyMiddleware, Gate, KeyStore, MemoryStore, NewKey, Principal, RateLimit, RoutePolicy,
 };
 use tower::ServiceExt;
 
@@ -369,7 +374,7 @@ fn cases() -> Vec<Case> {
             limits: Some(GENEROUS),
             ..Setup::PLAIN
         })
-        .policy(RoutePolicy::new().service("chat", [RateLimit::per_minute(1)]))
+        .policy(RoutePolicy::new().limits_for("chat", [RateLimit::per_minute(1)]))
         .warmup(1),
         // Optional mode: API keys beside another scheme on the same routes.
         Case::new("optional mode lets a request without a key through with no principal", &[], admitted("anonymous", &[]))

@@ -9,9 +9,11 @@
 use actix_web::test as actix_test;
 use axum::body::Body;
 use http_body_util::BodyExt;
+use keygate::hash::Argon2Hasher;
+use keygate::reject::ErrorFormatKind;
 use keygate::{
-    self_service_router, self_service_scope, ApiKeyLayer, ApiKeyMiddleware, Argon2Hasher, ErrorFormatKind,
-    Gate, MemoryStore, NewKey, Principal,
+    self_service_router, self_service_scope, ApiKeyLayer, ApiKeyMiddleware, Gate, MemoryStore, NewKey,
+    Principal,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;

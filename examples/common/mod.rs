@@ -4,10 +4,13 @@
 
 use std::error::Error;
 
-use keygate::{
-    Argon2Hasher, Background, BackgroundTask, ErrorFormatKind, Gate, MemoryRateLimiter, MemorySpendMeter,
-    NewKey, Page, RateLimit, RoutePolicy, SqlStore,
-};
+use keygate::background::{Background, BackgroundTask};
+use keygate::hash::Argon2Hasher;
+use keygate::rate::MemoryRateLimiter;
+use keygate::reject::ErrorFormatKind;
+use keygate::spend::MemorySpendMeter;
+use keygate::store::Page;
+use keygate::{Gate, NewKey, RateLimit, RoutePolicy, SqlStore};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -107,10 +110,10 @@ impl Policies {
             models: RoutePolicy::new().require(["read"]),
             translate: RoutePolicy::new()
                 .require(["read"])
-                .service("translation", [RateLimit::per_minute(100)]),
+                .limits_for("translation", [RateLimit::per_minute(100)]),
             chat: RoutePolicy::new()
                 .require(["write"])
-                .service("chat", [RateLimit::per_minute(50)]),
+                .limits_for("chat", [RateLimit::per_minute(50)]),
             // Optional mode: keys coexist with another scheme (a JWT layer) here.
             hello: RoutePolicy::new().optional(true),
         }

@@ -12,7 +12,8 @@
 //! # Example
 //! ```
 //! use actix_web::{test, web, App};
-//! use keygate_core::{Argon2Hasher, Gate, MemoryStore, NewKey, Principal};
+//! use keygate_core::hash::Argon2Hasher;
+//! use keygate_core::{Gate, MemoryStore, NewKey, Principal};
 //! use keygate_actix::ApiKeyMiddleware;
 //!
 //! # actix_web::rt::System::new().block_on(async {
@@ -42,7 +43,9 @@
 #![warn(missing_docs)]
 
 pub mod middleware;
+#[cfg(feature = "self-service")]
 pub mod self_service;
 
 pub use middleware::{ApiKeyMiddleware, ApiKeyMiddlewareService};
+#[cfg(feature = "self-service")]
 pub use self_service::self_service_scope;

@@ -3,7 +3,8 @@
 //! # Example
 //! ```
 //! use actix_web::{test, web, App, HttpResponse};
-//! use keygate_core::{Argon2Hasher, Gate, MemoryStore, NewKey};
+//! use keygate_core::hash::Argon2Hasher;
+//! use keygate_core::{Gate, MemoryStore, NewKey};
 //! use keygate_actix::ApiKeyMiddleware;
 //!
 //! # actix_web::rt::System::new().block_on(async {
@@ -35,18 +36,21 @@ use std::task::{ready, Context, Poll};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{Error, HttpMessage, HttpResponse};
 use futures_util::future::LocalBoxFuture;
-use keygate_core::{Admission, Cost, Gate, HeaderSource, RateLimit, Rejection, RoutePolicy};
+use keygate_core::credential::HeaderSource;
+use keygate_core::gate::{After, Charge, Decision, Finish};
+use keygate_core::headers::RateHeaders;
+use keygate_core::{Cost, Gate, RateLimit, Rejection, RoutePolicy};
 use pin_project_lite::pin_project;
 
 /// Wraps an actix app, scope or resource: every request must carry a key the [`Gate`]
 /// admits under this middleware's [`RoutePolicy`].
 ///
 /// Builders take `self` by value and edit the policy: [`require`](Self::require),
-/// [`service`](Self::service), [`cost`](Self::cost), [`optional`](Self::optional), or
+/// [`limits_for`](Self::limits_for), [`cost`](Self::cost), [`optional`](Self::optional), or
 /// a whole [`policy`](Self::policy).
 ///
 /// Give each scope one middleware, carrying that scope's whole policy: two on one route
@@ -83,8 +87,8 @@ impl ApiKeyMiddleware {
     }
 
     /// Counts requests in a service with limits of its own ("chat": 50/min), per key.
-    pub fn service(mut self, name: &str, limits: impl Into<Vec<RateLimit>>) -> Self {
-        self.policy = self.policy.service(name, limits);
+    pub fn limits_for(mut self, name: &str, limits: impl Into<Vec<RateLimit>>) -> Self {
+        self.policy = self.policy.limits_for(name, limits);
         self
     }
 
@@ -119,6 +123,7 @@ where
             service: Rc::new(service),
             gate: self.gate.clone(),
             policy: self.policy.clone(),
+            names: Rc::new(Names::of(&self.gate)),
         }))
     }
 }
@@ -133,6 +138,36 @@ pub struct ApiKeyMiddlewareService<S> {
     service: Rc<S>,
     gate: Gate,
     policy: RoutePolicy,
+    names: Rc<Names>,
+}
+
+/// The header names core reads and writes, converted to actix's once per service:
+/// actix parses a name given as text on every lookup, and allocates a custom one such as
+/// `x-api-key`.
+#[derive(Debug)]
+struct Names {
+    /// The gate's credential headers and `User-Agent`: core's name, then actix's.
+    read: Vec<(keygate_core::http::HeaderName, HeaderName)>,
+    /// `RateHeaders::NAMES`, in order.
+    rate: [HeaderName; 3],
+}
+
+impl Names {
+    fn of(gate: &Gate) -> Self {
+        let read = gate
+            .header_names()
+            .filter_map(|name| {
+                Some((
+                    name.clone(),
+                    HeaderName::from_bytes(name.as_str().as_bytes()).ok()?,
+                ))
+            })
+            .collect();
+        Self {
+            read,
+            rate: RateHeaders::NAMES.map(HeaderName::from_static),
+        }
+    }
 }
 
 impl<S> std::fmt::Debug for ApiKeyMiddlewareService<S> {
@@ -162,7 +197,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F, B> {
         Refused { response: Option<ServiceResponse<EitherBody<B>>> },
-        Admitted { #[pin] inner: F, gate: Option<Gate>, admission: Admission },
+        Admitted { #[pin] inner: F, after: After, names: Rc<Names> },
         Boxed { future: LocalBoxFuture<'static, Answer<B>> },
     }
 }
@@ -183,25 +218,15 @@ where
                     return Poll::Ready(Ok(response));
                 }
                 StateProj::Boxed { future } => return future.as_mut().poll(cx),
-                StateProj::Admitted {
-                    inner,
-                    gate,
-                    admission,
-                } => {
-                    let mut response = ready!(inner.poll(cx))?;
-                    append_rate_headers(admission, response.headers_mut());
-                    // No gate kept: nothing to charge, and no extension to read.
-                    let Some(gate) = gate.take() else {
-                        return Poll::Ready(Ok(response.map_into_left_body()));
-                    };
-                    let declared = response.response().extensions().get::<Cost>().copied();
-                    let Some(charge) = gate.into_charge(admission, declared) else {
-                        return Poll::Ready(Ok(response.map_into_left_body()));
-                    };
-                    Box::pin(async move {
-                        charge.await;
-                        Ok(response.map_into_left_body())
-                    })
+                StateProj::Admitted { inner, after, names } => {
+                    let response = ready!(inner.poll(cx))?;
+                    match finish(std::mem::take(after), names, response) {
+                        (response, None) => return Poll::Ready(Ok(response)),
+                        (response, Some(charge)) => Box::pin(async move {
+                            charge.apply().await;
+                            Ok(response)
+                        }),
+                    }
                 }
             };
             state.set(State::Boxed { future: charging });
@@ -221,54 +246,50 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        // A cached key is decided at once; the async pipeline runs only for cold keys.
-        let decided = self
-            .gate
-            .try_admit_now(&ActixHeaders(req.headers()), &self.policy);
-        if let Some(decided) = decided {
-            let mut admission = match decided {
-                Ok(admission) => admission,
+        let headers = ActixHeaders {
+            map: req.headers(),
+            names: &self.names,
+        };
+        let cold = match self.gate.decide(&headers, &self.policy) {
+            Decision::Now(Err(rejection)) => {
+                let response = req.into_response(rejection_response(&rejection));
+                let response = Some(response.map_into_right_body());
+                return ResponseFuture {
+                    state: State::Refused { response },
+                };
+            }
+            // A cached key: the inner service is called at once, with no box.
+            Decision::Now(Ok(admission)) => {
+                let (principal, after) = admission.into_parts();
+                if let Some(principal) = principal {
+                    req.extensions_mut().insert(principal);
+                }
+                let inner = self.service.call(req);
+                let names = Rc::clone(&self.names);
+                return ResponseFuture {
+                    state: State::Admitted { inner, after, names },
+                };
+            }
+            Decision::Later(cold) => cold,
+        };
+        let service = Rc::clone(&self.service);
+        let names = Rc::clone(&self.names);
+        let future = Box::pin(async move {
+            let (principal, after) = match cold.await {
+                Ok(admission) => admission.into_parts(),
                 Err(rejection) => {
                     let response = req.into_response(rejection_response(&rejection));
-                    let response = Some(response.map_into_right_body());
-                    return ResponseFuture {
-                        state: State::Refused { response },
-                    };
+                    return Ok(response.map_into_right_body());
                 }
             };
-            // Unless spend is charged, the principal moves to the request and the
-            // response needs no gate.
-            if let Some(principal) = self.gate.principal_for_request(&mut admission) {
+            if let Some(principal) = principal {
                 req.extensions_mut().insert(principal);
             }
-            let inner = self.service.call(req);
-            let gate = self.gate.meters().then(|| self.gate.clone());
-            return ResponseFuture {
-                state: State::Admitted {
-                    inner,
-                    gate,
-                    admission,
-                },
-            };
-        }
-        let gate = self.gate.clone();
-        let service = Rc::clone(&self.service);
-        let policy = self.policy.clone();
-        let future = Box::pin(async move {
-            let admitted = Box::pin(gate.admit_cold(&ActixHeaders(req.headers()), &policy)).await;
-            let admission = match admitted {
-                Ok(admission) => admission,
-                Err(rejection) => {
-                    return Ok(req
-                        .into_response(rejection_response(&rejection))
-                        .map_into_right_body());
-                }
-            };
-            if let Some(principal) = admission.principal() {
-                req.extensions_mut().insert(principal.clone());
+            let (response, charge) = finish(after, &names, service.call(req).await?);
+            if let Some(charge) = charge {
+                charge.apply().await;
             }
-            let response = service.call(req).await?;
-            Ok(finish(&gate, &admission, response).await)
+            Ok(response)
         });
         ResponseFuture {
             state: State::Boxed { future },
@@ -276,58 +297,51 @@ where
     }
 }
 
-/// Adds the admission's headers to the response and charges its cost.
-async fn finish<B>(
-    gate: &Gate,
-    admission: &Admission,
+/// Step two of core's protocol: the admission's headers go into the response, and the
+/// charge, if any, is what is left to await.
+fn finish<B>(
+    after: After,
+    names: &Names,
     mut response: ServiceResponse<B>,
-) -> ServiceResponse<EitherBody<B>> {
-    append_rate_headers(admission, response.headers_mut());
-    let cost = response.response().extensions().get::<Cost>().copied();
-    gate.settle(admission, cost).await;
-    response.map_into_left_body()
+) -> (ServiceResponse<EitherBody<B>>, Option<Charge>) {
+    let declared = || response.response().extensions().get::<Cost>().copied();
+    let Finish { headers, charge } = after.finish(declared);
+    if let Some(headers) = headers {
+        append_rate_headers(&headers, names, response.headers_mut());
+    }
+    (response.map_into_left_body(), charge)
 }
 
 /// actix's header map (http 0.2) read as core's [`HeaderSource`].
-struct ActixHeaders<'a>(&'a HeaderMap);
+struct ActixHeaders<'a> {
+    map: &'a HeaderMap,
+    names: &'a Names,
+}
 
 impl HeaderSource for ActixHeaders<'_> {
     fn values<'a>(&'a self, name: &keygate_core::http::HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
-        let values = match LOOKED_UP.iter().find(|known| known.as_str() == name.as_str()) {
-            Some(known) => self.0.get_all(known),
-            None => self.0.get_all(name.as_str()),
+        let values = match self.names.read.iter().find(|(core, _)| core == name) {
+            Some((_, actix)) => self.map.get_all(actix),
+            None => self.map.get_all(name.as_str()),
         };
         values.map(HeaderValue::as_bytes)
     }
 }
 
-/// The names core looks up by default (the credential's two and the user agent), as
-/// actix names: actix parses a name given as text on every lookup, and allocates a
-/// custom one such as `x-api-key`.
-static LOOKED_UP: [HeaderName; 3] = [
-    header::AUTHORIZATION,
-    HeaderName::from_static("x-api-key"),
-    header::USER_AGENT,
-];
-
-/// Appends the admission's rate-limit headers in actix's types: values made from the
-/// numbers (small ones static, so that ordinary limits and remaining counts allocate
-/// nothing), not converted from core's `http` values.
-fn append_rate_headers(admission: &Admission, to: &mut HeaderMap) {
-    let Some(numbers) = admission.rate_limit_numbers() else {
-        return;
-    };
-    for (name, n) in numbers {
-        let value = match Admission::static_number_text(n) {
+/// Appends the rate-limit headers in actix's types: values made from core's numbers
+/// (small ones static, so that ordinary limits and remaining counts allocate nothing),
+/// under the names core gives, converted once.
+fn append_rate_headers(headers: &RateHeaders, names: &Names, to: &mut HeaderMap) {
+    for (name, n) in names.rate.iter().zip(headers.numbers()) {
+        let value = match RateHeaders::static_text(n) {
             Some(text) => HeaderValue::from_static(text),
             None => HeaderValue::from(n),
         };
-        // Core names the headers; the usual names come from `X_RATELIMIT` unparsed.
-        if let Ok(name) = actix_name(name) {
-            to.append(name, value);
-        }
+        to.append(name.clone(), value);
     }
-    append_headers(admission.ietf_headers(), to);
+    if let Some(fields) = headers.ietf_fields() {
+        append_headers(fields, to);
+    }
 }
 
 /// Copies core's headers (http 1 types) onto actix's map by name and value bytes. Both
@@ -335,27 +349,11 @@ fn append_rate_headers(admission: &Admission, to: &mut HeaderMap) {
 /// that did would be skipped rather than panic.
 fn append_headers(from: impl IntoIterator<Item = (impl AsRef<str>, impl AsRef<[u8]>)>, to: &mut HeaderMap) {
     for (name, value) in from {
-        let name = actix_name(name.as_ref());
+        let name = HeaderName::from_bytes(name.as_ref().as_bytes());
         let value = HeaderValue::from_bytes(value.as_ref());
         if let (Ok(name), Ok(value)) = (name, value) {
             to.append(name, value);
         }
-    }
-}
-
-/// The rate-limit headers every admitted response carries, made once.
-static X_RATELIMIT: [HeaderName; 3] = [
-    HeaderName::from_static("x-ratelimit-limit"),
-    HeaderName::from_static("x-ratelimit-remaining"),
-    HeaderName::from_static("x-ratelimit-reset"),
-];
-
-/// `name` as actix's header name: the rate-limit names without parsing or allocating,
-/// others parsed.
-fn actix_name(name: &str) -> Result<HeaderName, actix_web::http::header::InvalidHeaderName> {
-    match X_RATELIMIT.iter().find(|known| known.as_str() == name) {
-        Some(known) => Ok(known.clone()),
-        None => HeaderName::from_bytes(name.as_bytes()),
     }
 }
 
@@ -384,10 +382,11 @@ mod tests {
     use actix_web::test::{call_service, init_service, read_body, TestRequest};
     use actix_web::{web, App, HttpResponse};
     use chrono::Utc;
-    use keygate_core::{
-        Argon2Hasher, CredentialSource, MemoryRateLimiter, MemorySpendMeter, MemoryStore, Month, NewKey,
-        Principal,
-    };
+    use keygate_core::credential::CredentialSource;
+    use keygate_core::hash::Argon2Hasher;
+    use keygate_core::rate::MemoryRateLimiter;
+    use keygate_core::spend::{MemorySpendMeter, Month};
+    use keygate_core::{MemoryStore, NewKey, Principal};
 
     use super::*;
 
@@ -575,15 +574,17 @@ mod tests {
             HeaderName::from_static("x-api-key"),
             HeaderValue::from_static("b"),
         );
-        let headers = ActixHeaders(&map);
+        let names = Names::of(&gate());
+        let headers = ActixHeaders {
+            map: &map,
+            names: &names,
+        };
         let values: Vec<&[u8]> = headers
             .values(&keygate_core::http::HeaderName::from_static("x-api-key"))
             .collect();
         assert_eq!(values, [b"a".as_slice(), b"b".as_slice()]);
         assert_eq!(
-            ActixHeaders(&map)
-                .values(&keygate_core::http::header::AUTHORIZATION)
-                .count(),
+            headers.values(&keygate_core::http::header::AUTHORIZATION).count(),
             0
         );
     }
@@ -599,7 +600,11 @@ mod tests {
         ] {
             map.append(HeaderName::from_static(name), HeaderValue::from_static(value));
         }
-        let headers = ActixHeaders(&map);
+        let names = Names::of(&gate());
+        let headers = ActixHeaders {
+            map: &map,
+            names: &names,
+        };
         for (name, value) in [
             ("authorization", "Bearer k"),
             ("user-agent", "curl"),

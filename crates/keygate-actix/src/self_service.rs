@@ -5,7 +5,7 @@
 //! axum router does, so it cannot be mounted unauthenticated by mistake: every call is
 //! authenticated by the caller's own key, and acts on that key's owner's keys only.
 //! Every decision and every byte of every answer comes from
-//! [`keygate_core::SelfService`]; the handlers only hand it the caller, the path, the
+//! [`keygate_self_service::SelfService`]; the handlers only hand it the caller, the path, the
 //! query and the raw body. The routes and answers are those of the axum router:
 //! `POST ""` (create), `GET ""` (list, `?offset=&limit=`), `DELETE /{key_id}` (revoke)
 //! and `POST /{key_id}/rotate` (rotate).
@@ -13,7 +13,8 @@
 //! # Example
 //! ```
 //! use actix_web::{test, App};
-//! use keygate_core::{Argon2Hasher, Gate, MemoryStore, NewKey};
+//! use keygate_core::hash::Argon2Hasher;
+//! use keygate_core::{Gate, MemoryStore, NewKey};
 //! use keygate_actix::self_service_scope;
 //!
 //! # actix_web::rt::System::new().block_on(async {
@@ -37,7 +38,8 @@ use actix_web::body::{BoxBody, EitherBody};
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::web::{self, Bytes, Data};
 use actix_web::{Error, HttpRequest, HttpResponse, Scope};
-use keygate_core::{ApiResponse, Gate, Principal, SelfService};
+use keygate_core::{Gate, Principal};
+use keygate_self_service::{ApiResponse, SelfService};
 
 use crate::middleware::{core_response, ApiKeyMiddleware};
 

@@ -43,10 +43,10 @@ use axum::routing::get;
 use axum::Router;
 use futures_util::future::Either;
 use keygate_actix::ApiKeyMiddleware;
-use keygate_core::{
-    Argon2Hasher, CreatedKey, Gate, GateBuilder, MemoryRateLimiter, MemoryStore, NewKey, Principal,
-    RateLimit, RoutePolicy,
-};
+use keygate_core::hash::Argon2Hasher;
+use keygate_core::manage::CreatedKey;
+use keygate_core::rate::MemoryRateLimiter;
+use keygate_core::{Gate, GateBuilder, MemoryStore, NewKey, Principal, RateLimit, RoutePolicy};
 use keygate_tower::{ApiKeyLayer, ApiKeyService};
 use sha2::{Digest, Sha256};
 use tower::ServiceBuilder;
@@ -137,7 +137,7 @@ fn api_key_layer(mode: &str, gate: &Gate) -> ApiKeyLayer {
     if mode.starts_with("policy") {
         layer
             .require(["read"])
-            .service("ping", [RateLimit::per_minute(u32::MAX)])
+            .limits_for("ping", [RateLimit::per_minute(u32::MAX)])
     } else {
         layer
     }
@@ -206,7 +206,7 @@ pub fn actix_middleware(mode: &str, gate: &Gate) -> Result<ApiKeyMiddleware, Str
         "actix-auth" => Ok(ApiKeyMiddleware::new(gate.clone())),
         "actix-policy" => Ok(ApiKeyMiddleware::new(gate.clone())
             .require(["read"])
-            .service("ping", [RateLimit::per_minute(u32::MAX)])),
+            .limits_for("ping", [RateLimit::per_minute(u32::MAX)])),
         other => Err(format!(
             "unknown authenticating actix mode `{other}`: one of {}",
             ACTIX_MODES[1..].join(", ")

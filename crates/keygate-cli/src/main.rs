@@ -24,10 +24,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
-use keygate_core::{
-    parse_duration, Argon2Hasher, Environment, InvalidValue, KeyId, KeyManager, ManageError, NewKey, OwnerId,
-    Page, RateLimit, Scopes, StoreError,
-};
+use keygate_core::hash::Argon2Hasher;
+use keygate_core::key::Environment;
+use keygate_core::manage::{KeyManager, ManageError};
+use keygate_core::record::{parse_duration, InvalidValue};
+use keygate_core::store::{Page, StoreError};
+use keygate_core::{KeyId, NewKey, OwnerId, RateLimit, Scopes};
 use keygate_sqlx::SqlStore;
 
 #[derive(Parser, Debug)]

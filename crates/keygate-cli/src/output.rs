@@ -2,7 +2,9 @@
 //! (`KeyRecord`'s serialisation, which leaves out the secret hash) plus `status`.
 
 use chrono::{DateTime, Utc};
-use keygate_core::{ApiKey, CreatedKey, KeyRecord, KeyStatus, Rotated};
+use keygate_core::key::ApiKey;
+use keygate_core::manage::{CreatedKey, Rotated};
+use keygate_core::record::{KeyRecord, KeyStatus};
 use serde_json::Value;
 
 use crate::Failure;

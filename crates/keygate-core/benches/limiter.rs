@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use keygate_core::{Bucket, KeyId, MemoryRateLimiter, RateLimit};
+use keygate_core::rate::{Bucket, MemoryRateLimiter};
+use keygate_core::{KeyId, RateLimit};
 
 fn start() -> DateTime<Utc> {
     DateTime::from_timestamp(1_893_456_000, 0).expect("a valid instant")

@@ -3,7 +3,9 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::HeaderMap;
-use keygate_core::{Argon2Hasher, Gate, KeyFormat, MemoryStore, NewKey, RoutePolicy};
+use keygate_core::hash::Argon2Hasher;
+use keygate_core::key::KeyFormat;
+use keygate_core::{Gate, MemoryStore, NewKey, RoutePolicy};
 
 fn warm_path(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()

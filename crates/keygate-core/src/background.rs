@@ -5,7 +5,9 @@
 //! # Example
 //! ```
 //! use std::time::Duration;
-//! use keygate_core::{Argon2Hasher, Background, Gate, MemoryStore};
+//! use keygate_core::background::Background;
+//! use keygate_core::hash::Argon2Hasher;
+//! use keygate_core::{Gate, MemoryStore};
 //!
 //! # tokio::runtime::Builder::new_multi_thread().enable_time().build().unwrap().block_on(async {
 //! let gate = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast()).build();

@@ -29,7 +29,7 @@ pub trait Clock: Send + Sync + 'static {
 /// converts only to render a date (`expired_at`, a month for spend caps).
 ///
 /// ```
-/// use keygate_core::Timestamp;
+/// use keygate_core::clock::Timestamp;
 ///
 /// let at: chrono::DateTime<chrono::Utc> = "2026-03-10T12:00:00.25Z".parse().unwrap();
 /// let ts = Timestamp::from(at);
@@ -104,7 +104,7 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use keygate_core::{Clock, ManualClock};
+/// use keygate_core::clock::{Clock, ManualClock};
 ///
 /// let clock = ManualClock::new("2026-01-31T23:59:59Z".parse().unwrap());
 /// clock.advance(Duration::from_secs(1));

@@ -65,6 +65,13 @@ pub(crate) struct Lookup {
     bearer: bool,
 }
 
+impl Lookup {
+    /// The header read.
+    pub(crate) fn name(&self) -> &HeaderName {
+        &self.name
+    }
+}
+
 /// The sources' lookups, in order. A source whose name is not a valid header name
 /// could never be sent, so it is left out (with a warning).
 pub(crate) fn lookups(sources: &[CredentialSource]) -> Vec<Lookup> {

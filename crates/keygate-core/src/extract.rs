@@ -130,8 +130,9 @@ mod tests {
 
     use super::*;
     use crate::hash::SecretHash;
+    use crate::key::Environment;
     use crate::principal::Principal;
-    use crate::record::{Environment, KeyRecord, Scopes, Usage};
+    use crate::record::{KeyRecord, Scopes, Usage};
 
     fn principal() -> Principal {
         Principal::from_record(&KeyRecord {

@@ -2,7 +2,7 @@
 //!
 //! # Example
 //! ```
-//! use keygate_core::{Argon2Hasher, KeyHasher};
+//! use keygate_core::hash::{Argon2Hasher, KeyHasher};
 //!
 //! let hasher = Argon2Hasher::default();
 //! let stored = hasher.hash(b"e5f6g7h8").unwrap();

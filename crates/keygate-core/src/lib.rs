@@ -1,69 +1,62 @@
 //! Framework-agnostic API-key authentication.
 //!
 //! keygate-core decides; the adapters (`keygate-tower` for axum and tower,
-//! `keygate-actix` for actix-web) only translate. The pipeline of [`Gate::admit`]:
+//! `keygate-actix` for actix-web) only translate, through the protocol of [`gate`]. The
+//! pipeline of [`Gate::decide`]:
 //!
-//! 1. find the credential (`Authorization: Bearer`, `X-Api-Key`);
-//! 2. parse it with no I/O ([`KeyFormat`]);
-//! 3. look it up in a cache keyed by its SHA-256;
+//! 1. find the credential (`Authorization: Bearer`, `X-Api-Key`; [`credential`]);
+//! 2. parse it with no I/O ([`key::KeyFormat`]);
+//! 3. look it up in a cache keyed by its SHA-256 ([`verify`]);
 //! 4. on a miss, one coalesced store lookup and one argon2 verify on a bounded pool;
 //! 5. check revocation and expiry, on every request;
-//! 6. then scopes, the spend cap and rate limits ([`RoutePolicy`]).
+//! 6. then scopes, the spend cap ([`spend`]) and rate limits ([`rate`]), as the
+//!    route's [`RoutePolicy`] says.
 //!
 //! Every refusal is a [`Rejection`] whose status, headers and body are rendered here by
-//! an [`ErrorFormat`], so every adapter answers byte for byte alike.
+//! an [`ErrorFormat`](reject::ErrorFormat), so every adapter answers byte for byte alike.
+//!
+//! The crate root holds the names a user starts with; the rest live in the module of
+//! their concern. `docs/ARCHITECTURE.md` in the repository maps them.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod api;
-mod background;
-mod cache;
-mod clock;
+pub mod backend;
+pub mod background;
+pub mod clock;
 #[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
-mod credential;
-mod error;
+pub mod credential;
 #[cfg(any(feature = "axum", feature = "actix"))]
 mod extract;
-mod formats;
-mod gate;
-mod hash;
-mod key;
-mod limiter;
-mod manage;
-mod meter;
-mod policy;
-mod principal;
-mod record;
-mod store;
-mod verify;
+pub mod gate;
+pub mod hash;
+pub mod headers;
+mod invalid;
+pub mod key;
+pub mod manage;
+pub mod policy;
+pub mod principal;
+pub mod rate;
+pub mod record;
+pub mod reject;
+pub mod spend;
+pub mod store;
+pub mod verify;
 
-pub use api::{ApiResponse, SelfService};
-pub use background::{Background, BackgroundTask};
-pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use credential::{CredentialSource, HeaderSource};
-pub use error::{DefaultFormat, Denial, ErrorFormat, Rejection};
 #[cfg(any(feature = "axum", feature = "actix"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "axum", feature = "actix"))))]
 pub use extract::MissingPrincipal;
-pub use formats::{ErrorFormatKind, OpenAiFormat, ProblemFormat};
-pub use gate::{Admission, Cost, FailMode, Gate, GateBuilder};
-pub use hash::{Argon2Hasher, HashError, KeyHasher, ParamCeiling, SecretHash};
-pub use key::{ApiKey, KeyFormat, KeyId, ParseError, ParsedKey};
-pub use limiter::MemoryRateLimiter;
-pub use manage::{CreatedKey, KeyManager, ManageError, Rotated};
-pub use meter::MemorySpendMeter;
-pub use policy::{
-    BackendError, Bucket, DynRateLimiter, DynSpendMeter, Month, RateDecision, RateLimiter, RoutePolicy,
-    Service, SpendMeter, WindowState,
-};
+pub use gate::{Gate, GateBuilder};
+pub use key::KeyId;
+pub use policy::RoutePolicy;
 pub use principal::Principal;
-pub use record::{
-    parse_duration, Environment, InvalidValue, KeyRecord, KeyStatus, NewKey, OwnerId, RateLimit, Scopes,
-    Usage, UsageDelta,
-};
-pub use store::{BoxFuture, Changes, DynKeyStore, KeyStore, MemoryStore, Page, StoreError};
-pub use verify::VerifierConfig;
+pub use record::{NewKey, OwnerId, RateLimit, Scopes};
+pub use reject::{Denial, Rejection};
+pub use spend::Cost;
+pub use store::{KeyStore, MemoryStore};
 
 /// Re-exported so adapters and users name one `http` version.
 pub use http;

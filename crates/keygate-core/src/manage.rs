@@ -5,7 +5,9 @@
 //!
 //! # Example
 //! ```
-//! use keygate_core::{Argon2Hasher, KeyManager, MemoryStore, NewKey};
+//! use keygate_core::hash::Argon2Hasher;
+//! use keygate_core::manage::KeyManager;
+//! use keygate_core::{MemoryStore, NewKey};
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let keys = KeyManager::new(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast());

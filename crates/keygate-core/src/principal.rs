@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
+use crate::key::Environment;
 use crate::key::KeyId;
-use crate::record::{Environment, KeyRecord, OwnerId, RateLimit, Scopes};
+use crate::record::{KeyRecord, OwnerId, RateLimit, Scopes};
 
 struct Inner {
     key_id: KeyId,

@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::hash::SecretHash;
-use crate::key::KeyId;
+pub use crate::invalid::InvalidValue;
+use crate::key::{Environment, KeyId};
 
 /// The account a key belongs to. A caller of the self-service API sees only the keys
 /// of its own owner.
@@ -44,62 +45,6 @@ impl fmt::Display for OwnerId {
 impl From<&str> for OwnerId {
     fn from(s: &str) -> Self {
         Self::new(s)
-    }
-}
-
-/// Whether a key is for production traffic or for testing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Environment {
-    /// Production keys.
-    #[default]
-    Live,
-    /// Test keys.
-    Test,
-}
-
-impl Environment {
-    /// `live` or `test`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::Live => "live",
-            Environment::Test => "test",
-        }
-    }
-}
-
-impl fmt::Display for Environment {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Environment {
-    type Err = InvalidValue;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "live" => Ok(Environment::Live),
-            "test" => Ok(Environment::Test),
-            _ => Err(InvalidValue::new("environment", s, "expected `live` or `test`")),
-        }
-    }
-}
-
-/// A value that could not be parsed from text (a scope list, a rate, a duration).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {what} `{value}`: {hint}")]
-pub struct InvalidValue {
-    what: &'static str,
-    value: String,
-    hint: &'static str,
-}
-
-impl InvalidValue {
-    pub(crate) fn new(what: &'static str, value: &str, hint: &'static str) -> Self {
-        // Inputs here are user-typed settings, never keys; cap them for the message.
-        let value = value.chars().take(64).collect();
-        Self { what, value, hint }
     }
 }
 

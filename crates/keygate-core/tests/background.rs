@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use http::{HeaderMap, StatusCode};
-use keygate_core::{Argon2Hasher, Background, Gate, KeyStore, MemoryStore, NewKey, RoutePolicy};
+use keygate_core::background::Background;
+use keygate_core::hash::Argon2Hasher;
+use keygate_core::{Gate, KeyStore, MemoryStore, NewKey, RoutePolicy};
 
 fn request(key: &str, user_agent: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();

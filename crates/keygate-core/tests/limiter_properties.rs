@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use keygate_core::{Bucket, KeyId, MemoryRateLimiter, RateLimit};
+use keygate_core::rate::{Bucket, MemoryRateLimiter};
+use keygate_core::{KeyId, RateLimit};
 
 /// xorshift64*: small, deterministic, good enough to pick gaps between requests.
 struct Rng(u64);

@@ -5,7 +5,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use http::HeaderMap;
-use keygate_core::{Argon2Hasher, Gate, MemoryStore, NewKey, RoutePolicy};
+use keygate_core::hash::Argon2Hasher;
+use keygate_core::{Gate, MemoryStore, NewKey, RoutePolicy};
 
 struct Counting;
 

@@ -7,11 +7,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use keygate_core::{
-    Admission, Argon2Hasher, Bucket, Clock, Cost, CreatedKey, ErrorFormatKind, Gate, GateBuilder, KeyId,
-    ManualClock, MemoryRateLimiter, MemorySpendMeter, MemoryStore, Month, NewKey, RateLimit, Rejection,
-    RoutePolicy,
-};
+use keygate_core::clock::{Clock, ManualClock};
+use keygate_core::gate::Admission;
+use keygate_core::hash::Argon2Hasher;
+use keygate_core::manage::CreatedKey;
+use keygate_core::rate::{Bucket, MemoryRateLimiter};
+use keygate_core::reject::ErrorFormatKind;
+use keygate_core::spend::{MemorySpendMeter, Month};
+use keygate_core::{Cost, Gate, GateBuilder, KeyId, MemoryStore, NewKey, RateLimit, Rejection, RoutePolicy};
 use serde_json::{json, Value};
 
 /// 2026-03-10T12:00:00Z.
@@ -117,10 +120,10 @@ async fn each_service_keeps_its_own_counter() {
     let key = create(&gate, NewKey::new("acct", "services").scopes(["read", "write"])).await;
     let translate = RoutePolicy::new()
         .require(["read"])
-        .service("translation", [RateLimit::per_minute(2)]);
+        .limits_for("translation", [RateLimit::per_minute(2)]);
     let chat = RoutePolicy::new()
         .require(["write"])
-        .service("chat", [RateLimit::per_minute(2)]);
+        .limits_for("chat", [RateLimit::per_minute(2)]);
 
     admit(&gate, &key, &translate).await;
     let second = admit(&gate, &key, &translate).await;
@@ -473,7 +476,7 @@ async fn the_error_format_is_chosen_by_name() {
 }
 
 #[tokio::test]
-async fn the_principal_moves_to_the_request_unless_spend_is_charged_after_it() {
+async fn the_principal_always_moves_and_only_a_metering_gate_has_work_after_the_handler() {
     let clock = ManualClock::new(t0());
     let metering = gate(&clock);
     let plain = Gate::builder(MemoryStore::new())
@@ -482,10 +485,10 @@ async fn the_principal_moves_to_the_request_unless_spend_is_charged_after_it() {
         .build();
     for (gate, keeps) in [(metering, true), (plain, false)] {
         let key = create(&gate, NewKey::new("acct", "k").scopes(["read"])).await;
-        let mut admission = admit(&gate, &key, &read()).await;
-        let handed = gate.principal_for_request(&mut admission).expect("a principal");
-        assert_eq!(handed.key_id(), &key.record.key_id);
-        // A metering gate still needs it to charge the request in `settle`.
-        assert_eq!(admission.principal().is_some(), keeps);
+        let admission = admit(&gate, &key, &read()).await;
+        let (handed, after) = admission.into_parts();
+        assert_eq!(handed.expect("a principal").key_id(), &key.record.key_id);
+        // A metering gate still has the request to charge after the handler.
+        assert_eq!(!after.is_empty(), keeps);
     }
 }

@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
-use keygate_core::{
-    Argon2Hasher, Changes, Clock, CreatedKey, Denial, Gate, HashError, KeyHasher, KeyId, KeyRecord, KeyStore,
-    ManualClock, MemoryStore, NewKey, OwnerId, Page, RoutePolicy, SecretHash, StoreError, UsageDelta,
-    VerifierConfig,
-};
+use keygate_core::clock::{Clock, ManualClock};
+use keygate_core::gate::Decision;
+use keygate_core::hash::{Argon2Hasher, HashError, KeyHasher, SecretHash};
+use keygate_core::manage::CreatedKey;
+use keygate_core::record::{KeyRecord, UsageDelta};
+use keygate_core::store::{Changes, Page, StoreError};
+use keygate_core::verify::VerifierConfig;
+use keygate_core::{Denial, Gate, KeyId, KeyStore, MemoryStore, NewKey, OwnerId, RoutePolicy};
 
 /// A store that counts lookups and can hold them back until released.
 #[derive(Clone)]
@@ -309,7 +312,7 @@ async fn cached_keys_flow_while_the_hash_pool_is_saturated_and_cold_ones_are_she
     // hasher so they pile up and fill the pool (1 running + 2 waiting).
     hasher.block(true);
     let victim = create(&gate).await;
-    let format = keygate_core::KeyFormat::default();
+    let format = keygate_core::key::KeyFormat::default();
     let wrong_keys: Vec<String> = (0..3)
         .map(|_| forge_wrong_secret(&format, victim.record.key_id.as_str()))
         .collect();
@@ -345,8 +348,8 @@ async fn cached_keys_flow_while_the_hash_pool_is_saturated_and_cold_ones_are_she
 }
 
 /// A well-formed key (valid checksum) for an existing id, with a secret that is wrong.
-fn forge_wrong_secret(format: &keygate_core::KeyFormat, key_id: &str) -> String {
-    let (_, other) = format.generate(keygate_core::Environment::Live);
+fn forge_wrong_secret(format: &keygate_core::key::KeyFormat, key_id: &str) -> String {
+    let (_, other) = format.generate(keygate_core::key::Environment::Live);
     let secret = format.parse(other.expose_secret()).unwrap().secret().to_string();
     format
         .compose(key_id, &secret)
@@ -361,7 +364,10 @@ async fn failed_keys_go_to_the_negative_cache() {
     let hasher = CountingHasher::default();
     let gate = Gate::builder(store.clone()).hasher(hasher.clone()).build();
     let victim = create(&gate).await;
-    let wrong = forge_wrong_secret(&keygate_core::KeyFormat::default(), victim.record.key_id.as_str());
+    let wrong = forge_wrong_secret(
+        &keygate_core::key::KeyFormat::default(),
+        victim.record.key_id.as_str(),
+    );
     for _ in 0..10 {
         assert_eq!(status(&gate, &wrong).await, StatusCode::UNAUTHORIZED);
     }
@@ -375,8 +381,8 @@ async fn a_stored_hash_above_the_ceiling_is_refused_without_hashing() {
     let gate = Gate::builder(store.clone())
         .hasher(Argon2Hasher::insecure_fast())
         .build();
-    let format = keygate_core::KeyFormat::default();
-    let (key_id, key) = format.generate(keygate_core::Environment::Live);
+    let format = keygate_core::key::KeyFormat::default();
+    let (key_id, key) = format.generate(keygate_core::key::Environment::Live);
     let record = KeyRecord {
         key_id,
         owner: "acct_1".into(),
@@ -433,7 +439,7 @@ async fn no_trace_of_a_canary_secret_reaches_the_logs() {
         .build();
     let canary = create(&gate).await;
     let key = canary.key.expose_secret().to_string();
-    let secret = keygate_core::KeyFormat::default()
+    let secret = keygate_core::key::KeyFormat::default()
         .parse(&key)
         .unwrap()
         .secret()
@@ -495,7 +501,7 @@ async fn guessing_secrets_for_a_known_id_stops_costing_hashes_after_the_limit() 
     let cached_key = cached.key.expose_secret().to_string();
     assert_eq!(status(&gate, &cached_key).await, StatusCode::OK);
     let victim = create(&gate).await;
-    let format = keygate_core::KeyFormat::default();
+    let format = keygate_core::key::KeyFormat::default();
     let hashes_before = hasher.verifies();
 
     let mut bodies = std::collections::HashSet::new();
@@ -516,10 +522,9 @@ async fn guessing_secrets_for_a_known_id_stops_costing_hashes_after_the_limit() 
     assert_eq!(bodies.len(), 1, "throttled guesses answer like any invalid key");
     // Past the limit a guess is refused from memory: no future, no store read.
     let guess = forge_wrong_secret(&format, victim.record.key_id.as_str());
-    let refused = gate
-        .try_admit_now(&bearer(&guess), &RoutePolicy::new())
-        .expect("answered at once")
-        .unwrap_err();
+    let Decision::Now(Err(refused)) = gate.decide(&bearer(&guess), &RoutePolicy::new()) else {
+        panic!("a throttled guess is refused at once");
+    };
     assert!(bodies.contains(refused.body()));
     // Keys already cached are not affected.
     assert_eq!(status(&gate, &cached_key).await, StatusCode::OK);
@@ -601,7 +606,7 @@ async fn an_invalidation_racing_with_cache_hits_is_never_lost() {
             let (gate, headers, policy, stop) = (gate.clone(), headers.clone(), policy.clone(), stop.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let _ = gate.try_admit_now(&headers, &policy);
+                    let _ = gate.decide(&headers, &policy);
                 }
             })
         };

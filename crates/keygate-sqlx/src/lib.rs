@@ -17,7 +17,9 @@
 //!
 //! # Example
 //! ```
-//! use keygate_core::{Argon2Hasher, KeyManager, NewKey};
+//! use keygate_core::hash::Argon2Hasher;
+//! use keygate_core::manage::KeyManager;
+//! use keygate_core::NewKey;
 //! use keygate_sqlx::SqlStore;
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -41,7 +43,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use keygate_core::StoreError;
+use keygate_core::store::StoreError;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 

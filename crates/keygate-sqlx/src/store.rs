@@ -5,10 +5,10 @@
 //! per driver by [`on_backend!`], because sqlx's query types are per driver.
 
 use chrono::{DateTime, Utc};
-use keygate_core::{
-    Changes, KeyId, KeyRecord, KeyStore, OwnerId, Page, RateLimit, Scopes, SecretHash, StoreError, Usage,
-    UsageDelta,
-};
+use keygate_core::hash::SecretHash;
+use keygate_core::record::{KeyRecord, Usage, UsageDelta};
+use keygate_core::store::{Changes, Page, StoreError};
+use keygate_core::{KeyId, KeyStore, OwnerId, RateLimit, Scopes};
 use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 

@@ -7,7 +7,8 @@
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use keygate_core::{conformance, StoreError};
+use keygate_core::conformance;
+use keygate_core::store::StoreError;
 use keygate_sqlx::sqlx::postgres::PgConnectOptions;
 use keygate_sqlx::SqlStore;
 use rand::Rng;

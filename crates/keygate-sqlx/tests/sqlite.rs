@@ -1,6 +1,9 @@
 //! `SqlStore` on SQLite files: the store conformance suite, and what is specific to SQL.
 
-use keygate_core::{conformance, Argon2Hasher, KeyManager, KeyStore, NewKey, StoreError};
+use keygate_core::hash::Argon2Hasher;
+use keygate_core::manage::KeyManager;
+use keygate_core::store::StoreError;
+use keygate_core::{conformance, KeyStore, NewKey};
 use keygate_sqlx::SqlStore;
 
 fn url(dir: &tempfile::TempDir, name: &str) -> String {

@@ -6,7 +6,8 @@
 //!
 //! use bytes::Bytes;
 //! use http::{Request, Response, StatusCode};
-//! use keygate_core::{Argon2Hasher, Gate, MemoryStore, NewKey, Principal};
+//! use keygate_core::hash::Argon2Hasher;
+//! use keygate_core::{Gate, MemoryStore, NewKey, Principal};
 //! use keygate_tower::ApiKeyLayer;
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
@@ -38,7 +39,8 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use keygate_core::{Admission, Cost, Gate, RateLimit, RoutePolicy};
+use keygate_core::gate::{After, Charge, Decision, Finish};
+use keygate_core::{Cost, Gate, RateLimit, RoutePolicy};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -50,8 +52,8 @@ pin_project! {
     ///
     /// A request decided at once (a cached key) costs no allocation here: a refusal is a
     /// ready response, an admission the inner service's own future (alone, when there
-    /// are no headers to add and no spend to charge). Only a cold key, or a response
-    /// with a cost to charge, is boxed.
+    /// is nothing to do after it). Only a cold key, or a response with a cost to charge,
+    /// is boxed.
     pub struct ResponseFuture<F, B, E> {
         #[pin]
         state: State<F, B, E>,
@@ -63,7 +65,7 @@ pin_project! {
     enum State<F, B, E> {
         Refused { response: Option<Response<B>> },
         Passed { #[pin] inner: F },
-        Admitted { #[pin] inner: F, gate: Option<Gate>, admission: Admission },
+        Admitted { #[pin] inner: F, after: After },
         Boxed { future: BoxedResponse<B, E> },
     }
 }
@@ -86,25 +88,15 @@ where
                 }
                 StateProj::Passed { inner } => return inner.poll(cx),
                 StateProj::Boxed { future } => return future.as_mut().poll(cx),
-                StateProj::Admitted {
-                    inner,
-                    gate,
-                    admission,
-                } => {
-                    let mut response = ready!(inner.poll(cx))?;
-                    admission.append_headers(response.headers_mut());
-                    // No gate kept: nothing to charge, and no extension to read.
-                    let Some(gate) = gate.take() else {
-                        return Poll::Ready(Ok(response));
-                    };
-                    let declared = response.extensions().get::<Cost>().copied();
-                    let Some(charge) = gate.into_charge(admission, declared) else {
-                        return Poll::Ready(Ok(response));
-                    };
-                    Box::pin(async move {
-                        charge.await;
-                        Ok(response)
-                    })
+                StateProj::Admitted { inner, after } => {
+                    let response = ready!(inner.poll(cx))?;
+                    match finish(std::mem::take(after), response) {
+                        (response, None) => return Poll::Ready(Ok(response)),
+                        (response, Some(charge)) => Box::pin(async move {
+                            charge.apply().await;
+                            Ok(response)
+                        }),
+                    }
                 }
             };
             state.set(State::Boxed { future: charging });
@@ -112,11 +104,21 @@ where
     }
 }
 
+/// Step two of core's protocol: the admission's headers go into the response, and the
+/// charge, if any, is what is left to await.
+fn finish<B>(after: After, mut response: Response<B>) -> (Response<B>, Option<Charge>) {
+    let Finish { headers, charge } = after.finish(|| response.extensions().get::<Cost>().copied());
+    if let Some(headers) = headers {
+        headers.append_to(response.headers_mut());
+    }
+    (response, charge)
+}
+
 /// Applies [`ApiKeyService`] to a service: every request must carry a key the
 /// [`Gate`] admits under this layer's [`RoutePolicy`].
 ///
 /// Builders take `self` by value and edit the policy: [`require`](Self::require),
-/// [`service`](Self::service), [`cost`](Self::cost), [`optional`](Self::optional), or
+/// [`limits_for`](Self::limits_for), [`cost`](Self::cost), [`optional`](Self::optional), or
 /// a whole [`policy`](Self::policy).
 ///
 /// With axum, `Router::route_layer` guards only the routes added before it (an unknown
@@ -157,8 +159,8 @@ impl ApiKeyLayer {
     }
 
     /// Counts requests in a service with limits of its own ("chat": 50/min), per key.
-    pub fn service(mut self, name: &str, limits: impl Into<Vec<RateLimit>>) -> Self {
-        self.policy = self.policy.service(name, limits);
+    pub fn limits_for(mut self, name: &str, limits: impl Into<Vec<RateLimit>>) -> Self {
+        self.policy = self.policy.limits_for(name, limits);
         self
     }
 
@@ -246,73 +248,53 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let (gate, policy) = &*self.shared;
-        // A cached key is decided at once, and the readied inner service is called
-        // directly: no clone of it, and no future around the decision.
-        if let Some(decided) = gate.try_admit_now(request.headers(), policy) {
-            let mut admission = match decided {
-                Ok(admission) => admission,
-                Err(rejection) => {
-                    let response = Some(rejection.into_response());
-                    return ResponseFuture {
-                        state: State::Refused { response },
-                    };
-                }
-            };
-            // Unless spend is charged, the admission needs no principal after this: it
-            // moves to the request. With no headers to add either, nothing is left to do
-            // once the handler answers, and the handler's future is the whole of this one.
-            let meters = gate.meters();
-            let passes = !meters && !admission.has_headers();
-            if let Some(principal) = gate.principal_for_request(&mut admission) {
-                request.extensions_mut().insert(principal);
+        let cold = match gate.decide(request.headers(), policy) {
+            Decision::Now(Err(rejection)) => {
+                let response = Some(rejection.into_response());
+                return ResponseFuture {
+                    state: State::Refused { response },
+                };
             }
-            // One call site, so that the handler's future is built where it stays.
-            let inner = self.inner.call(request);
-            let state = if passes {
-                State::Passed { inner }
-            } else {
-                State::Admitted {
-                    inner,
-                    gate: meters.then(|| gate.clone()),
-                    admission,
+            // A cached key: the readied inner service is called directly, with no clone
+            // of it and no future around the decision.
+            Decision::Now(Ok(admission)) => {
+                let (principal, after) = admission.into_parts();
+                if let Some(principal) = principal {
+                    request.extensions_mut().insert(principal);
                 }
-            };
-            return ResponseFuture { state };
-        }
+                // One call site, so that the handler's future is built where it stays.
+                let inner = self.inner.call(request);
+                let state = if after.is_empty() {
+                    State::Passed { inner }
+                } else {
+                    State::Admitted { inner, after }
+                };
+                return ResponseFuture { state };
+            }
+            Decision::Later(cold) => cold,
+        };
         // A cold key: `poll_ready` readied `self.inner`, so that instance serves this
         // request and a fresh clone stays behind for the next `poll_ready`.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
         let future = Box::pin(async move {
-            let (gate, policy) = &*shared;
-            let admitted = Box::pin(gate.admit_cold(request.headers(), policy)).await;
-            let admission = match admitted {
-                Ok(admission) => admission,
+            let (principal, after) = match cold.await {
+                Ok(admission) => admission.into_parts(),
                 Err(rejection) => return Ok(rejection.into_response()),
             };
-            if let Some(principal) = admission.principal() {
-                request.extensions_mut().insert(principal.clone());
+            if let Some(principal) = principal {
+                request.extensions_mut().insert(principal);
             }
-            let response = inner.call(request).await?;
-            Ok(finish(gate, &admission, response).await)
+            let (response, charge) = finish(after, inner.call(request).await?);
+            if let Some(charge) = charge {
+                charge.apply().await;
+            }
+            Ok(response)
         });
         ResponseFuture {
             state: State::Boxed { future },
         }
     }
-}
-
-/// Adds the admission's headers to the response and charges its cost.
-async fn finish<ResBody>(
-    gate: &Gate,
-    admission: &Admission,
-    mut response: Response<ResBody>,
-) -> Response<ResBody> {
-    admission.append_headers(response.headers_mut());
-    let cost = response.extensions().get::<Cost>().copied();
-    gate.settle(admission, cost).await;
-    response
 }
 
 #[cfg(test)]
@@ -327,9 +309,10 @@ mod tests {
     use chrono::Utc;
     use http::{header, StatusCode};
     use http_body_util::BodyExt;
-    use keygate_core::{
-        Argon2Hasher, MemoryRateLimiter, MemorySpendMeter, MemoryStore, Month, NewKey, Principal,
-    };
+    use keygate_core::hash::Argon2Hasher;
+    use keygate_core::rate::MemoryRateLimiter;
+    use keygate_core::spend::{MemorySpendMeter, Month};
+    use keygate_core::{MemoryStore, NewKey, Principal};
     use tower::{service_fn, ServiceBuilder, ServiceExt};
 
     use super::*;

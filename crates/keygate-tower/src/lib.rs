@@ -14,7 +14,8 @@
 //! ```
 //! use axum::{routing::get, Extension, Router};
 //! use http::{Request, StatusCode};
-//! use keygate_core::{Argon2Hasher, Gate, MemoryStore, NewKey, Principal};
+//! use keygate_core::hash::Argon2Hasher;
+//! use keygate_core::{Gate, MemoryStore, NewKey, Principal};
 //! use keygate_tower::ApiKeyLayer;
 //! use tower::ServiceExt;
 //!
@@ -43,9 +44,9 @@
 #![warn(missing_docs)]
 
 pub mod api_key;
-#[cfg(feature = "axum")]
+#[cfg(feature = "self-service")]
 pub mod self_service;
 
 pub use api_key::{ApiKeyLayer, ApiKeyService};
-#[cfg(feature = "axum")]
+#[cfg(feature = "self-service")]
 pub use self_service::self_service_router;

@@ -4,7 +4,7 @@
 //! The router applies [`ApiKeyLayer::new(gate)`](ApiKeyLayer) to its routes itself
 //! (`route_layer`): every call is authenticated by the caller's own key, and acts on that
 //! key's owner's keys only. Every decision and every byte of every answer comes from
-//! [`keygate_core::SelfService`]; the handlers only hand it the caller, the path, the
+//! [`keygate_self_service::SelfService`]; the handlers only hand it the caller, the path, the
 //! query and the raw body (so malformed JSON gets keygate's 400, not axum's).
 //!
 //! | route | answer |
@@ -18,7 +18,8 @@
 //! ```
 //! use axum::{body::Body, Router};
 //! use http::{Request, StatusCode};
-//! use keygate_core::{Argon2Hasher, Gate, MemoryStore, NewKey};
+//! use keygate_core::hash::Argon2Hasher;
+//! use keygate_core::{Gate, MemoryStore, NewKey};
 //! use keygate_tower::self_service_router;
 //! use tower::ServiceExt;
 //!
@@ -43,7 +44,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::Router;
-use keygate_core::{Gate, Principal, SelfService};
+use keygate_core::{Gate, Principal};
+use keygate_self_service::SelfService;
 
 use crate::api_key::ApiKeyLayer;
 

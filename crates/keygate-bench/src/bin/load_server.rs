@@ -15,7 +15,10 @@ use std::io::Write;
 
 use axum::extract::Request;
 use axum::ServiceExt;
-use keygate_core::{Argon2Hasher, Environment, Gate, KeyFormat, NewKey, VerifierConfig};
+use keygate_core::hash::Argon2Hasher;
+use keygate_core::key::{Environment, KeyFormat};
+use keygate_core::verify::VerifierConfig;
+use keygate_core::{Gate, NewKey};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

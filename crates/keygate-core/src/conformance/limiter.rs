@@ -24,7 +24,8 @@
 //!
 //! # Example
 //! ```
-//! use keygate_core::{conformance, MemoryRateLimiter};
+//! use keygate_core::rate::MemoryRateLimiter;
+//! use keygate_core::conformance;
 //!
 //! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 //! conformance::limiter::run_all(|| async { MemoryRateLimiter::new() }).await;
@@ -37,7 +38,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::Barrier;
 
-use crate::{Bucket, KeyId, RateDecision, RateLimit, RateLimiter};
+use crate::rate::{Bucket, RateDecision, RateLimiter};
+use crate::{KeyId, RateLimit};
 
 /// Runs every case, each against a fresh limiter from `make_limiter`.
 pub async fn run_all<L, F, Fut>(mut make_limiter: F)

@@ -24,10 +24,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::{
-    Argon2Hasher, Environment, KeyHasher, KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore, ManageError,
-    ManualClock, NewKey, OwnerId, Page, RateLimit, Scopes, SecretHash, StoreError, UsageDelta,
-};
+use crate::clock::ManualClock;
+use crate::hash::{Argon2Hasher, KeyHasher, SecretHash};
+use crate::key::Environment;
+use crate::manage::{KeyManager, ManageError};
+use crate::record::{KeyRecord, KeyStatus, UsageDelta};
+use crate::store::{Page, StoreError};
+use crate::{KeyId, KeyStore, NewKey, OwnerId, RateLimit, Scopes};
 
 /// Runs every case, each against a fresh store from `make_store`.
 pub async fn run_all<S, F, Fut>(mut make_store: F)

@@ -1,32 +1,12 @@
-//! Key format: generation from the OS CSPRNG, parsing that never panics, checksums.
-//!
-//! A key is `<brand><id><separator><secret>[checksum]`. The public part, `<brand><id>`,
-//! is the [`KeyId`]; the secret is base62 from the OS CSPRNG; the optional checksum is
-//! the CRC32 of everything before it, in 6 base62 characters, so a mistyped key is
-//! refused without any I/O.
-//!
-//! # Example
-//! ```
-//! use keygate_core::{Environment, KeyFormat};
-//!
-//! let format = KeyFormat::kova();
-//! let (key_id, key) = format.generate(Environment::Live);
-//! let parsed = format.parse(key.expose_secret()).unwrap();
-//! assert_eq!(parsed.key_id(), key_id.as_str());
-//! assert!(key_id.as_str().starts_with("kova_"));
-//! // Debug and Display never show the secret.
-//! assert!(!format!("{key:?} {key}").contains(parsed.secret()));
-//! ```
+//! [`KeyFormat`]: generation from the OS CSPRNG, parsing that never panics, checksums.
 
 use std::fmt;
-use std::sync::Arc;
 
 use rand::distributions::{Alphanumeric, Distribution, Uniform};
 use rand::rngs::OsRng;
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use secrecy::SecretString;
 
-use crate::record::Environment;
+use super::{ApiKey, Environment, KeyId};
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const ID_ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
@@ -36,93 +16,6 @@ const MAX_KEY_LEN: usize = 256;
 /// 128 bits of secret need 22 base62 characters (62^22 > 2^130).
 const MIN_SECRET_LEN: usize = 22;
 
-/// The public part of a key (`kova_a1b2c3d4`): stored in plaintext, used for lookup,
-/// logs, error details and revocation URLs. Cheap to clone.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct KeyId(Arc<str>);
-
-impl KeyId {
-    /// Wraps a key id read from a store or a URL. No format check: a store is trusted
-    /// to hold what the format produced, and a bad id from a URL simply finds nothing.
-    pub fn new(id: impl Into<Arc<str>>) -> Self {
-        Self(id.into())
-    }
-
-    /// The key id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<&str> for KeyId {
-    fn from(s: &str) -> Self {
-        Self::new(s)
-    }
-}
-
-/// Lets maps keyed by `KeyId` be searched with a `&str` (hashes agree: `Arc<str>`
-/// hashes as `str`).
-impl std::borrow::Borrow<str> for KeyId {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for KeyId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A plaintext API key. It exists once, in the value returned when the key is created:
-/// `Debug` and `Display` show only the key id, it does not implement `Serialize`, and
-/// the text is reachable only through [`ApiKey::expose_secret`].
-pub struct ApiKey {
-    key_id: KeyId,
-    full: SecretString,
-}
-
-impl ApiKey {
-    /// The public part of this key.
-    pub fn key_id(&self) -> &KeyId {
-        &self.key_id
-    }
-
-    /// The whole key, to show the user once. Never log it.
-    pub fn expose_secret(&self) -> &str {
-        self.full.expose_secret()
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiKey")
-            .field("key_id", &self.key_id)
-            .field("secret", &"[REDACTED]")
-            .finish()
-    }
-}
-
-impl fmt::Display for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}…[REDACTED]", self.key_id)
-    }
-}
-
-/// How the brand at the start of a key is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Brand {
     /// The same brand for every key: `kova_`, `sk-kunavo-`.

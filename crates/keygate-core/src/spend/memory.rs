@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
+use super::{Month, SpendMeter};
+use crate::backend::BackendError;
 use crate::key::KeyId;
-use crate::policy::{BackendError, Month, SpendMeter};
 
 const DEFAULT_MAX_ENTRIES: u64 = 100_000;
 /// Longer than any month, so that a counter outlives the month it counts.
@@ -22,7 +23,8 @@ const IDLE: Duration = Duration::from_secs(32 * 86_400);
 ///
 /// # Example
 /// ```
-/// use keygate_core::{KeyId, MemorySpendMeter, Month, SpendMeter};
+/// use keygate_core::spend::{MemorySpendMeter, Month, SpendMeter};
+/// use keygate_core::KeyId;
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let meter = MemorySpendMeter::new();

@@ -20,7 +20,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
-use crate::verify::Digest;
+use sha2::{Digest as _, Sha256};
+
+/// SHA-256 of the whole presented key: the cache key, so the plaintext is never kept.
+pub(crate) type Digest = [u8; 32];
+
+pub(crate) fn digest(key: &[u8]) -> Digest {
+    Sha256::digest(key).into()
+}
 
 const SHARDS: usize = 64;
 const NANOS_PER_SEC: i64 = 1_000_000_000;

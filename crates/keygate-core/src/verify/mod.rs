@@ -26,24 +26,19 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use moka::sync::Cache;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest as _, Sha256};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::background::UsageCell;
-use crate::cache::HotCache;
+mod cache;
+
 use crate::clock::{Clock, Timestamp};
 use crate::hash::{HashError, KeyHasher, SecretHash};
 use crate::key::KeyId;
 use crate::principal::Principal;
 use crate::store::DynKeyStore;
-
-/// SHA-256 of the whole presented key: the cache key, so the plaintext is never kept.
-pub(crate) type Digest = [u8; 32];
-
-pub(crate) fn digest(key: &[u8]) -> Digest {
-    Sha256::digest(key).into()
-}
+use cache::HotCache;
+pub(crate) use cache::{digest, Digest};
 
 /// A key whose secret has been proven, with the state needed on every request.
 pub(crate) struct Verified {
@@ -80,7 +75,7 @@ type Outcome = Result<Arc<Verified>, Failure>;
 pub struct VerifierConfig {
     /// How long a verified key stays cached: the bound on how long another instance
     /// may honour a key revoked elsewhere, when no feed reaches it. Counted on the
-    /// gate's clock (a [`ManualClock`](crate::ManualClock) moves it too); a clock
+    /// gate's clock (a [`ManualClock`](crate::clock::ManualClock) moves it too); a clock
     /// stepped back ends an entry rather than lengthening it.
     pub cache_ttl: Duration,
     /// Most keys cached.

@@ -1,10 +1,10 @@
-//! Error formats besides [`DefaultFormat`]: [`OpenAiFormat`], so OpenAI's SDKs raise
-//! their usual exceptions, and [`ProblemFormat`], RFC 9457 problem details; and
-//! [`ErrorFormatKind`], to choose one from configuration.
+//! [`ErrorFormatKind`]: an error format chosen by name, as the examples read
+//! `KEYGATE_ERROR_FORMAT`; and the tests that hold every format to the same denials.
 //!
 //! # Example
 //! ```
-//! use keygate_core::{Denial, ErrorFormat, ErrorFormatKind, Gate, MemoryStore};
+//! use keygate_core::reject::{Denial, ErrorFormatKind};
+//! use keygate_core::{Gate, MemoryStore};
 //!
 //! // As the examples read `KEYGATE_ERROR_FORMAT`:
 //! let kind: ErrorFormatKind = "openai".parse().unwrap();
@@ -23,318 +23,17 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
-use crate::error::{rfc3339, to_json, DefaultFormat, Denial, ErrorFormat};
-use crate::key::KeyId;
-use crate::record::{InvalidValue, Scopes};
-
-/// OpenAI-compatible bodies: `{"error":{"message","type","param","code"}}`.
-///
-/// Types and codes follow what OpenAI's API returns, so OpenAI's SDKs and the tools
-/// built on them react as they do to OpenAI itself:
-///
-/// | denial | status | `type` | `code` |
-/// | --- | --- | --- | --- |
-/// | missing key | 401 | `invalid_request_error` | `null` (as OpenAI) |
-/// | invalid or expired key | 401 | `invalid_request_error` | `invalid_api_key` |
-/// | missing scope | 403 | `invalid_request_error` | `missing_scope` |
-/// | spend cap | 402 | `insufficient_quota` | `insufficient_quota` |
-/// | rate limit | 429 | `requests` | `rate_limit_exceeded` |
-/// | unavailable | 503 | `service_unavailable_error` | `server_is_overloaded` |
-/// | bad request, not found (keygate's own API) | 400, 404 | `invalid_request_error` | `null` |
-///
-/// OpenAI answers an exhausted quota with 429; keygate keeps 402 (the status is the
-/// gate's), and the `insufficient_quota` type tells the two apart as OpenAI's does.
-/// `param` is always `null`; details (key id, expiry, scopes, reset) are in `message`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct OpenAiFormat;
-
-#[derive(Serialize)]
-struct OpenAiEnvelope<'a> {
-    error: OpenAiError<'a>,
-}
-
-#[derive(Serialize)]
-struct OpenAiError<'a> {
-    message: String,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    param: Option<&'a str>,
-    code: Option<&'a str>,
-}
-
-fn scope_list(scopes: &Scopes) -> String {
-    scopes.iter().collect::<Vec<_>>().join(", ")
-}
-
-impl ErrorFormat for OpenAiFormat {
-    fn body(&self, denial: &Denial, _now: DateTime<Utc>) -> String {
-        let (message, kind, code) = match denial {
-            Denial::MissingKey { header } => {
-                let how = if header.eq_ignore_ascii_case("authorization") {
-                    "in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)"
-                        .to_string()
-                } else {
-                    format!("in the {header} header")
-                };
-                (
-                    format!("You didn't provide an API key. You need to provide your API key {how}."),
-                    "invalid_request_error",
-                    None,
-                )
-            }
-            Denial::InvalidKey { key_id } => (
-                match key_id {
-                    Some(key_id) => format!("Incorrect API key provided: {key_id}."),
-                    None => "Incorrect API key provided.".to_string(),
-                },
-                "invalid_request_error",
-                Some("invalid_api_key"),
-            ),
-            Denial::ExpiredKey { expired_at } => (
-                format!("The API key expired at {}.", rfc3339(*expired_at)),
-                "invalid_request_error",
-                Some("invalid_api_key"),
-            ),
-            Denial::InsufficientScope { required } => (
-                format!(
-                    "You have insufficient permissions for this operation. Required scopes: {}.",
-                    scope_list(required)
-                ),
-                "invalid_request_error",
-                Some("missing_scope"),
-            ),
-            Denial::QuotaExceeded { resets_at } => (
-                format!(
-                    "You exceeded your current quota, please check your plan and billing details. \
-                     The quota resets at {}.",
-                    rfc3339(*resets_at)
-                ),
-                "insufficient_quota",
-                Some("insufficient_quota"),
-            ),
-            Denial::RateLimited { retry_after } => (
-                format!("Rate limit reached for requests. Please try again in {retry_after}s."),
-                "requests",
-                Some("rate_limit_exceeded"),
-            ),
-            Denial::Unavailable { retry_after } => (
-                format!(
-                    "The server is temporarily unable to authenticate requests. Please try again in {retry_after}s."
-                ),
-                "service_unavailable_error",
-                Some("server_is_overloaded"),
-            ),
-            Denial::BadRequest { .. } | Denial::NotFound { .. } => {
-                (denial.detail().into_owned(), "invalid_request_error", None)
-            }
-        };
-        to_json(&OpenAiEnvelope {
-            error: OpenAiError {
-                message,
-                kind,
-                param: None,
-                code,
-            },
-        })
-    }
-}
-
-/// RFC 9457 problem details, `application/problem+json`: `type`, `title`, `status`,
-/// `detail`, then extension members: `code` (`INVALID_API_KEY`, …) and the denial's
-/// details (`header`, `key_id`, `expired_at`, `required`, `resets_at`, `retry_after`).
-///
-/// By default `type` is `about:blank` and `title` the status phrase, as RFC 9457 asks
-/// when a problem has no type of its own. With [`type_base`](Self::type_base), each
-/// code gets a type URI (`<base>invalid-api-key`) and a title of its own; point it at
-/// your API's documentation.
-///
-/// ```
-/// use keygate_core::{Denial, ErrorFormat, ProblemFormat};
-///
-/// let format = ProblemFormat::new().type_base("https://api.example.com/problems/");
-/// let body = format.body(&Denial::RateLimited { retry_after: 3 }, chrono::Utc::now());
-/// assert_eq!(
-///     body,
-///     r#"{"type":"https://api.example.com/problems/rate-limit-exceeded","title":"Rate limit exceeded","status":429,"detail":"Too many requests for this API key; retry in 3 seconds.","code":"RATE_LIMIT_EXCEEDED","retry_after":3}"#
-/// );
-/// assert_eq!(format.content_type(), "application/problem+json");
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct ProblemFormat {
-    type_base: Option<Arc<str>>,
-}
-
-#[derive(Serialize)]
-struct Problem<'a, E: Serialize> {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: String,
-    code: &'a str,
-    #[serde(flatten)]
-    extensions: E,
-}
-
-impl ProblemFormat {
-    /// Problems typed `about:blank`, titled with the HTTP status phrase.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Gives every code a type URI, `base` followed by the code in kebab case
-    /// (`https://api.example.com/problems/invalid-api-key`), and a title of its own.
-    pub fn type_base(mut self, base: &str) -> Self {
-        self.type_base = Some(base.into());
-        self
-    }
-
-    fn problem<E: Serialize>(&self, denial: &Denial, detail: String, extensions: E) -> String {
-        let status = denial.status();
-        let (kind, title) = match &self.type_base {
-            Some(base) => (format!("{base}{}", slug(denial.code())), title(denial)),
-            None => (
-                "about:blank".to_string(),
-                status.canonical_reason().unwrap_or("Error"),
-            ),
-        };
-        to_json(&Problem {
-            kind,
-            title,
-            status: status.as_u16(),
-            detail,
-            code: denial.code(),
-            extensions,
-        })
-    }
-}
-
-/// `INVALID_API_KEY` -> `invalid-api-key`.
-fn slug(code: &str) -> String {
-    code.chars()
-        .map(|c| if c == '_' { '-' } else { c.to_ascii_lowercase() })
-        .collect()
-}
-
-fn title(denial: &Denial) -> &'static str {
-    match denial {
-        Denial::MissingKey { .. } => "Missing API key",
-        Denial::InvalidKey { .. } => "Invalid API key",
-        Denial::ExpiredKey { .. } => "Expired API key",
-        Denial::InsufficientScope { .. } => "Insufficient permissions",
-        Denial::QuotaExceeded { .. } => "Insufficient quota",
-        Denial::RateLimited { .. } => "Rate limit exceeded",
-        Denial::Unavailable { .. } => "Service unavailable",
-        Denial::BadRequest { .. } => "Invalid request",
-        Denial::NotFound { .. } => "Not found",
-    }
-}
-
-impl ErrorFormat for ProblemFormat {
-    fn content_type(&self) -> &'static str {
-        "application/problem+json"
-    }
-
-    fn body(&self, denial: &Denial, _now: DateTime<Utc>) -> String {
-        match denial {
-            Denial::MissingKey { header } => {
-                #[derive(Serialize)]
-                struct E<'a> {
-                    header: &'a str,
-                }
-                let detail = format!("An API key is required in the {header} header.");
-                self.problem(denial, detail, E { header })
-            }
-            Denial::InvalidKey { key_id } => {
-                #[derive(Serialize)]
-                struct E<'a> {
-                    key_id: Option<&'a KeyId>,
-                }
-                let detail = "The provided API key is invalid.".to_string();
-                self.problem(
-                    denial,
-                    detail,
-                    E {
-                        key_id: key_id.as_ref(),
-                    },
-                )
-            }
-            Denial::ExpiredKey { expired_at } => {
-                #[derive(Serialize)]
-                struct E {
-                    expired_at: String,
-                }
-                let expired_at = rfc3339(*expired_at);
-                let detail = format!("The API key expired at {expired_at}.");
-                self.problem(denial, detail, E { expired_at })
-            }
-            Denial::InsufficientScope { required } => {
-                #[derive(Serialize)]
-                struct E<'a> {
-                    required: &'a Scopes,
-                }
-                let detail = format!("This request requires the scopes: {}.", scope_list(required));
-                self.problem(denial, detail, E { required })
-            }
-            Denial::QuotaExceeded { resets_at } => {
-                #[derive(Serialize)]
-                struct E {
-                    resets_at: String,
-                }
-                let resets_at = rfc3339(*resets_at);
-                let detail = format!("The API key's monthly spend cap is exhausted until {resets_at}.");
-                self.problem(denial, detail, E { resets_at })
-            }
-            Denial::RateLimited { retry_after } => {
-                #[derive(Serialize)]
-                struct E {
-                    retry_after: u64,
-                }
-                let retry_after = (*retry_after).max(1);
-                let detail = format!(
-                    "Too many requests for this API key; retry in {retry_after} {}.",
-                    secs(retry_after)
-                );
-                self.problem(denial, detail, E { retry_after })
-            }
-            Denial::Unavailable { retry_after } => {
-                #[derive(Serialize)]
-                struct E {
-                    retry_after: u64,
-                }
-                let retry_after = (*retry_after).max(1);
-                let detail = format!(
-                    "Authentication is temporarily unavailable; retry in {retry_after} {}.",
-                    secs(retry_after)
-                );
-                self.problem(denial, detail, E { retry_after })
-            }
-            Denial::BadRequest { .. } | Denial::NotFound { .. } => {
-                #[derive(Serialize)]
-                struct E {}
-                self.problem(denial, denial.detail().into_owned(), E {})
-            }
-        }
-    }
-}
-
-fn secs(n: u64) -> &'static str {
-    if n == 1 {
-        "second"
-    } else {
-        "seconds"
-    }
-}
+use super::{DefaultFormat, Denial, ErrorFormat, OpenAiFormat, ProblemFormat};
+use crate::record::InvalidValue;
 
 /// Which error format to render with, chosen by name: `default`, `openai` or
 /// `problem` (as the examples read `KEYGATE_ERROR_FORMAT`). It is itself an
-/// [`ErrorFormat`], so [`GateBuilder::error_format`](crate::GateBuilder::error_format)
+/// [`ErrorFormat`], so [`GateBuilder::error_format`](crate::gate::GateBuilder::error_format)
 /// takes it as is.
 ///
 /// ```
-/// use keygate_core::ErrorFormatKind;
+/// use keygate_core::reject::ErrorFormatKind;
 ///
 /// let kind = std::env::var("KEYGATE_ERROR_FORMAT")
 ///     .ok()
@@ -437,7 +136,8 @@ impl<F: ErrorFormat + ?Sized> ErrorFormat for Arc<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Renderer;
+    use crate::record::Scopes;
+    use crate::reject::Renderer;
     use http::header::{CONTENT_TYPE, RETRY_AFTER};
 
     fn at(s: &str) -> DateTime<Utc> {

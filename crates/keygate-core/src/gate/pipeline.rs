@@ -1,0 +1,364 @@
+//! The pipeline, steps 1 to 6: the credential, its parse, its verification (cache, or
+//! store and argon2), the key's state and scopes, the spend cap and the rate limits.
+//! Each step that may need a backend has its two forms side by side: from memory
+//! (`*_now`, `None` when I/O is needed) and awaited.
+
+use std::borrow::Cow;
+
+use secrecy::{ExposeSecret, SecretSlice};
+
+use super::settle::{After, Pending};
+use super::{Admission, Cold, Decision, Gate};
+use crate::backend::{BackendError, FailMode};
+use crate::clock::Timestamp;
+use crate::credential::{extract, HeaderSource, Presented};
+use crate::headers::RateHeaders;
+use crate::key::{KeyId, ParsedKey};
+use crate::policy::RoutePolicy;
+use crate::principal::Principal;
+use crate::rate::{Bucket, RateDecision};
+use crate::reject::{Denial, Rejection};
+use crate::spend::Month;
+use crate::verify::{digest, Failure, Verified};
+
+/// The presented key, and the request's user agent when usage is recorded.
+type KeyAndAgent<'h> = (&'h [u8], Option<&'h [u8]>);
+
+impl Gate {
+    /// [`Gate::decide`]: the whole pipeline from memory when it can be (a key in the
+    /// cache, or refused from memory: malformed, failed lately, its id throttled; and a
+    /// limiter and meter that need no I/O), else a [`Cold`] future with nothing counted.
+    pub(super) fn decide_request<H: HeaderSource + ?Sized>(
+        &self,
+        headers: &H,
+        policy: &RoutePolicy,
+    ) -> Decision {
+        let (key, agent) = match self.presented(headers, policy) {
+            Ok(found) => found,
+            Err(answered) => return Decision::Now(answered),
+        };
+        // One clock read serves the cache, the key's expiry and the limits.
+        let now = self.inner.clock.timestamp();
+        // A hit needs no parsing: only keys whose secret was proven are cached, under
+        // the SHA-256 of the whole key.
+        let digest = digest(key);
+        // A cached key is decided on its entry in place, under the cache's read lock
+        // (nothing below touches the verifier's caches).
+        let decide = |verified: &Verified| self.decide_now(verified, policy, agent, now);
+        match self.inner.verifier.with_fresh(&digest, now, decide) {
+            Some(Some(decided)) => return Decision::Now(decided),
+            // Cached, but the meter or the limiter needs I/O.
+            Some(None) => return Decision::Later(self.cold(key, agent, policy)),
+            None => {}
+        }
+        // Not cached. A malformed key is refused here, with no I/O; a well-formed one
+        // at once if it failed lately or its id is throttled, and is cold otherwise.
+        let parsed = match self.parse(key, now) {
+            Ok(parsed) => parsed,
+            Err(rejection) => return Decision::Now(Err(rejection)),
+        };
+        match self.inner.verifier.refused_at_once(&digest, parsed.key_id()) {
+            Some(refused) => Decision::Now(Err(self.verify_failed(refused, &parsed, now))),
+            None => Decision::Later(self.cold(key, agent, policy)),
+        }
+    }
+
+    /// The future of a cold key. It owns a copy of the key, zeroed when dropped, so
+    /// that the adapter may move the request meanwhile.
+    fn cold(&self, key: &[u8], agent: Option<&[u8]>, policy: &RoutePolicy) -> Cold {
+        let gate = self.clone();
+        let policy = policy.clone();
+        let key = SecretSlice::from(key.to_vec());
+        let agent: Option<Box<[u8]>> = agent.map(Into::into);
+        Cold(Box::pin(async move {
+            gate.admit_cold(key.expose_secret(), agent.as_deref(), &policy)
+                .await
+        }))
+    }
+
+    /// The pipeline for a key the cache could not decide: parse, verify (one coalesced
+    /// store lookup and argon2 verify), then the rest, awaiting backends as needed.
+    async fn admit_cold(
+        &self,
+        key: &[u8],
+        agent: Option<&[u8]>,
+        policy: &RoutePolicy,
+    ) -> Result<Admission, Rejection> {
+        let clock = &self.inner.clock;
+        let parsed = self.parse(key, clock.timestamp())?;
+        let verified = self
+            .inner
+            .verifier
+            .verify(digest(key), parsed.key_id(), parsed.secret(), clock.timestamp())
+            .await
+            .map_err(|failure| self.verify_failed(failure, &parsed, clock.timestamp()))?;
+        let now = clock.timestamp();
+        self.check_state(&verified, policy, now)?;
+        let principal = &verified.principal;
+        match self.spend_now(principal, now) {
+            Some(checked) => checked?,
+            None => self.spend(principal, now).await?,
+        }
+        let rate = match self.rate_now(principal, policy, now) {
+            Some(checked) => checked?,
+            None => self.rate(principal, policy, now).await?,
+        };
+        Ok(self.admitted(&verified, rate, policy, agent, now))
+    }
+
+    /// The rest of the pipeline for a verified key, from memory; `None` when the meter
+    /// or the limiter needs I/O (nothing counted then).
+    fn decide_now(
+        &self,
+        verified: &Verified,
+        policy: &RoutePolicy,
+        agent: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Option<Result<Admission, Rejection>> {
+        if let Err(rejection) = self.check_state(verified, policy, now) {
+            return Some(Err(rejection));
+        }
+        let principal = &verified.principal;
+        if let Err(rejection) = self.spend_now(principal, now)? {
+            return Some(Err(rejection));
+        }
+        // Last: the limiter counts the request, so nothing may return `None` after it.
+        let rate = match self.rate_now(principal, policy, now)? {
+            Ok(rate) => rate,
+            Err(rejection) => return Some(Err(rejection)),
+        };
+        Some(Ok(self.admitted(verified, rate, policy, agent, now)))
+    }
+
+    /// Step 1: the credential (and the user agent, when usage is recorded), or the
+    /// answer when there is none to check.
+    #[allow(clippy::result_large_err)] // The `Err` side is an answer, not an error.
+    fn presented<'h, H: HeaderSource + ?Sized>(
+        &self,
+        headers: &'h H,
+        policy: &RoutePolicy,
+    ) -> Result<KeyAndAgent<'h>, Result<Admission, Rejection>> {
+        let inner = &*self.inner;
+        let format = inner.keys.key_format();
+        let ours = |value: &str| format.is_branded(value);
+        let only_ours: Option<&dyn Fn(&str) -> bool> = if policy.is_optional() { Some(&ours) } else { None };
+        let (presented, agent) = extract(headers, &inner.lookups, only_ours, inner.usage.is_some());
+        match presented {
+            Presented::One(key) => Ok((key, agent)),
+            Presented::Nothing if policy.is_optional() => Err(Ok(Admission::default())),
+            Presented::Nothing => {
+                let header = inner.sources[0].header_name();
+                Err(Err(self.deny(Denial::MissingKey { header })))
+            }
+            Presented::Unusable => Err(Err(self.deny(Denial::InvalidKey { key_id: None }))),
+        }
+    }
+
+    /// Step 2: the key's parts, with no I/O.
+    fn parse<'k>(&self, key: &'k [u8], now: Timestamp) -> Result<ParsedKey<'k>, Rejection> {
+        let Ok(key) = std::str::from_utf8(key) else {
+            tracing::debug!("malformed key: not UTF-8");
+            return Err(self.deny_at(Denial::InvalidKey { key_id: None }, now));
+        };
+        self.inner.keys.key_format().parse(key).map_err(|e| {
+            tracing::debug!(
+                key_id = e.key_id.as_ref().map(KeyId::as_str),
+                reason = e.reason,
+                "malformed key"
+            );
+            self.deny_at(Denial::InvalidKey { key_id: e.key_id }, now)
+        })
+    }
+
+    /// Steps 3 and 4 failed: the verifier's answer as a refusal.
+    fn verify_failed(&self, failure: Failure, parsed: &ParsedKey<'_>, now: Timestamp) -> Rejection {
+        let denial = match failure {
+            // Throttled answers like any invalid key: never reveal that the id exists.
+            Failure::Invalid | Failure::Throttled => Denial::InvalidKey {
+                key_id: Some(KeyId::from(parsed.key_id())),
+            },
+            Failure::Unavailable => Denial::Unavailable { retry_after: 1 },
+        };
+        self.deny_at(denial, now)
+    }
+
+    /// Step 5 and the scopes: revoked, expired (on every request), scopes.
+    fn check_state(
+        &self,
+        verified: &Verified,
+        policy: &RoutePolicy,
+        now: Timestamp,
+    ) -> Result<(), Rejection> {
+        let key_id = verified.principal.key_id();
+        if verified.revoked {
+            tracing::debug!(key_id = %key_id, "revoked key");
+            // The same bytes as an unknown key: never reveal that the id exists.
+            let key_id = Some(key_id.clone());
+            return Err(self.deny_at(Denial::InvalidKey { key_id }, now));
+        }
+        if verified.expiry.is_some_and(|at| at <= now) {
+            if let Some(expired_at) = verified.expires_at {
+                return Err(self.deny_at(Denial::ExpiredKey { expired_at }, now));
+            }
+        }
+        if policy.scopes().is_empty() {
+            return Ok(());
+        }
+        let scopes = verified.principal.scopes();
+        if scopes.covers(policy.scopes(), self.inner.admin_grants_all) {
+            return Ok(());
+        }
+        let missing = scopes.missing(policy.scopes(), self.inner.admin_grants_all);
+        tracing::debug!(key_id = %key_id, missing = %missing, "insufficient scope");
+        let required = policy.scopes().clone();
+        Err(self.deny_at(Denial::InsufficientScope { required }, now))
+    }
+
+    /// Step 6, the spend cap, from memory; `None` when the meter needs I/O.
+    fn spend_now(&self, principal: &Principal, now: Timestamp) -> Option<Result<(), Rejection>> {
+        let (Some(meter), Some(cap)) = (&self.inner.meter, principal.spend_cap()) else {
+            return Some(Ok(()));
+        };
+        let month = Month::of(now.to_datetime());
+        let spent = meter.spent_now(principal.key_id(), month)?;
+        Some(self.spend_verdict(spent, cap, month, now))
+    }
+
+    /// Step 6, the spend cap, awaiting the meter.
+    async fn spend(&self, principal: &Principal, now: Timestamp) -> Result<(), Rejection> {
+        let (Some(meter), Some(cap)) = (&self.inner.meter, principal.spend_cap()) else {
+            return Ok(());
+        };
+        let month = Month::of(now.to_datetime());
+        let spent = meter.spent(principal.key_id(), month).await;
+        self.spend_verdict(spent, cap, month, now)
+    }
+
+    fn spend_verdict(
+        &self,
+        spent: Result<u64, BackendError>,
+        cap: u64,
+        month: Month,
+        now: Timestamp,
+    ) -> Result<(), Rejection> {
+        match spent {
+            Ok(spent) if spent >= cap => {
+                let resets_at = month.next().start();
+                Err(self.deny_at(Denial::QuotaExceeded { resets_at }, now))
+            }
+            Ok(_) => Ok(()),
+            Err(error) => self.backend_failed(&error, now),
+        }
+    }
+
+    /// Step 6, the rate limits, from memory; `None` when the limiter needs I/O (nothing
+    /// counted).
+    fn rate_now(
+        &self,
+        principal: &Principal,
+        policy: &RoutePolicy,
+        now: Timestamp,
+    ) -> Option<Result<Option<RateHeaders>, Rejection>> {
+        let Some(limiter) = &self.inner.limiter else {
+            return Some(Ok(None));
+        };
+        let buckets = self.buckets(principal, policy);
+        if buckets.is_empty() {
+            return Some(Ok(None));
+        }
+        let answer = limiter.acquire_now(principal.key_id(), &buckets, now)?;
+        Some(self.rate_verdict(principal, answer, now))
+    }
+
+    /// Step 6, the rate limits, awaiting the limiter.
+    async fn rate(
+        &self,
+        principal: &Principal,
+        policy: &RoutePolicy,
+        now: Timestamp,
+    ) -> Result<Option<RateHeaders>, Rejection> {
+        let Some(limiter) = &self.inner.limiter else {
+            return Ok(None);
+        };
+        let buckets = self.buckets(principal, policy);
+        if buckets.is_empty() {
+            return Ok(None);
+        }
+        let answer = limiter.acquire(principal.key_id(), &buckets, now).await;
+        self.rate_verdict(principal, answer, now)
+    }
+
+    fn buckets<'p>(&self, principal: &Principal, policy: &'p RoutePolicy) -> Cow<'p, [Bucket]> {
+        match principal.rate_limits() {
+            Some(own) => policy.buckets(self.inner.id, own, false),
+            None => policy.buckets(self.inner.id, &self.inner.default_limits, true),
+        }
+    }
+
+    fn rate_verdict(
+        &self,
+        principal: &Principal,
+        answer: Result<RateDecision, BackendError>,
+        now: Timestamp,
+    ) -> Result<Option<RateHeaders>, Rejection> {
+        let decision = match answer {
+            Ok(decision) => decision,
+            Err(error) => return self.backend_failed(&error, now).map(|()| None),
+        };
+        let now_secs = u64::try_from(now.unix_secs()).unwrap_or(0);
+        let shown = RateHeaders::new(decision.tightest, now_secs, self.inner.ietf_headers);
+        if decision.allowed {
+            return Ok(Some(shown));
+        }
+        tracing::debug!(key_id = %principal.key_id(), "rate limited");
+        let denial = Denial::RateLimited {
+            retry_after: decision.retry_after.max(1),
+        };
+        Err(self
+            .inner
+            .renderer
+            .render(denial, now.to_datetime(), Some(shown.pairs().collect())))
+    }
+
+    fn backend_failed(&self, error: &BackendError, now: Timestamp) -> Result<(), Rejection> {
+        tracing::error!(%error, "policy backend failed");
+        match self.inner.fail_mode {
+            FailMode::Open => Ok(()),
+            FailMode::Closed => Err(self.deny_at(Denial::Unavailable { retry_after: 1 }, now)),
+        }
+    }
+
+    /// The admission of a verified key, its usage counted (`agent`: the request's user
+    /// agent, read with its credential). The principal goes to the request; what the
+    /// response needs (the headers, and the charge when this gate meters) to [`After`].
+    fn admitted(
+        &self,
+        verified: &Verified,
+        rate: Option<RateHeaders>,
+        policy: &RoutePolicy,
+        agent: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Admission {
+        if let Some(usage) = &self.inner.usage {
+            usage.record(&verified.usage, now, agent);
+        }
+        let principal = &verified.principal;
+        let charge = self.inner.meter.is_some().then(|| Pending {
+            gate: self.clone(),
+            key_id: principal.key_id().clone(),
+            fixed: policy.fixed_cost(),
+        });
+        Admission {
+            principal: Some(principal.clone()),
+            after: After { rate, charge },
+        }
+    }
+
+    fn deny(&self, denial: Denial) -> Rejection {
+        self.inner.renderer.render(denial, self.inner.clock.now(), None)
+    }
+
+    fn deny_at(&self, denial: Denial, now: Timestamp) -> Rejection {
+        self.inner.renderer.render(denial, now.to_datetime(), None)
+    }
+}

@@ -1,0 +1,167 @@
+//! After the decision: the [`Admission`] an adapter splits into the principal and the
+//! [`After`] it keeps for the response, which [`After::finish`] turns into the headers
+//! to add and the [`Charge`] to await.
+
+use std::fmt;
+
+use http::HeaderMap;
+
+use super::Gate;
+use crate::headers::RateHeaders;
+use crate::key::KeyId;
+use crate::principal::Principal;
+use crate::spend::{Cost, Month};
+
+/// An admitted request: the principal (none in optional mode without a credential) and
+/// what to do once the handler has answered.
+#[derive(Clone, Debug, Default)]
+pub struct Admission {
+    pub(super) principal: Option<Principal>,
+    pub(super) after: After,
+}
+
+impl Admission {
+    /// The authenticated caller; `None` only in optional mode without a credential.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+
+    /// The rate-limit headers the response gets, if any.
+    pub fn rate_headers(&self) -> Option<&RateHeaders> {
+        self.after.rate.as_ref()
+    }
+
+    /// The same headers, collected in a map.
+    pub fn headers(&self) -> HeaderMap {
+        self.after.rate.iter().flat_map(RateHeaders::pairs).collect()
+    }
+
+    /// The principal, for the request's extensions, and what the adapter keeps for the
+    /// response. The principal moves: nothing after the handler needs it.
+    pub fn into_parts(self) -> (Option<Principal>, After) {
+        (self.principal, self.after)
+    }
+}
+
+/// What an adapter does once the handler has answered: [`finish`](Self::finish).
+#[derive(Clone, Debug, Default)]
+pub struct After {
+    pub(super) rate: Option<RateHeaders>,
+    /// Set when the gate meters spend and a key was admitted.
+    pub(super) charge: Option<Pending>,
+}
+
+/// The charge an admitted request may owe, before the handler has declared its cost.
+#[derive(Clone)]
+pub(super) struct Pending {
+    pub(super) gate: Gate,
+    pub(super) key_id: KeyId,
+    /// The route's fixed cost, charged when the handler declares none.
+    pub(super) fixed: Option<u64>,
+}
+
+impl Pending {
+    /// The cost due: the handler's declared one, else the route's fixed one; never 0.
+    fn due(&self, declared: Option<Cost>) -> Option<u64> {
+        declared.map(|c| c.0).or(self.fixed).filter(|c| *c > 0)
+    }
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending")
+            .field("key_id", &self.key_id)
+            .field("fixed", &self.fixed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`After::finish`] gives: the headers to add, and the charge to await.
+#[derive(Debug)]
+pub struct Finish {
+    /// The rate-limit headers to add to the response.
+    pub headers: Option<RateHeaders>,
+    /// The spend to record before the response leaves; `None` when nothing is due.
+    pub charge: Option<Charge>,
+}
+
+impl After {
+    /// Nothing to do after the handler: no headers, nothing to charge. An adapter may
+    /// then return the handler's own future.
+    pub fn is_empty(&self) -> bool {
+        self.rate.is_none() && self.charge.is_none()
+    }
+
+    /// Step two of the adapter protocol, once the handler has answered. `declared`
+    /// reads the handler's [`Cost`] (a response extension); it is called only when a
+    /// charge may be due, so a gate that meters nothing reads no extension.
+    pub fn finish(self, declared: impl FnOnce() -> Option<Cost>) -> Finish {
+        let charge = self.charge.and_then(|pending| {
+            let cost = pending.due(declared())?;
+            Some(Charge {
+                gate: pending.gate,
+                key_id: pending.key_id,
+                cost,
+            })
+        });
+        Finish {
+            headers: self.rate,
+            charge,
+        }
+    }
+}
+
+/// Spend to record for an admitted request: the handler's declared cost, or the route's
+/// fixed cost. Await [`apply`](Self::apply) before the response leaves.
+pub struct Charge {
+    gate: Gate,
+    key_id: KeyId,
+    cost: u64,
+}
+
+impl fmt::Debug for Charge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Charge")
+            .field("key_id", &self.key_id)
+            .field("cost", &self.cost)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Charge {
+    /// The micro-cents to charge.
+    pub fn cost(&self) -> u64 {
+        self.cost
+    }
+
+    /// Adds the cost to the key's spend this month. A meter that fails is logged, never
+    /// turned into an error response: the request has already been served.
+    pub async fn apply(self) {
+        let Some(meter) = &self.gate.inner.meter else {
+            return;
+        };
+        let month = Month::of(self.gate.now());
+        if let Err(error) = meter.charge(&self.key_id, month, self.cost).await {
+            tracing::error!(key_id = %self.key_id, %error, "could not record spend");
+        }
+    }
+}
+
+impl Gate {
+    /// Charges an admitted request: the handler's declared cost, or the route's fixed
+    /// cost. For code that calls the gate directly; adapters use [`After::finish`].
+    pub async fn settle(&self, admission: &Admission, declared: Option<Cost>) {
+        let Some(pending) = &admission.after.charge else {
+            return;
+        };
+        let Some(cost) = pending.due(declared) else {
+            return;
+        };
+        let charge = Charge {
+            gate: self.clone(),
+            key_id: pending.key_id.clone(),
+            cost,
+        };
+        charge.apply().await;
+    }
+}

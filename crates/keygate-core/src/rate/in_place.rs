@@ -1,0 +1,191 @@
+//! The fast path of [`decide`](super::gcra::decide): the usual call (every window
+//! admitting, counters where they were, limits unchanged) decided in two short passes in
+//! 64/128-bit unsigned arithmetic. Wherever it answers, it answers as the general path
+//! does (the test below walks both); everywhere else it declines and counts nothing.
+
+use super::gcra::{find, same_identity, Counter, Now};
+use super::{Bucket, RateDecision, WindowState};
+
+/// The usual call, decided in two short passes in narrow integers: at most
+/// [`IN_PLACE`] buckets of distinct identities, each with a counter at an unchanged,
+/// non-zero limit, periods below 146 years, a time after 1970, and every window
+/// admitting. Otherwise `None`, with nothing counted, and [`decide`] takes the general
+/// path; both decide alike (a test compares them).
+pub(super) fn admit_in_place(
+    counters: &mut [Counter],
+    buckets: &[Bucket],
+    now: &Now,
+) -> Option<RateDecision> {
+    let at = u64::try_from(now.nanos).ok()?;
+    // Each bucket's counter: usually at the bucket's own position (the same route as
+    // last time), else found by identity (another route of the same key).
+    let mut found = [0usize; IN_PLACE];
+    let found = found.get_mut(..buckets.len())?;
+    for (i, bucket) in buckets.iter().enumerate() {
+        let at_position = |index: usize| {
+            counters
+                .get(index)
+                .is_some_and(|c| same_identity(bucket, &c.service, c.period))
+        };
+        let index = if at_position(i) {
+            i
+        } else {
+            find(counters, bucket)?
+        };
+        let counter = &counters[index];
+        let limit = bucket.limit.limit;
+        // A second bucket on one counter is counted once, by the general path.
+        if limit == 0 || counter.scale != limit || found[..i].contains(&index) {
+            return None;
+        }
+        let (period, used) = narrow_state(counter, at)?;
+        // Admitted when one more request fits: used + period <= period × limit.
+        if used + u128::from(period) > u128::from(period) * u128::from(limit) {
+            return None;
+        }
+        found[i] = index;
+    }
+    // (remaining, used, limit, period) of the tightest window.
+    let mut tightest: Option<(u32, u128, u32, u64)> = None;
+    for &index in found.iter() {
+        let counter = &mut counters[index];
+        let limit = counter.scale;
+        let (period, used) = narrow_state(counter, at)?;
+        // Counted: the window is `period` (one request, scaled) further along. `used`
+        // is at most `period × limit` (checked above), below 2^94.
+        let used = used + u128::from(period);
+        counter.tat = i128::from(at) * i128::from(limit) + used as i128;
+        let remaining =
+            limit.saturating_sub(u32::try_from(narrow_div_ceil(used, period)).unwrap_or(u32::MAX));
+        // As `keep_tightest`: the fewest left, then the latest reset (`used / limit`
+        // compared cross-multiplied, exactly: both products are below 2^126).
+        let tighter = tightest.is_none_or(|(r, u, l, _)| {
+            remaining < r || (remaining == r && used * u128::from(l) > u * u128::from(limit))
+        });
+        if tighter {
+            tightest = Some((remaining, used, limit, period));
+        }
+    }
+    let (remaining, used, limit, period) = tightest?;
+    // Whole again `used / limit` nanoseconds from now, rounded up to a second.
+    let nanos_per_sec = 1_000_000_000;
+    let full_in = at % nanos_per_sec + narrow_div_ceil(used, u64::from(limit));
+    Some(RateDecision {
+        allowed: true,
+        tightest: WindowState {
+            limit,
+            period_secs: period.div_ceil(nanos_per_sec),
+            remaining,
+            reset_at: (at / nanos_per_sec).saturating_add(full_in.div_ceil(nanos_per_sec)),
+        },
+        retry_after: 0,
+    })
+}
+
+/// Buckets per call that [`admit_in_place`] takes.
+const IN_PLACE: usize = 8;
+
+/// A counter's period in nanoseconds and how much of it is used at `at`, scaled, for
+/// [`admit_in_place`]; `None` for a period of 2^62 ns (146 years) or more. Below that,
+/// `used` stays under 2^94 and the tie-break's products under 2^126, so the general
+/// path's saturating arithmetic never saturates where this one is exact.
+fn narrow_state(counter: &Counter, at: u64) -> Option<(u64, u128)> {
+    let period = u64::try_from(counter.period.as_nanos())
+        .ok()
+        .filter(|p| *p < 1 << 62)?
+        .max(1);
+    let used = (counter.tat - i128::from(at) * i128::from(counter.scale)).max(0);
+    // Not negative, after `max(0)`.
+    Some((period, used as u128))
+}
+
+/// `a / b` rounded up, in 64 bits when `a` fits (it does but for extreme windows);
+/// `b > 0`. The quotient fits: it is at most a limit, or a period in nanoseconds.
+fn narrow_div_ceil(a: u128, b: u64) -> u64 {
+    match u64::try_from(a) {
+        Ok(a) => a.div_ceil(b),
+        Err(_) => u64::try_from(a.div_ceil(u128::from(b))).unwrap_or(u64::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::rate::gcra::decide_general;
+    use crate::record::RateLimit;
+
+    #[test]
+    fn the_in_place_path_decides_as_the_general_one() {
+        // A pseudo-random walk (xorshift, fixed seed): bucket sets that change now and
+        // then (so that the in-place path is taken between changes), limits from 1 to
+        // u32::MAX, periods from a nanosecond to 400 days, steps from a nanosecond to
+        // a minute. One set of counters goes through `decide`, the other through the
+        // general path alone: every decision and every counter must agree.
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut pick = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let limits = [1, 2, 3, 7, 100, 1000, 1_000_000, u32::MAX];
+        let periods = [
+            Duration::from_nanos(1),
+            Duration::from_millis(1500),
+            Duration::from_secs(60),
+            Duration::from_secs(3600),
+            Duration::from_secs(400 * 86_400),
+            // Beyond the in-place path's 146 years: the general path alone.
+            Duration::from_secs(200 * 365 * 86_400),
+        ];
+        let steps = [0, 1, 1_000, 1_000_000, 600_000_000, 61_000_000_000];
+        let chat: Arc<str> = Arc::from("chat");
+        let (mut fast, mut general) = (Vec::new(), Vec::new());
+        let mut buckets: Vec<Bucket> = Vec::new();
+        let mut nanos = 1_773_000_000_000_000_000_i64;
+        let (mut in_place, mut admitted) = (0, 0);
+        for round in 0..20_000 {
+            if buckets.is_empty() || pick(40) == 0 {
+                // Half the sets share one limit: equal counts left, told apart by reset.
+                let shared = limits[pick(limits.len())];
+                let same = pick(2) == 0;
+                buckets = (0..1 + pick(3))
+                    .map(|_| Bucket {
+                        service: (pick(2) == 0).then(|| chat.clone()),
+                        limit: RateLimit {
+                            limit: if same { shared } else { limits[pick(limits.len())] },
+                            period: periods[pick(periods.len())],
+                        },
+                    })
+                    .collect();
+            }
+            nanos += steps[pick(steps.len())];
+            let now = Now::new(Timestamp::from_unix_nanos(nanos));
+            let decided = match admit_in_place(&mut fast, &buckets, &now) {
+                Some(decision) => {
+                    in_place += 1;
+                    decision
+                }
+                None => decide_general(&mut fast, &buckets, &now),
+            };
+            let expected = decide_general(&mut general, &buckets, &now);
+            assert_eq!(decided, expected, "round {round}");
+            let state = |c: &Counter| (c.service.clone(), c.period, c.scale, c.tat);
+            assert!(
+                fast.iter().map(state).eq(general.iter().map(state)),
+                "round {round}"
+            );
+            admitted += usize::from(expected.allowed);
+        }
+        // Both paths and both answers were exercised.
+        assert!(
+            in_place > 1_000 && admitted - in_place > 1_000,
+            "{in_place} {admitted}"
+        );
+        assert!(20_000 - admitted > 2_000, "{admitted}");
+    }
+}

@@ -1,0 +1,152 @@
+//! [`MemoryStore`]: keys in process memory, for tests and single-process services.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+
+use super::{Changes, KeyStore, Page, StoreError};
+use crate::key::KeyId;
+use crate::record::{KeyRecord, OwnerId, UsageDelta};
+
+#[derive(Default)]
+struct MemoryInner {
+    records: HashMap<KeyId, KeyRecord>,
+    /// (sequence, key id) of every revocation and expiry change, in order.
+    changes: Vec<(u64, KeyId)>,
+    next_seq: u64,
+}
+
+/// Keys in process memory. The default for tests and the first run of an example;
+/// everything is lost when the process exits.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<RwLock<MemoryInner>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = self.inner.read().map(|i| i.records.len()).unwrap_or(0);
+        f.debug_struct("MemoryStore").field("keys", &len).finish()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&MemoryInner) -> T) -> Result<T, StoreError> {
+        let guard = self
+            .inner
+            .read()
+            .map_err(|_| StoreError::Unavailable("memory store lock poisoned".into()))?;
+        Ok(f(&guard))
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut MemoryInner) -> T) -> Result<T, StoreError> {
+        let mut guard = self
+            .inner
+            .write()
+            .map_err(|_| StoreError::Unavailable("memory store lock poisoned".into()))?;
+        Ok(f(&mut guard))
+    }
+
+    fn change(
+        &self,
+        key_id: &KeyId,
+        edit: impl FnOnce(&mut KeyRecord),
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.write(|inner| {
+            let record = inner.records.get_mut(key_id)?;
+            edit(record);
+            let updated = record.clone();
+            inner.next_seq += 1;
+            let seq = inner.next_seq;
+            inner.changes.push((seq, key_id.clone()));
+            Some(updated)
+        })
+    }
+}
+
+fn page_of(mut records: Vec<&KeyRecord>, page: Page) -> Vec<KeyRecord> {
+    records.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
+    records
+        .into_iter()
+        .skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
+        .take(page.limit as usize)
+        .cloned()
+        .collect()
+}
+
+impl KeyStore for MemoryStore {
+    async fn find(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        self.read(|inner| inner.records.get(key_id).cloned())
+    }
+
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        self.write(|inner| {
+            if inner.records.contains_key(&record.key_id) {
+                return Err(StoreError::Conflict);
+            }
+            inner.records.insert(record.key_id.clone(), record.clone());
+            Ok(())
+        })?
+    }
+
+    async fn list_by_owner(&self, owner: &OwnerId, page: Page) -> Result<Vec<KeyRecord>, StoreError> {
+        self.read(|inner| {
+            page_of(
+                inner.records.values().filter(|r| &r.owner == owner).collect(),
+                page,
+            )
+        })
+    }
+
+    async fn list(&self, page: Page) -> Result<Vec<KeyRecord>, StoreError> {
+        self.read(|inner| page_of(inner.records.values().collect(), page))
+    }
+
+    async fn revoke(&self, key_id: &KeyId, at: DateTime<Utc>) -> Result<Option<KeyRecord>, StoreError> {
+        self.change(key_id, |r| {
+            r.revoked_at.get_or_insert(at);
+        })
+    }
+
+    async fn set_expiry(
+        &self,
+        key_id: &KeyId,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.change(key_id, |r| r.expires_at = expires_at)
+    }
+
+    async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
+        self.write(|inner| {
+            for delta in batch {
+                if let Some(r) = inner.records.get_mut(&delta.key_id) {
+                    r.usage.request_count = r.usage.request_count.saturating_add(delta.requests);
+                    if r.usage.last_used_at.is_none_or(|t| t <= delta.last_used_at) {
+                        r.usage.last_used_at = Some(delta.last_used_at);
+                        r.usage.last_user_agent.clone_from(&delta.last_user_agent);
+                    }
+                }
+            }
+        })
+    }
+
+    async fn changes_since(&self, cursor: u64) -> Result<Changes, StoreError> {
+        self.read(|inner| {
+            let start = inner.changes.partition_point(|(seq, _)| *seq <= cursor);
+            Changes {
+                keys: inner.changes[start..].iter().map(|(_, id)| id.clone()).collect(),
+                cursor: inner.next_seq,
+            }
+        })
+    }
+
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        self.read(|inner| inner.records.is_empty())
+    }
+}
