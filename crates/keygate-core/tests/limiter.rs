@@ -1,10 +1,6 @@
-//! The rate-limiter conformance suite, run against [`MemoryRateLimiter`]. Needs the
-//! `conformance` feature: `cargo test -p keygate-core --features conformance --test limiter`.
+//! The rate-limiter conformance suite against [`MemoryRateLimiter`], one test per case.
+//! Needs the `conformance` feature: `cargo test -p keygate-core --features conformance --test limiter`.
 
-use keygate_core::conformance::limiter;
 use keygate_core::rate::MemoryRateLimiter;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_limiter_passes_the_conformance_suite() {
-    limiter::run_all(|| async { MemoryRateLimiter::new() }).await;
-}
+keygate_core::limiter_tests!(|| async { MemoryRateLimiter::new() });

@@ -1,10 +1,7 @@
-//! The store conformance suite against the in-memory store.
+//! The store conformance suite against the in-memory store, one test per case.
 //! Needs the `conformance` feature (`cargo test --workspace --all-features` enables it).
 #![cfg(feature = "conformance")]
 
-use keygate_core::{conformance, MemoryStore};
+use keygate_core::MemoryStore;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_store_passes_the_store_conformance_suite() {
-    conformance::store::run_all(|| async { MemoryStore::new() }).await;
-}
+keygate_core::store_tests!(|| async { MemoryStore::new() });

@@ -9,7 +9,7 @@ use keygate_core::record::{KeyRecord, KeyStatus};
 use keygate_core::Rejection;
 use serde::Serialize;
 
-/// A rendered answer of the [`SelfService`]: status, headers (`content-type` included)
+/// A rendered answer of the [`SelfService`](crate::SelfService): status, headers (`content-type` included)
 /// and body. Adapters copy it into their response type and add nothing.
 ///
 /// Its `Debug` shows the status only: a body may hold a plaintext key.

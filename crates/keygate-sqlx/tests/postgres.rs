@@ -1,4 +1,5 @@
-//! `SqlStore` on PostgreSQL: the store conformance suite, each case in a fresh schema.
+//! `SqlStore` on PostgreSQL: the store conformance suite, one test per case, each in a
+//! fresh schema.
 //!
 //! Set `KEYGATE_TEST_POSTGRES_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`) to run
 //! it. Without it the test is skipped, unless `KEYGATE_REQUIRE_SERVICES=1`, when a
@@ -7,7 +8,7 @@
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use keygate_core::conformance;
+use keygate_core::conformance::Case;
 use keygate_core::store::StoreError;
 use keygate_sqlx::sqlx::postgres::PgConnectOptions;
 use keygate_sqlx::SqlStore;
@@ -73,27 +74,21 @@ impl Schemas {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_store_passes_the_store_conformance_suite() {
+/// Each case in a schema of its own, dropped afterwards even when the case fails; skipped
+/// without `KEYGATE_TEST_POSTGRES_URL`.
+async fn in_a_fresh_schema(case: Case<SqlStore>) {
     let Some(url) = postgres_url() else { return };
-    let schemas = Arc::new(Schemas::new(&url).await);
-    let suite = {
-        let schemas = Arc::clone(&schemas);
-        // In a task, so that the schemas are dropped even when a case fails.
-        tokio::spawn(async move {
-            conformance::store::run_all(|| {
-                let schemas = Arc::clone(&schemas);
-                async move { schemas.store().await }
-            })
-            .await;
-        })
-    };
-    let outcome = suite.await;
+    let schemas = Schemas::new(&url).await;
+    let store = schemas.store().await;
+    // In a task, so that the schema is dropped even when the case fails.
+    let outcome = tokio::spawn(case(store)).await;
     schemas.drop_all().await;
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+keygate_core::store_tests!(harness = in_a_fresh_schema);
 
 #[tokio::test]
 async fn postgres_migrate_is_idempotent_and_unreachable_servers_are_unavailable() {

@@ -1,30 +1,25 @@
 //! `SqlStore` on SQLite files: the store conformance suite, and what is specific to SQL.
 
+use keygate_core::conformance::Case;
 use keygate_core::hash::Argon2Hasher;
 use keygate_core::manage::KeyManager;
 use keygate_core::store::StoreError;
-use keygate_core::{conformance, KeyStore, NewKey};
+use keygate_core::{KeyStore, NewKey};
 use keygate_sqlx::SqlStore;
 
 fn url(dir: &tempfile::TempDir, name: &str) -> String {
     format!("sqlite://{}", dir.path().join(name).display())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_store_passes_the_store_conformance_suite() {
+/// Each case on a migrated store in a file of its own, removed with its directory.
+async fn in_a_fresh_file(case: Case<SqlStore>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut n = 0;
-    conformance::store::run_all(|| {
-        n += 1;
-        let url = url(&dir, &format!("case{n}.db"));
-        async move {
-            let store = SqlStore::connect(&url).await.unwrap();
-            store.migrate().await.unwrap();
-            store
-        }
-    })
-    .await;
+    let store = SqlStore::connect(&url(&dir, "case.db")).await.unwrap();
+    store.migrate().await.unwrap();
+    case(store).await;
 }
+
+keygate_core::store_tests!(harness = in_a_fresh_file);
 
 #[tokio::test]
 async fn connect_creates_a_missing_file_and_migrate_is_idempotent() {

@@ -1,6 +1,7 @@
 //! The [`RateLimiter`] conformance suite: what every limiter must do, checked the same
 //! way for each (the in-memory one here, the Redis one in keygate-redis). A backend is
-//! done when [`run_all`] passes against it unchanged.
+//! done when [`limiter_tests!`](crate::limiter_tests) passes against it unchanged: one test
+//! per case below.
 //!
 //! Each case takes a fresh limiter and panics (like a failed assertion) when the limiter
 //! breaks the contract. Key ids carry a random suffix, so a shared backend (one Redis)
@@ -25,14 +26,12 @@
 //! # Example
 //! ```
 //! use keygate_core::rate::MemoryRateLimiter;
-//! use keygate_core::conformance;
 //!
-//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
-//! conformance::limiter::run_all(|| async { MemoryRateLimiter::new() }).await;
-//! # });
+//! // In a test file: one `#[tokio::test]` per case, each against a fresh limiter.
+//! keygate_core::limiter_tests!(|| async { MemoryRateLimiter::new() });
+//! # fn main() {}
 //! ```
 
-use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -40,23 +39,6 @@ use tokio::sync::Barrier;
 
 use crate::rate::{Bucket, RateDecision, RateLimiter};
 use crate::{KeyId, RateLimit};
-
-/// Runs every case, each against a fresh limiter from `make_limiter`.
-pub async fn run_all<L, F, Fut>(mut make_limiter: F)
-where
-    L: RateLimiter,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = L>,
-{
-    an_idle_key_may_burst_up_to_the_limit(make_limiter().await).await;
-    every_window_applies_at_once(make_limiter().await).await;
-    services_keep_separate_counters(make_limiter().await).await;
-    keys_keep_separate_counters(make_limiter().await).await;
-    concurrent_calls_admit_exactly_the_limit(make_limiter().await).await;
-    a_refused_request_counts_in_no_window(make_limiter().await).await;
-    retry_after_is_whole_seconds_rounded_up_and_at_least_one(make_limiter().await).await;
-    a_window_is_whole_again_at_its_reset(make_limiter().await).await;
-}
 
 /// 2030-01-01T00:00:00Z.
 fn start() -> DateTime<Utc> {

@@ -1,5 +1,6 @@
 //! The [`KeyStore`] conformance suite: what every store must do, checked the same way
-//! for each. A backend is done when [`run_all`] passes against it unchanged.
+//! for each. A backend is done when [`store_tests!`](crate::store_tests) passes against it unchanged: one test per
+//! case below.
 //!
 //! Each case takes a fresh, empty store and panics (like a failed assertion) when the
 //! store breaks the contract. Cases need a Tokio runtime (`#[tokio::test]`): keys are
@@ -9,86 +10,25 @@
 //!
 //! # Example
 //! ```
-//! use keygate_core::{conformance, MemoryStore};
+//! use keygate_core::MemoryStore;
 //!
-//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! conformance::store::run_all(|| async { MemoryStore::new() }).await;
-//! # });
+//! // In a test file: one `#[tokio::test]` per case, each against a fresh store.
+//! keygate_core::store_tests!(|| async { MemoryStore::new() });
+//! # fn main() {}
 //! ```
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::clock::ManualClock;
+use super::store_fixtures::{after, create, find, ids, setup, sorted, start, DAY};
 use crate::hash::{Argon2Hasher, KeyHasher, SecretHash};
 use crate::key::Environment;
-use crate::manage::{KeyManager, ManageError};
-use crate::record::{KeyRecord, KeyStatus, UsageDelta};
+use crate::manage::ManageError;
+use crate::record::{KeyStatus, UsageDelta};
 use crate::store::{Page, StoreError};
 use crate::{KeyId, KeyStore, NewKey, OwnerId, RateLimit, Scopes};
-
-/// Runs every case, each against a fresh store from `make_store`.
-pub async fn run_all<S, F, Fut>(mut make_store: F)
-where
-    S: KeyStore,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = S>,
-{
-    create_stores_every_field_and_find_returns_the_record(make_store().await).await;
-    stored_hash_is_a_phc_string_never_the_plaintext(make_store().await).await;
-    inserting_an_existing_key_id_is_a_conflict_and_keeps_the_original(make_store().await).await;
-    list_by_owner_pages_in_creation_order(make_store().await).await;
-    list_pages_every_key_across_owners(make_store().await).await;
-    revoke_is_idempotent_and_keeps_the_first_revocation_time(make_store().await).await;
-    set_expiry_sets_and_clears_the_expiry(make_store().await).await;
-    rotate_issues_a_replacement_and_expires_the_old_key(make_store().await).await;
-    record_usage_adds_counts_and_keeps_the_latest_use(make_store().await).await;
-    changes_since_reports_revoked_and_rotated_keys_after_a_cursor(make_store().await).await;
-    concurrent_creates_are_all_stored_with_distinct_ids(make_store().await).await;
-}
-
-/// 2030-01-01T00:00:00Z: whole seconds, so every store keeps it exactly.
-fn start() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_893_456_000, 0).expect("a valid instant")
-}
-
-fn after(at: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
-    at + chrono::Duration::seconds(secs)
-}
-
-const DAY: i64 = 86_400;
-
-/// The store shared with a manager on a manual clock and cheap argon2 parameters.
-fn setup<S: KeyStore>(store: S) -> (Arc<S>, KeyManager, ManualClock) {
-    let store = Arc::new(store);
-    let clock = ManualClock::new(start());
-    let keys = KeyManager::new(Arc::clone(&store))
-        .hasher(Argon2Hasher::insecure_fast())
-        .clock(clock.clone());
-    (store, keys, clock)
-}
-
-async fn create(keys: &KeyManager, new: NewKey) -> KeyRecord {
-    keys.create(new).await.expect("create a key").record
-}
-
-async fn find<S: KeyStore>(store: &S, key_id: &KeyId) -> Option<KeyRecord> {
-    store.find(key_id).await.expect("find a key")
-}
-
-fn sorted(mut records: Vec<KeyRecord>) -> Vec<KeyRecord> {
-    records.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
-    records
-}
-
-fn ids(records: &[KeyRecord]) -> Vec<&str> {
-    records.iter().map(|r| r.key_id.as_str()).collect()
-}
 
 /// `insert` then `find` gives back every field as it was written; an unknown id is `None`.
 pub async fn create_stores_every_field_and_find_returns_the_record<S: KeyStore>(store: S) {

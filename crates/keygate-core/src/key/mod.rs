@@ -118,8 +118,6 @@ impl fmt::Display for ApiKey {
     }
 }
 
-/// How the brand at the start of a key is written.
-
 /// Whether a key is for production traffic or for testing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

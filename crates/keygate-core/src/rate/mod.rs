@@ -1,5 +1,5 @@
 //! Rate limits: the [`RateLimiter`] trait and its types, the GCRA arithmetic
-//! ([`gcra`], pure and tested there) and the in-memory limiter ([`MemoryRateLimiter`]).
+//! (`gcra.rs`, pure and tested there; `in_place.rs`, its fast path) and the in-memory limiter ([`MemoryRateLimiter`]).
 //!
 //! The Redis limiter (crate `keygate-redis`) implements the same trait with the same
 //! semantics; one conformance suite (`keygate_core::conformance::limiter`, feature
@@ -53,8 +53,6 @@ pub struct RateDecision {
     /// When refused: whole seconds until a retry can succeed, at least 1.
     pub retry_after: u64,
 }
-
-/// A limiter or meter could not answer.
 
 /// Counts requests per key in windows. The in-memory and the Redis limiters implement
 /// it with the same semantics, checked by one conformance suite.

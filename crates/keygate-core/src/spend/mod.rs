@@ -81,7 +81,7 @@ pub trait SpendMeter: Send + Sync + 'static {
 
     /// [`spent`](SpendMeter::spent) without a future, for meters that need no I/O (the
     /// in-memory one); the gate awaits `spent` only on `None`, the default. Like
-    /// [`RateLimiter::acquire_now`], it runs under the cache's read lock: memory only.
+    /// [`RateLimiter::acquire_now`](crate::rate::RateLimiter::acquire_now), it runs under the cache's read lock: memory only.
     fn spent_now(&self, key_id: &KeyId, month: Month) -> Option<Result<u64, BackendError>> {
         let _ = (key_id, month);
         None

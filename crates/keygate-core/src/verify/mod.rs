@@ -1,6 +1,6 @@
 //! The verifier: steps 3 and 4 of the pipeline (cache, store lookup, argon2).
 //!
-//! - A hit costs a SHA-256 of the key and a map lookup in [`HotCache`], a sharded map
+//! - A hit costs a SHA-256 of the key and a map lookup in the hot cache (`verify/cache.rs`), a sharded map
 //!   that allocates nothing and takes the request's time from the caller.
 //! - Misses are coalesced: the first request for a key spawns one task that does the
 //!   store lookup and the argon2 verify; every request for the same key waits on that
