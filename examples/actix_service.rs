@@ -1,6 +1,6 @@
 //! # actix_service: an actix-web API protected by keygate
 //!
-//! The same API as `axum_service` (DESIGN.md's example-service contract):
+//! The same API as `axum_service` (the example-service contract in `docs/ARCHITECTURE.md`):
 //! `GET /v1/health`, `GET /v1/whoami`, `GET /v1/models`, `POST /v1/translate`,
 //! `POST /v1/chat/completions` (declares a cost of 1000 micro-cents), `GET /v1/hello`
 //! (optional mode) and the self-service key API at `/api/v1/api-keys`.

@@ -1,6 +1,6 @@
 //! # axum_service: an axum API protected by keygate
 //!
-//! Routes (DESIGN.md's example-service contract): `GET /v1/health` (no key),
+//! Routes (the example-service contract in `docs/ARCHITECTURE.md`): `GET /v1/health` (no key),
 //! `GET /v1/whoami` (any key), `GET /v1/models` (scope `read`), `POST /v1/translate`
 //! (scope `read`, service `translation` 100/min), `POST /v1/chat/completions` (scope
 //! `write`, service `chat` 50/min, 1000 micro-cents declared by the handler),

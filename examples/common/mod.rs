@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 /// What `POST /v1/chat/completions` costs, in micro-cents, declared by its handler.
 pub const CHAT_COST: u64 = 1000;
 
-/// The example's settings (DESIGN.md's example-service contract).
+/// The example's settings (the example-service contract in `docs/ARCHITECTURE.md`).
 pub struct Settings {
     /// `KEYGATE_ADDR`, default `127.0.0.1:3000`.
     pub addr: String,

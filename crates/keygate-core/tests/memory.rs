@@ -1,4 +1,4 @@
-//! DESIGN.md's memory budget: at most 1 KiB per cached key. Measured with a counting
+//! The memory budget of `docs/ARCHITECTURE.md`: at most 1 KiB per cached key. Measured with a counting
 //! allocator, alone in this test binary so that no other test's allocations mix in.
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -4,8 +4,8 @@
 //!
 //! Each case takes a fresh, empty store and panics (like a failed assertion) when the
 //! store breaks the contract. Cases need a Tokio runtime (`#[tokio::test]`): keys are
-//! created through a [`KeyManager`], which hashes on the blocking pool. Time comes from a
-//! [`ManualClock`] stopped on whole seconds, so stores that keep timestamps at microsecond
+//! created through a [`KeyManager`](crate::manage::KeyManager), which hashes on the blocking pool. Time comes from a
+//! [`ManualClock`](crate::clock::ManualClock) stopped on whole seconds, so stores that keep timestamps at microsecond
 //! precision (PostgreSQL) compare equal.
 //!
 //! # Example
@@ -341,7 +341,7 @@ pub async fn set_expiry_sets_and_clears_the_expiry<S: KeyStore>(store: S) {
     assert_eq!(unknown, None);
 }
 
-/// Rotation (through [`KeyManager::rotate`]) stores a replacement with the same settings
+/// Rotation (through [`KeyManager::rotate`](crate::manage::KeyManager::rotate)) stores a replacement with the same settings
 /// and a fresh lifetime, and gives the old key the grace period as its expiry.
 pub async fn rotate_issues_a_replacement_and_expires_the_old_key<S: KeyStore>(store: S) {
     let (store, keys, clock) = setup(store);

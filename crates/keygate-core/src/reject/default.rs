@@ -7,7 +7,7 @@ use super::{rfc3339, to_json, Denial, ErrorFormat};
 use crate::key::KeyId;
 use crate::record::Scopes;
 
-/// The documented format of DESIGN.md's error table, byte for byte.
+/// The documented format, byte for byte: the error table of `docs/ARCHITECTURE.md` and the README.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultFormat;
 

@@ -15,7 +15,28 @@
 //! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 //! # }
 //! ```
-
+//!
+//! # Writing a store
+//!
+//! A store is a type that implements [`KeyStore`]: eight async methods over
+//! [`KeyRecord`]s, whose contract is written on the trait. It is done when the
+//! conformance suite passes against it unchanged. In a test file of the store's crate,
+//! with keygate-core's `conformance` feature among its dev-dependencies:
+//!
+//! ```rust,ignore
+//! keygate_core::store_tests!(|| async { MyStore::connect_to_a_fresh_database().await });
+//! ```
+//!
+//! expands into one `#[tokio::test]` per case of [`conformance::store`](crate::conformance::store)
+//! (`harness = …` sets up and tears down per case instead). Keep the store's errors as
+//! [`StoreError`]s (`Unavailable` for a backend that is down, which the gate answers with
+//! 503), and never log a record's `secret_hash`.
+//!
+//! Here is a complete store outside keygate-core, a `BTreeMap` indexed the way a
+//! database would be, that passes the suite: it is the test file
+//! `crates/keygate-core/tests/custom_store.rs`, which CI runs.
+//!
+#![doc = concat!("```rust,ignore\n", include_str!("../../tests/custom_store.rs"), "```")]
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
