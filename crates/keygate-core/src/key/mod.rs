@@ -26,7 +26,7 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::record::InvalidValue;
+use crate::invalid::InvalidValue;
 
 mod format;
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::{DefaultFormat, Denial, ErrorFormat, OpenAiFormat, ProblemFormat};
-use crate::record::InvalidValue;
+use crate::invalid::InvalidValue;
 
 /// Which error format to render with, chosen by name: `default`, `openai` or
 /// `problem` (as the examples read `KEYGATE_ERROR_FORMAT`). It is itself an
