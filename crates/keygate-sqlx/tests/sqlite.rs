@@ -1,5 +1,7 @@
 //! `SqlStore` on SQLite files: the store conformance suite, and what is specific to SQL.
 
+#![cfg(feature = "sqlite")]
+
 use keygate_core::{conformance, Argon2Hasher, KeyManager, KeyStore, NewKey, StoreError};
 use keygate_sqlx::SqlStore;
 
