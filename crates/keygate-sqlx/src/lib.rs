@@ -5,6 +5,16 @@
 //! instances sharing one set of keys. Both run the same SQL and pass the same
 //! conformance suite as [`MemoryStore`](keygate_core::MemoryStore).
 //!
+//! # Features
+//!
+//! | feature | what it adds |
+//! | --- | --- |
+//! | `sqlite` (default) | SQLite through `sqlx/sqlite` (which builds the bundled C library) |
+//! | `postgres` (default) | PostgreSQL through `sqlx/postgres` (pure Rust) |
+//!
+//! At least one is needed. A URL for a database whose feature is off is refused by
+//! [`SqlStore::connect`] with an error naming the feature.
+//!
 //! Only the argon2 hash of a secret is ever written; the plaintext key never reaches the
 //! database.
 //!
@@ -22,6 +32,7 @@
 //! use keygate_core::NewKey;
 //! use keygate_sqlx::SqlStore;
 //!
+//! # #[cfg(feature = "sqlite")]
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let store = SqlStore::connect("sqlite::memory:").await.unwrap();
 //! store.migrate().await.unwrap();
@@ -36,15 +47,21 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("keygate-sqlx needs a database: enable its `sqlite` or `postgres` feature (or both)");
+
 mod migrate;
 mod store;
 
 use std::fmt;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use std::str::FromStr;
 use std::time::Duration;
 
 use keygate_core::store::StoreError;
+#[cfg(feature = "postgres")]
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+#[cfg(feature = "sqlite")]
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 /// Re-exported so users name the same `sqlx` version as the store.
@@ -55,13 +72,56 @@ pub use sqlx;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long SQLite waits on a lock held by another writer before giving up.
+#[cfg(feature = "sqlite")]
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub(crate) enum Backend {
+    #[cfg(feature = "sqlite")]
     Sqlite(SqlitePool),
+    #[cfg(feature = "postgres")]
     Postgres(PgPool),
 }
+
+/// The databases a URL can name, whether or not their driver is compiled in, so that a
+/// disabled one is refused by name rather than as an unknown URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    Sqlite,
+    Postgres,
+}
+
+impl Scheme {
+    fn of(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Scheme::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Scheme::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// The refusal of a URL whose driver this build leaves out.
+    #[cfg(not(all(feature = "sqlite", feature = "postgres")))]
+    fn not_compiled_in(self) -> StoreError {
+        let (database, feature) = match self {
+            Scheme::Sqlite => ("SQLite", "sqlite"),
+            Scheme::Postgres => ("PostgreSQL", "postgres"),
+        };
+        StoreError::Unavailable(format!(
+            "{database} support is not compiled in: enable the `{feature}` feature of keygate-sqlx \
+             (or of keygate, or keygate-cli)"
+        ))
+    }
+}
+
+/// The URL forms this build accepts, for the error about any other.
+const EXPECTED_URLS: &str = match (cfg!(feature = "sqlite"), cfg!(feature = "postgres")) {
+    (true, true) => "expected `sqlite://FILE` or `postgres://…`",
+    (true, false) => "expected `sqlite://FILE` (PostgreSQL is not compiled in)",
+    _ => "expected `postgres://…` (SQLite is not compiled in)",
+};
 
 /// Keys in SQLite or PostgreSQL. Cheap to clone: clones share one connection pool.
 ///
@@ -88,26 +148,36 @@ impl SqlStore {
     ///
     /// Fails with [`StoreError::Unavailable`] for an unsupported or malformed URL or a
     /// database that cannot be reached within a few seconds.
+    ///
+    /// A URL for a database whose feature (`sqlite`, `postgres`) is off is refused with an
+    /// error that names the feature.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
-                .map_err(|e| StoreError::Unavailable(format!("invalid SQLite URL: {e}")))?;
-            Self::connect_sqlite(options).await
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options = PgConnectOptions::from_str(url)
-                .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
-            Self::connect_postgres(options).await
-        } else {
+        match Scheme::of(url) {
+            #[cfg(feature = "sqlite")]
+            Some(Scheme::Sqlite) => {
+                let options = SqliteConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::Unavailable(format!("invalid SQLite URL: {e}")))?;
+                Self::connect_sqlite(options).await
+            }
+            #[cfg(feature = "postgres")]
+            Some(Scheme::Postgres) => {
+                let options = PgConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+                Self::connect_postgres(options).await
+            }
+            #[cfg(not(all(feature = "sqlite", feature = "postgres")))]
+            Some(scheme) => Err(scheme.not_compiled_in()),
             // Never echo the URL: it may hold a password.
-            Err(StoreError::Unavailable(
-                "unsupported database URL: expected `sqlite://FILE` or `postgres://…`".into(),
-            ))
+            None => Err(StoreError::Unavailable(format!(
+                "unsupported database URL: {EXPECTED_URLS}"
+            ))),
         }
     }
 
     /// Connects to SQLite with `options`, adding what keygate relies on: the file is
     /// created if missing, WAL journaling (readers never block the writer) and a busy
     /// timeout so concurrent writers wait rather than fail.
+    #[cfg(feature = "sqlite")]
     pub async fn connect_sqlite(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let options = options
             .create_if_missing(true)
@@ -123,6 +193,7 @@ impl SqlStore {
 
     /// Connects to PostgreSQL with `options` (for instance with a `search_path` set via
     /// [`PgConnectOptions::options`]).
+    #[cfg(feature = "postgres")]
     pub async fn connect_postgres(options: PgConnectOptions) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -133,6 +204,7 @@ impl SqlStore {
     }
 
     /// A store over an existing SQLite pool.
+    #[cfg(feature = "sqlite")]
     pub fn from_sqlite_pool(pool: SqlitePool) -> Self {
         Self {
             backend: Backend::Sqlite(pool),
@@ -140,6 +212,7 @@ impl SqlStore {
     }
 
     /// A store over an existing PostgreSQL pool.
+    #[cfg(feature = "postgres")]
     pub fn from_postgres_pool(pool: PgPool) -> Self {
         Self {
             backend: Backend::Postgres(pool),
@@ -149,7 +222,9 @@ impl SqlStore {
     /// `"sqlite"` or `"postgres"`.
     pub fn database(&self) -> &'static str {
         match self.backend {
+            #[cfg(feature = "sqlite")]
             Backend::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
             Backend::Postgres(_) => "postgres",
         }
     }
@@ -159,10 +234,12 @@ impl SqlStore {
         let failed =
             |e: sqlx::migrate::MigrateError| StoreError::Unavailable(format!("migration failed: {e}"));
         match &self.backend {
+            #[cfg(feature = "sqlite")]
             Backend::Sqlite(pool) => {
                 let migrator = migrate::migrator(migrate::SQLITE).await.map_err(failed)?;
                 migrator.run(pool).await.map_err(failed)
             }
+            #[cfg(feature = "postgres")]
             Backend::Postgres(pool) => {
                 let migrator = migrate::migrator(migrate::POSTGRES).await.map_err(failed)?;
                 migrator.run(pool).await.map_err(failed)
@@ -173,7 +250,9 @@ impl SqlStore {
     /// Closes every connection of the pool; later calls fail as unavailable.
     pub async fn close(&self) {
         match &self.backend {
+            #[cfg(feature = "sqlite")]
             Backend::Sqlite(pool) => pool.close().await,
+            #[cfg(feature = "postgres")]
             Backend::Postgres(pool) => pool.close().await,
         }
     }

@@ -60,6 +60,7 @@ const APPEND_CHANGE: &str = "INSERT INTO keygate_key_changes (key_id, changed_at
 // without this lock a poller could see seq 8 before seq 7 commits, move its cursor to 8
 // and never see 7. Writers of the feed take turns; readers are not blocked. Revocations
 // are rare, so the serialisation costs nothing that matters. (SQLite has one writer.)
+#[cfg(feature = "postgres")]
 const LOCK_CHANGES_POSTGRES: &str = "LOCK TABLE keygate_key_changes IN EXCLUSIVE MODE";
 
 // Saturating add (no overflow error in PostgreSQL, no float in SQLite); the latest use
@@ -82,26 +83,24 @@ const CHANGES_HEAD: &str = "SELECT COALESCE(MAX(seq), 0) AS head FROM keygate_ke
 /// one returned, so the next poll continues from there.
 const CHANGES_BATCH: i64 = 10_000;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
-/// Runs `$body` with `$pool` bound to the driver's pool (and `$dialect` to its
-/// [`Dialect`]); the body is type-checked once per driver.
+/// Runs `$body` with `$pool` bound to the driver's pool (and `$lock_changes` to the
+/// statement, if the driver needs one, that orders writers of the change feed); the body
+/// is type-checked once per driver compiled in.
 macro_rules! on_backend {
     ($store:expr, $pool:ident => $body:expr) => {
-        on_backend!($store, $pool, _dialect => $body)
+        on_backend!($store, $pool, _lock_changes => $body)
     };
-    ($store:expr, $pool:ident, $dialect:ident => $body:expr) => {
+    ($store:expr, $pool:ident, $lock_changes:ident => $body:expr) => {
         match $store.backend() {
+            #[cfg(feature = "sqlite")]
             Backend::Sqlite($pool) => {
-                let $dialect = Dialect::Sqlite;
+                // SQLite has a single writer: nothing to order.
+                let $lock_changes: Option<&'static str> = None;
                 $body
             }
+            #[cfg(feature = "postgres")]
             Backend::Postgres($pool) => {
-                let $dialect = Dialect::Postgres;
+                let $lock_changes: Option<&'static str> = Some(LOCK_CHANGES_POSTGRES);
                 $body
             }
         }
@@ -252,7 +251,7 @@ impl SqlStore {
         value: Option<DateTime<Utc>>,
         changed_at: DateTime<Utc>,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        on_backend!(self, pool, dialect => {
+        on_backend!(self, pool, lock_changes => {
             // The UPDATE comes first so SQLite takes its write lock at once (waiting on the
             // busy timeout) instead of failing to upgrade a read lock later.
             let mut tx = pool.begin().await.map_err(store_error)?;
@@ -266,8 +265,8 @@ impl SqlStore {
                 return Ok(None);
             };
             let record = record_from_row(&row)?;
-            if dialect == Dialect::Postgres {
-                sqlx::query(LOCK_CHANGES_POSTGRES).execute(&mut *tx).await.map_err(store_error)?;
+            if let Some(lock) = lock_changes {
+                sqlx::query(lock).execute(&mut *tx).await.map_err(store_error)?;
             }
             sqlx::query(APPEND_CHANGE)
                 .bind(key_id.as_str())

@@ -5,6 +5,8 @@
 //! it. Without it the test is skipped, unless `KEYGATE_REQUIRE_SERVICES=1`, when a
 //! missing database is a failure.
 
+#![cfg(feature = "postgres")]
+
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 

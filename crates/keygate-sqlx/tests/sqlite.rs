@@ -1,5 +1,7 @@
 //! `SqlStore` on SQLite files: the store conformance suite, and what is specific to SQL.
 
+#![cfg(feature = "sqlite")]
+
 use keygate_core::conformance::Case;
 use keygate_core::hash::Argon2Hasher;
 use keygate_core::manage::KeyManager;
