@@ -17,6 +17,7 @@
 //! # });
 //! ```
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -67,8 +68,10 @@ impl UsageCell {
 #[derive(Default)]
 pub(crate) struct UsageBuffer {
     dirty: Mutex<Vec<Arc<UsageCell>>>,
-    /// Batches a failed flush gives back, written with the next one.
-    retry: Mutex<Vec<UsageDelta>>,
+    /// What failed flushes gave back, one merged delta per key, written with the next
+    /// one. At most one entry per key that was used, and never more than
+    /// [`MAX_RETRY_KEYS`]: a long outage delays usage, it does not grow memory.
+    retry: Mutex<HashMap<KeyId, UsageDelta>>,
 }
 
 impl UsageBuffer {
@@ -113,14 +116,17 @@ impl UsageBuffer {
                 continue;
             }
             let nanos = cell.last_used.load(Ordering::Acquire);
-            batch.push(UsageDelta {
-                key_id: cell.key_id.clone(),
-                requests,
-                last_used_at: DateTime::from_timestamp_nanos(nanos),
-                last_user_agent: cell.agent.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-            });
+            merge(
+                &mut batch,
+                UsageDelta {
+                    key_id: cell.key_id.clone(),
+                    requests,
+                    last_used_at: DateTime::from_timestamp_nanos(nanos),
+                    last_user_agent: cell.agent.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                },
+            );
         }
-        batch
+        batch.into_values().collect()
     }
 
     /// Writes everything pending in one batch. On failure the batch is kept for the
@@ -134,15 +140,46 @@ impl UsageBuffer {
             Ok(()) => batch.len(),
             Err(error) => {
                 tracing::warn!(%error, keys = batch.len(), "usage flush failed; will retry");
-                self.retry.lock().unwrap_or_else(|p| p.into_inner()).extend(batch);
+                let mut retry = self.retry.lock().unwrap_or_else(|p| p.into_inner());
+                let mut dropped = 0usize;
+                for delta in batch {
+                    if retry.len() >= MAX_RETRY_KEYS && !retry.contains_key(&delta.key_id) {
+                        dropped += 1;
+                        continue;
+                    }
+                    merge(&mut retry, delta);
+                }
+                if dropped > 0 {
+                    tracing::error!(keys = dropped, "usage retry buffer full; their usage is dropped");
+                }
                 0
             }
         }
     }
 }
 
-/// FNV-1a: a fast hash to notice a changed user agent (not for adversarial input: a
-/// collision only leaves the previous agent recorded).
+/// Keys whose usage a store outage may hold back at most; usage beyond is dropped (and
+/// logged). Spend is not usage: it is never dropped here.
+const MAX_RETRY_KEYS: usize = 100_000;
+
+/// Adds `delta` to `into`'s entry for its key: requests summed, the latest use and its
+/// user agent kept.
+fn merge(into: &mut HashMap<KeyId, UsageDelta>, delta: UsageDelta) {
+    match into.entry(delta.key_id.clone()) {
+        std::collections::hash_map::Entry::Vacant(entry) => {
+            entry.insert(delta);
+        }
+        std::collections::hash_map::Entry::Occupied(mut entry) => {
+            let kept = entry.get_mut();
+            kept.requests = kept.requests.saturating_add(delta.requests);
+            if delta.last_used_at >= kept.last_used_at {
+                kept.last_used_at = delta.last_used_at;
+                kept.last_user_agent = delta.last_user_agent;
+            }
+        }
+    }
+}
+
 /// A hash of a user agent, to notice that it changed: eight bytes per step. Not
 /// collision resistant; a collision only keeps the previous agent recorded a while.
 fn agent_hash(bytes: &[u8]) -> u64 {
@@ -258,6 +295,7 @@ pub(crate) fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreError;
 
     fn recorded(agents: &[&[u8]]) -> Option<String> {
         let buffer = UsageBuffer::default();
@@ -291,5 +329,87 @@ mod tests {
             recorded(&[b"client/1", b"bad \xff agent"]).as_deref(),
             Some("client/1")
         );
+    }
+
+    /// A store whose `record_usage` fails while `down` is set, and sums what it gets.
+    #[derive(Default)]
+    struct Flaky {
+        down: std::sync::atomic::AtomicBool,
+        written: Mutex<Vec<UsageDelta>>,
+    }
+
+    impl crate::store::KeyStore for Flaky {
+        async fn find(&self, _: &KeyId) -> Result<Option<crate::record::KeyRecord>, StoreError> {
+            Ok(None)
+        }
+        async fn insert(&self, _: &crate::record::KeyRecord) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn list_by_owner(
+            &self,
+            _: &crate::OwnerId,
+            _: crate::store::Page,
+        ) -> Result<Vec<crate::record::KeyRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn list(&self, _: crate::store::Page) -> Result<Vec<crate::record::KeyRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn revoke(
+            &self,
+            _: &KeyId,
+            _: DateTime<chrono::Utc>,
+        ) -> Result<Option<crate::record::KeyRecord>, StoreError> {
+            Ok(None)
+        }
+        async fn set_expiry(
+            &self,
+            _: &KeyId,
+            _: Option<DateTime<chrono::Utc>>,
+        ) -> Result<Option<crate::record::KeyRecord>, StoreError> {
+            Ok(None)
+        }
+        async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("down".into()));
+            }
+            self.written.lock().unwrap().extend_from_slice(batch);
+            Ok(())
+        }
+        async fn changes_since(&self, cursor: u64) -> Result<crate::store::Changes, StoreError> {
+            Ok(crate::store::Changes {
+                keys: Vec::new(),
+                cursor,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_flushes_keep_one_merged_entry_per_key_and_lose_no_request() {
+        let store = Flaky::default();
+        store.down.store(true, Ordering::SeqCst);
+        let buffer = UsageBuffer::default();
+        let cells: Vec<_> = (0..3)
+            .map(|i| Arc::new(UsageCell::new(KeyId::new(format!("kg_live_key{i:05}")))))
+            .collect();
+        for round in 0..50 {
+            for (i, cell) in cells.iter().enumerate() {
+                let agent = format!("client/{round}");
+                let at = Timestamp::from_unix_nanos((round * 10 + i as i64) * 1_000_000_000);
+                buffer.record(cell, at, Some(agent.as_bytes()));
+                buffer.record(cell, at, Some(agent.as_bytes()));
+            }
+            assert_eq!(buffer.flush(&store).await, 0, "the store is down");
+            // Retries stay one entry per key, however long the outage.
+            assert_eq!(buffer.retry.lock().unwrap().len(), cells.len(), "round {round}");
+        }
+        store.down.store(false, Ordering::SeqCst);
+        assert_eq!(buffer.flush(&store).await, cells.len());
+        let written = store.written.lock().unwrap();
+        assert_eq!(written.len(), cells.len(), "one delta per key");
+        for delta in written.iter() {
+            assert_eq!(delta.requests, 100, "{}", delta.key_id);
+            assert_eq!(delta.last_user_agent.as_deref(), Some("client/49"));
+        }
     }
 }
