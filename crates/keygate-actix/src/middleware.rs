@@ -305,7 +305,8 @@ fn finish<B>(
     mut response: ServiceResponse<B>,
 ) -> (ServiceResponse<EitherBody<B>>, Option<Charge>) {
     let declared = || response.response().extensions().get::<Cost>().copied();
-    let Finish { headers, charge } = after.finish(declared);
+    let status = response.status().as_u16();
+    let Finish { headers, charge } = after.finish(status, declared);
     if let Some(headers) = headers {
         append_rate_headers(&headers, names, response.headers_mut());
     }
@@ -531,6 +532,40 @@ mod tests {
         assert_eq!(fixed.status(), StatusCode::OK);
         // 250 declared + 1000 fixed: a declared cost replaces the fixed one.
         assert_eq!(meter.spent_now(&key_id, Month::of(Utc::now())), 1250);
+    }
+
+    #[actix_web::test]
+    async fn a_handler_error_is_not_charged_the_routes_fixed_cost() {
+        let meter = MemorySpendMeter::new();
+        let gate = Gate::builder(MemoryStore::new())
+            .hasher(Argon2Hasher::insecure_fast())
+            .spend_meter(meter.clone())
+            .build();
+        let (key_id, key) = key(&gate, NewKey::new("acct_1", "capped")).await;
+        let key_id = keygate_core::KeyId::from(key_id.as_str());
+        let app = init_service(
+            App::new()
+                .wrap(ApiKeyMiddleware::new(gate).cost(1000))
+                .route(
+                    "/fails",
+                    web::get().to(|| async { HttpResponse::InternalServerError().body("boom") }),
+                )
+                .route(
+                    "/declares",
+                    web::get().to(|| async {
+                        let mut response = HttpResponse::BadGateway().body("upstream failed");
+                        response.extensions_mut().insert(Cost(7));
+                        response
+                    }),
+                ),
+        )
+        .await;
+        for uri in ["/fails", "/fails", "/declares"] {
+            let response = call_service(&app, get(uri, Some(&key)).to_request()).await;
+            assert!(response.status().is_server_error());
+        }
+        // Neither 5xx pays the fixed cost; a cost the handler declares is its own call.
+        assert_eq!(meter.spent_now(&key_id, Month::of(Utc::now())), 7);
     }
 
     #[actix_web::test]

@@ -492,3 +492,22 @@ async fn the_principal_always_moves_and_only_a_metering_gate_has_work_after_the_
         assert_eq!(!after.is_empty(), keeps);
     }
 }
+
+#[tokio::test]
+async fn a_request_admitted_before_midnight_is_charged_to_the_month_it_was_admitted_in() {
+    let clock = ManualClock::new("2026-11-30T23:59:59Z".parse().unwrap());
+    let meter = MemorySpendMeter::new();
+    let gate = gate_with(&clock, |b| b.spend_meter(meter.clone()));
+    let key = create(&gate, NewKey::new("acct", "late").scopes(["write"])).await;
+    let chat = RoutePolicy::new().require(["write"]).cost(1000);
+    let admission = admit(&gate, &key, &chat).await;
+    // The handler answers after midnight.
+    clock.advance(Duration::from_secs(2));
+    gate.settle(&admission, None).await;
+    let november = Month {
+        year: 2026,
+        month: 11,
+    };
+    assert_eq!(meter.spent_now(&key.record.key_id, november), 1000);
+    assert_eq!(meter.spent_now(&key.record.key_id, november.next()), 0);
+}

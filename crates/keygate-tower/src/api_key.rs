@@ -107,7 +107,8 @@ where
 /// Step two of core's protocol: the admission's headers go into the response, and the
 /// charge, if any, is what is left to await.
 fn finish<B>(after: After, mut response: Response<B>) -> (Response<B>, Option<Charge>) {
-    let Finish { headers, charge } = after.finish(|| response.extensions().get::<Cost>().copied());
+    let status = response.status().as_u16();
+    let Finish { headers, charge } = after.finish(status, || response.extensions().get::<Cost>().copied());
     if let Some(headers) = headers {
         headers.append_to(response.headers_mut());
     }
@@ -501,6 +502,37 @@ mod tests {
         assert_eq!(fixed.status(), StatusCode::OK);
         // 250 declared + 1000 fixed: a declared cost replaces the fixed one.
         assert_eq!(meter.spent_now(&key_id, Month::of(Utc::now())), 1250);
+    }
+
+    #[tokio::test]
+    async fn a_handler_error_is_not_charged_the_routes_fixed_cost() {
+        let meter = MemorySpendMeter::new();
+        let gate = Gate::builder(MemoryStore::new())
+            .hasher(Argon2Hasher::insecure_fast())
+            .spend_meter(meter.clone())
+            .build();
+        let created = gate
+            .keys()
+            .create(NewKey::new("acct_1", "capped"))
+            .await
+            .expect("create a key");
+        let key = created.key.expose_secret().to_owned();
+        let failing = || async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") };
+        let declared = || async { (StatusCode::BAD_GATEWAY, Extension(Cost(7)), "upstream failed") };
+        let app = Router::new()
+            .route("/fails", get(failing))
+            .route("/declares", get(declared))
+            .layer(ApiKeyLayer::new(gate).cost(1000));
+        for uri in ["/fails", "/fails", "/declares"] {
+            let response = app
+                .clone()
+                .oneshot(get_with(uri, Some(&key)))
+                .await
+                .expect("infallible");
+            assert!(response.status().is_server_error());
+        }
+        // Neither 5xx pays the fixed cost; a cost the handler declares is its own call.
+        assert_eq!(meter.spent_now(&created.record.key_id, Month::of(Utc::now())), 7);
     }
 
     #[tokio::test]

@@ -347,6 +347,7 @@ impl Gate {
             gate: self.clone(),
             key_id: principal.key_id().clone(),
             fixed: policy.fixed_cost(),
+            at: now,
         });
         Admission {
             principal: Some(principal.clone()),

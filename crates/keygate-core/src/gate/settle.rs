@@ -7,6 +7,7 @@ use std::fmt;
 use http::HeaderMap;
 
 use super::Gate;
+use crate::clock::Timestamp;
 use crate::headers::RateHeaders;
 use crate::key::KeyId;
 use crate::principal::Principal;
@@ -58,12 +59,31 @@ pub(super) struct Pending {
     pub(super) key_id: KeyId,
     /// The route's fixed cost, charged when the handler declares none.
     pub(super) fixed: Option<u64>,
+    /// When the request was admitted: its spend belongs to that month, whenever the
+    /// handler answers.
+    pub(super) at: Timestamp,
 }
 
 impl Pending {
-    /// The cost due: the handler's declared one, else the route's fixed one; never 0.
-    fn due(&self, declared: Option<Cost>) -> Option<u64> {
-        declared.map(|c| c.0).or(self.fixed).filter(|c| *c > 0)
+    /// The cost due for a response of `status`: the handler's declared one, else the
+    /// route's fixed one unless the handler failed (5xx); never 0.
+    fn due(&self, status: u16, declared: Option<Cost>) -> Option<u64> {
+        let cost = match declared {
+            Some(declared) => declared.0,
+            None if status >= 500 => return None,
+            None => self.fixed?,
+        };
+        (cost > 0).then_some(cost)
+    }
+
+    /// The charge of `cost`, in the month the request was admitted in.
+    fn charge(self, cost: u64) -> Charge {
+        Charge {
+            month: Month::of(self.at.to_datetime()),
+            gate: self.gate,
+            key_id: self.key_id,
+            cost,
+        }
     }
 }
 
@@ -92,17 +112,15 @@ impl After {
         self.rate.is_none() && self.charge.is_none()
     }
 
-    /// Step two of the adapter protocol, once the handler has answered. `declared`
-    /// reads the handler's [`Cost`] (a response extension); it is called only when a
-    /// charge may be due, so a gate that meters nothing reads no extension.
-    pub fn finish(self, declared: impl FnOnce() -> Option<Cost>) -> Finish {
+    /// Step two of the adapter protocol, once the handler has answered with `status`.
+    /// `declared` reads the handler's [`Cost`] (a response extension); it is called only
+    /// when a charge may be due, so a gate that meters nothing reads no extension. A
+    /// handler that failed (5xx) is not charged the route's fixed cost; a cost it
+    /// declares is charged, as declared.
+    pub fn finish(self, status: u16, declared: impl FnOnce() -> Option<Cost>) -> Finish {
         let charge = self.charge.and_then(|pending| {
-            let cost = pending.due(declared())?;
-            Some(Charge {
-                gate: pending.gate,
-                key_id: pending.key_id,
-                cost,
-            })
+            let cost = pending.due(status, declared())?;
+            Some(pending.charge(cost))
         });
         Finish {
             headers: self.rate,
@@ -116,6 +134,8 @@ impl After {
 pub struct Charge {
     gate: Gate,
     key_id: KeyId,
+    /// The month the request was admitted in.
+    month: Month,
     cost: u64,
 }
 
@@ -140,28 +160,22 @@ impl Charge {
         let Some(meter) = &self.gate.inner.meter else {
             return;
         };
-        let month = Month::of(self.gate.now());
-        if let Err(error) = meter.charge(&self.key_id, month, self.cost).await {
+        if let Err(error) = meter.charge(&self.key_id, self.month, self.cost).await {
             tracing::error!(key_id = %self.key_id, %error, "could not record spend");
         }
     }
 }
 
 impl Gate {
-    /// Charges an admitted request: the handler's declared cost, or the route's fixed
-    /// cost. For code that calls the gate directly; adapters use [`After::finish`].
+    /// Charges an admitted request that succeeded: the handler's declared cost, or the
+    /// route's fixed cost, in the month it was admitted in. For code that calls the gate
+    /// directly; adapters use [`After::finish`], which also knows the response's status.
     pub async fn settle(&self, admission: &Admission, declared: Option<Cost>) {
-        let Some(pending) = &admission.after.charge else {
+        let Some(pending) = admission.after.charge.clone() else {
             return;
         };
-        let Some(cost) = pending.due(declared) else {
-            return;
-        };
-        let charge = Charge {
-            gate: self.clone(),
-            key_id: pending.key_id.clone(),
-            cost,
-        };
-        charge.apply().await;
+        if let Some(cost) = pending.due(200, declared) {
+            pending.charge(cost).apply().await;
+        }
     }
 }
