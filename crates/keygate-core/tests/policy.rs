@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use keygate_core::clock::{Clock, ManualClock};
-use keygate_core::gate::Admission;
+use keygate_core::gate::{Admission, Decision};
 use keygate_core::hash::Argon2Hasher;
+use keygate_core::key::Environment;
 use keygate_core::manage::CreatedKey;
 use keygate_core::rate::{Bucket, MemoryRateLimiter};
 use keygate_core::reject::ErrorFormatKind;
@@ -510,4 +511,39 @@ async fn a_request_admitted_before_midnight_is_charged_to_the_month_it_was_admit
     };
     assert_eq!(meter.spent_now(&key.record.key_id, november), 1000);
     assert_eq!(meter.spent_now(&key.record.key_id, november.next()), 0);
+}
+
+#[tokio::test]
+async fn a_gate_refuses_keys_of_an_environment_it_does_not_accept() {
+    let clock = ManualClock::new(t0());
+    let gate = gate_with(&clock, |b| b.environments([Environment::Live]));
+    let live = create(&gate, NewKey::new("acct", "live").scopes(["read"])).await;
+    let test = create(
+        &gate,
+        NewKey::new("acct", "test")
+            .scopes(["read"])
+            .environment(Environment::Test),
+    )
+    .await;
+    admit(&gate, &live, &read()).await;
+    // Refused at once, before any store read or hash: the brand names its environment.
+    let Decision::Now(Err(refused)) = gate.decide(&headers_of(&test), &read()) else {
+        panic!("a test key is refused from memory on a live-only gate");
+    };
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(body(&refused)["error"]["code"], "INVALID_API_KEY");
+    assert_eq!(
+        body(&refused)["error"]["details"]["key_id"],
+        test.record.key_id.as_str()
+    );
+    // A gate that accepts both (the default) admits either.
+    let both = gate_with(&clock, |b| b);
+    let test = create(
+        &both,
+        NewKey::new("acct", "test")
+            .scopes(["read"])
+            .environment(Environment::Test),
+    )
+    .await;
+    admit(&both, &test, &read()).await;
 }

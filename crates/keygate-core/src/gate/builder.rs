@@ -8,7 +8,7 @@ use crate::background::UsageBuffer;
 use crate::clock::{Clock, SystemClock};
 use crate::credential::{lookups, CredentialSource};
 use crate::hash::{Argon2Hasher, KeyHasher};
-use crate::key::{KeyFormat, KeyId};
+use crate::key::{Environment, KeyFormat, KeyId};
 use crate::manage::KeyManager;
 use crate::rate::{DynRateLimiter, RateLimiter};
 use crate::record::RateLimit;
@@ -33,6 +33,8 @@ pub struct GateBuilder {
     ietf_headers: bool,
     fail_mode: FailMode,
     track_usage: bool,
+    /// The environments accepted, as a set of [`Environment::bit`]s.
+    environments: u8,
 }
 
 impl GateBuilder {
@@ -118,6 +120,15 @@ impl GateBuilder {
         self
     }
 
+    /// The environments whose keys this gate accepts (every one by default): a live
+    /// service refuses `kg_test_` keys with `.environments([Environment::Live])`. A key
+    /// of another environment is refused as an invalid key (401 `INVALID_API_KEY`); when
+    /// its brand names its environment, at once, with no store read and no hash.
+    pub fn environments(mut self, accepted: impl IntoIterator<Item = Environment>) -> Self {
+        self.environments = accepted.into_iter().fold(0, |set, env| set | env.bit());
+        self
+    }
+
     /// Whether admitted requests are counted per key (`request_count`, `last_used_at`,
     /// last user agent) and written behind in batches (on by default; the writes happen
     /// in [`Gate::spawn_background`] and [`Gate::flush_usage`]).
@@ -161,6 +172,7 @@ impl GateBuilder {
                 ietf_headers: self.ietf_headers,
                 fail_mode: self.fail_mode,
                 usage: self.track_usage.then(|| Arc::new(UsageBuffer::default())),
+                environments: self.environments,
             }),
         }
     }
@@ -183,6 +195,7 @@ impl Gate {
             ietf_headers: false,
             fail_mode: FailMode::Closed,
             track_usage: true,
+            environments: Environment::ALL.into_iter().fold(0, |set, env| set | env.bit()),
         }
     }
 }

@@ -63,7 +63,7 @@ use crate::backend::FailMode;
 use crate::background::{self, Background, BackgroundTask, UsageBuffer};
 use crate::clock::Clock;
 use crate::credential::{CredentialSource, HeaderSource, Lookup};
-use crate::key::KeyId;
+use crate::key::{Environment, KeyId};
 use crate::manage::KeyManager;
 use crate::policy::RoutePolicy;
 use crate::rate::DynRateLimiter;
@@ -126,6 +126,14 @@ struct Inner {
     ietf_headers: bool,
     fail_mode: FailMode,
     usage: Option<Arc<UsageBuffer>>,
+    /// The environments accepted, as a set of [`Environment::bit`]s.
+    environments: u8,
+}
+
+impl Inner {
+    fn accepts(&self, environment: Environment) -> bool {
+        self.environments & environment.bit() != 0
+    }
 }
 
 /// Admits or refuses requests. Cheap to clone; every clone shares one cache.

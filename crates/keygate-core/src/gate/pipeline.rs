@@ -160,14 +160,21 @@ impl Gate {
             tracing::debug!("malformed key: not UTF-8");
             return Err(self.deny_at(Denial::InvalidKey { key_id: None }, now));
         };
-        self.inner.keys.key_format().parse(key).map_err(|e| {
+        let parsed = self.inner.keys.key_format().parse(key).map_err(|e| {
             tracing::debug!(
                 key_id = e.key_id.as_ref().map(KeyId::as_str),
                 reason = e.reason,
                 "malformed key"
             );
             self.deny_at(Denial::InvalidKey { key_id: e.key_id }, now)
-        })
+        })?;
+        // A brand that names an environment this gate does not accept: no I/O for it.
+        if parsed.environment().is_some_and(|env| !self.inner.accepts(env)) {
+            tracing::debug!(key_id = parsed.key_id(), "key of an environment not accepted");
+            let key_id = Some(KeyId::from(parsed.key_id()));
+            return Err(self.deny_at(Denial::InvalidKey { key_id }, now));
+        }
+        Ok(parsed)
     }
 
     /// Steps 3 and 4 failed: the verifier's answer as a refusal.
@@ -190,8 +197,10 @@ impl Gate {
         now: Timestamp,
     ) -> Result<(), Rejection> {
         let key_id = verified.principal.key_id();
-        if verified.revoked {
-            tracing::debug!(key_id = %key_id, "revoked key");
+        // Revoked, or of an environment this gate does not accept: the same bytes as an
+        // unknown key.
+        if verified.revoked || !self.inner.accepts(verified.principal.environment()) {
+            tracing::debug!(key_id = %key_id, "revoked key, or of an environment not accepted");
             // The same bytes as an unknown key: never reveal that the id exists.
             let key_id = Some(key_id.clone());
             return Err(self.deny_at(Denial::InvalidKey { key_id }, now));

@@ -130,6 +130,17 @@ pub enum Environment {
 }
 
 impl Environment {
+    /// Every environment.
+    pub const ALL: [Environment; 2] = [Environment::Live, Environment::Test];
+
+    /// This environment's bit in a set of environments.
+    pub(crate) fn bit(self) -> u8 {
+        match self {
+            Environment::Live => 1,
+            Environment::Test => 2,
+        }
+    }
+
     /// `live` or `test`.
     pub fn as_str(self) -> &'static str {
         match self {
