@@ -122,7 +122,7 @@ pub(crate) fn show(record: &KeyRecord, status: KeyStatus, json: bool) -> Result<
                 .spend_cap
                 .map_or_else(|| "none".into(), |cap| format!("{cap} micro-cents per month")),
         ),
-        ("metadata", record.metadata.to_string()),
+        ("metadata", metadata(&record.metadata)),
     ];
     for (label, value) in fields {
         println!("{:<12} {value}", format!("{label}:"));
@@ -184,7 +184,9 @@ fn with_key(mut value: Value, key: &ApiKey) -> Value {
 fn print_json(value: &Value) -> Result<(), Failure> {
     let text =
         serde_json::to_string_pretty(value).map_err(|e| Failure(format!("cannot render JSON: {e}")))?;
-    println!("{text}");
+    // Pretty JSON's own line breaks are not controls inside strings; only those are escaped.
+    let lines: Vec<String> = text.lines().map(escape_controls).collect();
+    println!("{}", lines.join("\n"));
     Ok(())
 }
 
@@ -205,6 +207,28 @@ fn scopes(record: &KeyRecord) -> String {
     }
 }
 
+/// Metadata as one line of JSON, for a terminal. serde_json escapes the C0 controls
+/// (ESC among them) in strings but writes DEL and the C1 controls (U+0080 to U+009F,
+/// where U+009B is a CSI on many terminals) as they are; those are escaped here too, so
+/// metadata set through the API cannot drive the terminal of whoever runs `keys show`.
+fn metadata(value: &Value) -> String {
+    escape_controls(&value.to_string())
+}
+
+/// `json` with every control character left in it written as a `\uXXXX` escape: valid
+/// JSON still, since a JSON text holds them only inside strings.
+fn escape_controls(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Names and agents are user text: no control characters may break a line or a table.
 fn clean(text: &str) -> String {
     text.chars()
@@ -222,4 +246,24 @@ fn time_or(at: Option<DateTime<Utc>>, none: &str) -> String {
 
 fn short_time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_reaches_the_terminal_with_no_control_character() {
+        let value = serde_json::json!({
+            "esc": "\u{1b}[31mred",
+            "csi": "\u{9b}31m",
+            "del": "a\u{7f}b",
+            "line": "one\ntwo",
+            "\u{9b}key": "fine",
+        });
+        let shown = metadata(&value);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        // Still JSON, and still the same value.
+        assert_eq!(serde_json::from_str::<Value>(&shown).unwrap(), value);
+    }
 }
