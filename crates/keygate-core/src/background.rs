@@ -369,6 +369,14 @@ mod tests {
         ) -> Result<Option<crate::record::KeyRecord>, StoreError> {
             Ok(None)
         }
+        async fn replace(
+            &self,
+            _: &KeyId,
+            _: &crate::record::KeyRecord,
+            _: DateTime<chrono::Utc>,
+        ) -> Result<Option<crate::record::KeyRecord>, StoreError> {
+            Ok(None)
+        }
         async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
             if self.down.load(Ordering::SeqCst) {
                 return Err(StoreError::Unavailable("down".into()));

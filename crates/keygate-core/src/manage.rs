@@ -172,28 +172,7 @@ impl KeyManager {
             return Err(ManageError::Invalid("expiry is in the past".into()));
         }
         for _ in 0..CREATE_ATTEMPTS {
-            let (key_id, key) = self.format.generate(new.environment);
-            let parsed = self
-                .format
-                .parse(key.expose_secret())
-                .map_err(|e| ManageError::Invalid(format!("key format cannot parse its own keys: {e}")))?;
-            let secret = SecretString::from(parsed.secret().to_owned());
-            let secret_hash = self.hash_blocking(secret).await?;
-            let record = KeyRecord {
-                key_id,
-                owner: owner.clone(),
-                name: new.name.clone(),
-                scopes: new.scopes.clone(),
-                environment: new.environment,
-                secret_hash,
-                created_at: now,
-                expires_at: new.expires_at,
-                revoked_at: None,
-                metadata: new.metadata.clone().unwrap_or(serde_json::Value::Null),
-                rate_limits: new.rate_limits.clone(),
-                spend_cap: new.spend_cap,
-                usage: Usage::default(),
-            };
+            let CreatedKey { key, record } = self.mint(&new, &owner, now).await?;
             match self.store.insert(&record).await {
                 Ok(()) => {
                     tracing::info!(key_id = %record.key_id, owner = %record.owner, "api key created");
@@ -206,6 +185,38 @@ impl KeyManager {
             }
         }
         Err(ManageError::Store(StoreError::Conflict))
+    }
+
+    /// A new key and its record, hashed, not stored yet.
+    async fn mint(
+        &self,
+        new: &NewKey,
+        owner: &OwnerId,
+        now: DateTime<Utc>,
+    ) -> Result<CreatedKey, ManageError> {
+        let (key_id, key) = self.format.generate(new.environment);
+        let parsed = self
+            .format
+            .parse(key.expose_secret())
+            .map_err(|e| ManageError::Invalid(format!("key format cannot parse its own keys: {e}")))?;
+        let secret = SecretString::from(parsed.secret().to_owned());
+        let secret_hash = self.hash_blocking(secret).await?;
+        let record = KeyRecord {
+            key_id,
+            owner: owner.clone(),
+            name: new.name.clone(),
+            scopes: new.scopes.clone(),
+            environment: new.environment,
+            secret_hash,
+            created_at: now,
+            expires_at: new.expires_at,
+            revoked_at: None,
+            metadata: new.metadata.clone().unwrap_or(serde_json::Value::Null),
+            rate_limits: new.rate_limits.clone(),
+            spend_cap: new.spend_cap,
+            usage: Usage::default(),
+        };
+        Ok(CreatedKey { key, record })
     }
 
     async fn hash_blocking(&self, secret: SecretString) -> Result<crate::hash::SecretHash, ManageError> {
@@ -264,7 +275,9 @@ impl KeyManager {
 
     /// Replaces a key: a new key with the same owner, name, scopes, environment, limits,
     /// cap, metadata and lifetime; the old one expires after `grace` (at once when zero), or
-    /// keeps an earlier expiry it already had.
+    /// keeps an earlier expiry it already had. One step in the store
+    /// ([`KeyStore::replace`]): a failure leaves no second key, a key is rotated once
+    /// (its successor is the one to rotate next), and a revoked key is not rotated.
     pub async fn rotate(&self, key_id: &KeyId, grace: Duration) -> Result<Rotated, ManageError> {
         let old = self
             .store
@@ -286,29 +299,39 @@ impl KeyManager {
             .checked_add_signed(grace)
             .ok_or_else(|| ManageError::Invalid("grace period too long".into()))?;
         let ends: DateTime<Utc> = old.expires_at.map_or(ends, |at| at.min(ends));
-        let new = self
-            .create(NewKey {
-                owner: Some(old.owner.clone()),
-                name: old.name.clone(),
-                scopes: old.scopes.clone(),
-                environment: old.environment,
-                // A key issued for 90 days rotates into a new 90-day key.
-                expires_at: old
-                    .expires_at
-                    .and_then(|at| now.checked_add_signed(at - old.created_at)),
-                rate_limits: old.rate_limits.clone(),
-                spend_cap: old.spend_cap,
-                metadata: Some(old.metadata.clone()),
-            })
-            .await?;
-        let old = self
-            .store
-            .set_expiry(key_id, Some(ends))
-            .await?
-            .ok_or_else(|| ManageError::NotFound(key_id.clone()))?;
-        self.forget(key_id);
-        tracing::info!(old = %key_id, new = %new.record.key_id, "api key rotated");
-        Ok(Rotated { new, old })
+        let successor = NewKey {
+            owner: Some(old.owner.clone()),
+            name: old.name.clone(),
+            scopes: old.scopes.clone(),
+            environment: old.environment,
+            // A key issued for 90 days rotates into a new 90-day key.
+            expires_at: old
+                .expires_at
+                .and_then(|at| now.checked_add_signed(at - old.created_at)),
+            rate_limits: old.rate_limits.clone(),
+            spend_cap: old.spend_cap,
+            metadata: Some(old.metadata.clone()),
+        };
+        for _ in 0..CREATE_ATTEMPTS {
+            let new = self.mint(&successor, &old.owner, now).await?;
+            match self.store.replace(key_id, &new.record, ends).await {
+                Ok(Some(old)) => {
+                    self.forget(key_id);
+                    tracing::info!(old = %key_id, new = %new.record.key_id, "api key rotated");
+                    return Ok(Rotated { new, old });
+                }
+                Ok(None) => {
+                    return Err(ManageError::Invalid(
+                        "cannot rotate a key that was revoked or has been rotated already".into(),
+                    ))
+                }
+                Err(StoreError::Conflict) => {
+                    tracing::warn!(key_id = %new.record.key_id, "key id collision, drawing another");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ManageError::Store(StoreError::Conflict))
     }
 
     fn forget(&self, key_id: &KeyId) {

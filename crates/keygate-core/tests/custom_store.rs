@@ -27,6 +27,8 @@ struct Tables {
     by_owner: HashMap<OwnerId, BTreeSet<Order>>,
     /// (sequence, key id) of every revocation and expiry change.
     changes: Vec<(u64, KeyId)>,
+    /// Keys rotated once already.
+    replaced: BTreeSet<KeyId>,
 }
 
 /// Key records in process memory, as a database would index them.
@@ -120,6 +122,39 @@ impl KeyStore for OrderedStore {
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<Option<KeyRecord>, StoreError> {
         self.change(key_id, |record| record.expires_at = expires_at)
+    }
+
+    async fn replace(
+        &self,
+        old: &KeyId,
+        new: &KeyRecord,
+        old_expires_at: DateTime<Utc>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        // One lock held throughout: both writes or neither, as a transaction would.
+        let mut tables = self.tables()?;
+        if tables.by_id.contains_key(&new.key_id) {
+            return Err(StoreError::Conflict);
+        }
+        let Some(order) = tables.by_id.get(old).cloned() else {
+            return Ok(None);
+        };
+        if !tables.replaced.insert(old.clone()) {
+            return Ok(None); // Rotated once already.
+        }
+        let Some(record) = tables.records.get_mut(&order).filter(|r| r.revoked_at.is_none()) else {
+            tables.replaced.remove(old);
+            return Ok(None);
+        };
+        record.expires_at = Some(old_expires_at);
+        let updated = record.clone();
+        let order = (new.created_at, new.key_id.clone());
+        tables.by_id.insert(new.key_id.clone(), order.clone());
+        let owned = tables.by_owner.entry(new.owner.clone()).or_default();
+        owned.insert(order.clone());
+        tables.records.insert(order, new.clone());
+        let seq = tables.changes.last().map_or(1, |(seq, _)| seq + 1);
+        tables.changes.push((seq, old.clone()));
+        Ok(Some(updated))
     }
 
     async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {

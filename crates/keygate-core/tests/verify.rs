@@ -71,6 +71,14 @@ impl KeyStore for CountingStore {
     ) -> Result<Option<KeyRecord>, StoreError> {
         self.inner.set_expiry(key_id, at).await
     }
+    async fn replace(
+        &self,
+        old: &KeyId,
+        new: &KeyRecord,
+        at: DateTime<Utc>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.inner.replace(old, new, at).await
+    }
     async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
         self.inner.record_usage(batch).await
     }

@@ -16,18 +16,32 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 type Embedded = (i64, &'static str, &'static str);
 
 #[cfg(feature = "sqlite")]
-pub(crate) const SQLITE: &[Embedded] = &[(
-    20250101000000,
-    "create keys",
-    include_str!("../migrations/sqlite/20250101000000_create_keys.sql"),
-)];
+pub(crate) const SQLITE: &[Embedded] = &[
+    (
+        20250101000000,
+        "create keys",
+        include_str!("../migrations/sqlite/20250101000000_create_keys.sql"),
+    ),
+    (
+        20261201000000,
+        "rotations",
+        include_str!("../migrations/sqlite/20261201000000_rotations.sql"),
+    ),
+];
 
 #[cfg(feature = "postgres")]
-pub(crate) const POSTGRES: &[Embedded] = &[(
-    20250101000000,
-    "create keys",
-    include_str!("../migrations/postgres/20250101000000_create_keys.sql"),
-)];
+pub(crate) const POSTGRES: &[Embedded] = &[
+    (
+        20250101000000,
+        "create keys",
+        include_str!("../migrations/postgres/20250101000000_create_keys.sql"),
+    ),
+    (
+        20261201000000,
+        "rotations",
+        include_str!("../migrations/postgres/20261201000000_rotations.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct Source(&'static [Embedded]);

@@ -54,6 +54,18 @@ const SET_EXPIRY: &str = concat!(
     columns!()
 );
 
+// The old key's expiry moves only while it is not revoked and was never rotated: the
+// first rotation's row in keygate_rotations (below, in the same transaction) makes any
+// other rotation of it find nothing to update.
+const REPLACE_OLD: &str = concat!(
+    "UPDATE keygate_keys SET expires_at = $2 WHERE key_id = $1 AND revoked_at IS NULL \
+     AND NOT EXISTS (SELECT 1 FROM keygate_rotations WHERE old_key_id = $1) RETURNING ",
+    columns!()
+);
+
+const RECORD_ROTATION: &str =
+    "INSERT INTO keygate_rotations (old_key_id, new_key_id, rotated_at) VALUES ($1, $2, $3)";
+
 const APPEND_CHANGE: &str = "INSERT INTO keygate_key_changes (key_id, changed_at) VALUES ($1, $2)";
 
 // PostgreSQL hands out sequence numbers at insert but makes rows visible at commit, so
@@ -82,6 +94,30 @@ const CHANGES_HEAD: &str = "SELECT COALESCE(MAX(seq), 0) AS head FROM keygate_ke
 /// The most changes one `changes_since` returns; the cursor then points after the last
 /// one returned, so the next poll continues from there.
 const CHANGES_BATCH: i64 = 10_000;
+
+/// The `INSERT` of a whole record, bound: for `insert` and, inside its transaction,
+/// `replace`.
+macro_rules! insert_record {
+    ($record:expr) => {{
+        let record: &KeyRecord = $record;
+        sqlx::query(INSERT)
+            .bind(record.key_id.as_str())
+            .bind(record.owner.as_str())
+            .bind(record.name.as_str())
+            .bind(record.secret_hash.as_str())
+            .bind(Json(&record.scopes))
+            .bind(record.environment.as_str())
+            .bind(record.created_at)
+            .bind(record.expires_at)
+            .bind(record.revoked_at)
+            .bind(Json(&record.metadata))
+            .bind(record.rate_limits.as_ref().map(Json))
+            .bind(record.spend_cap.map(saturating_i64))
+            .bind(saturating_i64(record.usage.request_count))
+            .bind(record.usage.last_used_at)
+            .bind(record.usage.last_user_agent.as_deref())
+    }};
+}
 
 /// Runs `$body` with `$pool` bound to the driver's pool (and `$lock_changes` to the
 /// statement, if the driver needs one, that orders writers of the change feed); the body
@@ -121,25 +157,7 @@ impl KeyStore for SqlStore {
 
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
         on_backend!(self, pool => {
-            sqlx::query(INSERT)
-                .bind(record.key_id.as_str())
-                .bind(record.owner.as_str())
-                .bind(record.name.as_str())
-                .bind(record.secret_hash.as_str())
-                .bind(Json(&record.scopes))
-                .bind(record.environment.as_str())
-                .bind(record.created_at)
-                .bind(record.expires_at)
-                .bind(record.revoked_at)
-                .bind(Json(&record.metadata))
-                .bind(record.rate_limits.as_ref().map(Json))
-                .bind(record.spend_cap.map(saturating_i64))
-                .bind(saturating_i64(record.usage.request_count))
-                .bind(record.usage.last_used_at)
-                .bind(record.usage.last_user_agent.as_deref())
-                .execute(pool)
-                .await
-                .map_err(store_error)?;
+            insert_record!(record).execute(pool).await.map_err(store_error)?;
             Ok(())
         })
     }
@@ -181,6 +199,56 @@ impl KeyStore for SqlStore {
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<Option<KeyRecord>, StoreError> {
         self.change(SET_EXPIRY, key_id, expires_at, Utc::now()).await
+    }
+
+    async fn replace(
+        &self,
+        old: &KeyId,
+        new: &KeyRecord,
+        old_expires_at: DateTime<Utc>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let now = Utc::now();
+        on_backend!(self, pool, lock_changes => {
+            // One transaction: the old key's expiry, the proof of its rotation, the new key
+            // and the change, or none of them (a dropped transaction rolls back).
+            let mut tx = pool.begin().await.map_err(store_error)?;
+            let Some(row) = sqlx::query(REPLACE_OLD)
+                .bind(old.as_str())
+                .bind(old_expires_at)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(store_error)?
+            else {
+                return Ok(None);
+            };
+            let updated = record_from_row(&row)?;
+            // Two rotations racing past the UPDATE meet here: the second is a unique
+            // violation, rolled back. It reads as "already rotated", not as an id clash.
+            match sqlx::query(RECORD_ROTATION)
+                .bind(old.as_str())
+                .bind(new.key_id.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)
+            {
+                Ok(_) => {}
+                Err(StoreError::Conflict) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            insert_record!(new).execute(&mut *tx).await.map_err(store_error)?;
+            if let Some(lock) = lock_changes {
+                sqlx::query(lock).execute(&mut *tx).await.map_err(store_error)?;
+            }
+            sqlx::query(APPEND_CHANGE)
+                .bind(old.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
+            Ok(Some(updated))
+        })
     }
 
     async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {

@@ -20,6 +20,7 @@ use std::future::Future;
 use crate::store::BoxFuture;
 
 pub mod limiter;
+mod rotation;
 pub mod store;
 mod store_fixtures;
 
@@ -72,6 +73,7 @@ macro_rules! store_tests {
             revoke_is_idempotent_and_keeps_the_first_revocation_time,
             set_expiry_sets_and_clears_the_expiry,
             rotate_issues_a_replacement_and_expires_the_old_key,
+            replace_is_one_step_and_a_key_is_replaced_once,
             record_usage_adds_counts_and_keeps_the_latest_use,
             changes_since_reports_revoked_and_rotated_keys_after_a_cursor,
             concurrent_creates_are_all_stored_with_distinct_ids,

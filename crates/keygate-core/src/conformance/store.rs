@@ -22,6 +22,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
+pub use super::rotation::{
+    replace_is_one_step_and_a_key_is_replaced_once, rotate_issues_a_replacement_and_expires_the_old_key,
+};
 use super::store_fixtures::{after, create, find, ids, setup, sorted, start, DAY};
 use crate::hash::{Argon2Hasher, KeyHasher, SecretHash};
 use crate::key::Environment;
@@ -339,74 +342,6 @@ pub async fn set_expiry_sets_and_clears_the_expiry<S: KeyStore>(store: S) {
         .await
         .expect("set_expiry");
     assert_eq!(unknown, None);
-}
-
-/// Rotation (through [`KeyManager::rotate`](crate::manage::KeyManager::rotate)) stores a replacement with the same settings
-/// and a fresh lifetime, and gives the old key the grace period as its expiry.
-pub async fn rotate_issues_a_replacement_and_expires_the_old_key<S: KeyStore>(store: S) {
-    let (store, keys, clock) = setup(store);
-    let old = create(
-        &keys,
-        NewKey::new("acct_1", "rotating")
-            .scopes(["read", "write"])
-            .environment(Environment::Test)
-            .expires_at(after(start(), 90 * DAY))
-            .rate_limits([RateLimit::per_minute(10)])
-            .spend_cap(1234)
-            .metadata(json!({"k": "v"})),
-    )
-    .await;
-
-    clock.advance(Duration::from_secs(10 * 86_400));
-    let now = after(start(), 10 * DAY);
-    let rotated = keys
-        .rotate(&old.key_id, Duration::from_secs(86_400))
-        .await
-        .expect("rotate");
-    let new = &rotated.new.record;
-    assert_ne!(new.key_id, old.key_id);
-    assert_eq!(
-        (&new.owner, &new.name, &new.scopes, new.environment),
-        (&old.owner, &old.name, &old.scopes, old.environment)
-    );
-    assert_eq!(
-        (&new.rate_limits, new.spend_cap, &new.metadata),
-        (&old.rate_limits, old.spend_cap, &old.metadata)
-    );
-    assert_eq!(new.created_at, now);
-    assert_eq!(
-        new.expires_at,
-        Some(after(now, 90 * DAY)),
-        "the replacement gets a fresh 90 days"
-    );
-    assert_eq!(
-        find(&*store, &new.key_id).await.as_ref(),
-        Some(new),
-        "the replacement is stored"
-    );
-
-    assert_eq!(
-        rotated.old.expires_at,
-        Some(after(now, DAY)),
-        "the old key lives for the grace period"
-    );
-    let stored_old = find(&*store, &old.key_id)
-        .await
-        .expect("the old key is still stored");
-    assert_eq!(stored_old, rotated.old);
-    assert_eq!(stored_old.revoked_at, None);
-
-    keys.revoke(&new.key_id).await.expect("revoke");
-    let again = keys.rotate(&new.key_id, Duration::ZERO).await;
-    assert!(
-        matches!(again, Err(ManageError::Invalid(_))),
-        "a revoked key cannot be rotated: {again:?}"
-    );
-    let all = store
-        .list_by_owner(&old.owner, Page::default())
-        .await
-        .expect("list_by_owner");
-    assert_eq!(all.len(), 2, "a refused rotation stores nothing");
 }
 
 /// Usage batches add request counts, keep the latest `last_used_at` with its user agent

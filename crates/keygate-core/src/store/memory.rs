@@ -1,6 +1,6 @@
 //! [`MemoryStore`]: keys in process memory, for tests and single-process services.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -15,6 +15,8 @@ struct MemoryInner {
     /// (sequence, key id) of every revocation and expiry change, in order.
     changes: Vec<(u64, KeyId)>,
     next_seq: u64,
+    /// Keys rotated already: each is replaced once.
+    replaced: HashSet<KeyId>,
 }
 
 /// Keys in process memory. The default for tests and the first run of an example;
@@ -120,6 +122,33 @@ impl KeyStore for MemoryStore {
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<Option<KeyRecord>, StoreError> {
         self.change(key_id, |r| r.expires_at = expires_at)
+    }
+
+    async fn replace(
+        &self,
+        old: &KeyId,
+        new: &KeyRecord,
+        old_expires_at: DateTime<Utc>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.write(|inner| {
+            if inner.records.contains_key(&new.key_id) {
+                return Err(StoreError::Conflict);
+            }
+            let replaceable = |r: &KeyRecord| r.revoked_at.is_none();
+            match inner.records.get_mut(old) {
+                Some(record) if replaceable(record) && !inner.replaced.contains(old) => {
+                    record.expires_at = Some(old_expires_at);
+                    let updated = record.clone();
+                    inner.replaced.insert(old.clone());
+                    inner.records.insert(new.key_id.clone(), new.clone());
+                    inner.next_seq += 1;
+                    let seq = inner.next_seq;
+                    inner.changes.push((seq, old.clone()));
+                    Ok(Some(updated))
+                }
+                _ => Ok(None),
+            }
+        })?
     }
 
     async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {

@@ -110,7 +110,8 @@ pub struct Changes {
 /// Contract (checked by the conformance suite): `insert` refuses a duplicate key id with
 /// [`StoreError::Conflict`]; `revoke` and `set_expiry` return the updated record, or
 /// `None` for an unknown id, and append the id to the change feed; `revoke` keeps the
-/// first `revoked_at`; listings are ordered by `created_at`, then key id.
+/// first `revoked_at`; `replace` is one transaction, once per key; listings are ordered
+/// by `created_at`, then key id.
 pub trait KeyStore: Send + Sync + 'static {
     /// The record with this key id.
     fn find(&self, key_id: &KeyId) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
@@ -140,6 +141,19 @@ pub trait KeyStore: Send + Sync + 'static {
         &self,
         key_id: &KeyId,
         expires_at: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+
+    /// Rotation, in one step: inserts `new` and sets `old`'s expiry to `old_expires_at`,
+    /// both or neither, and only while `old` exists, is not revoked and has never been
+    /// replaced (a key is rotated once; concurrent rotations of one key make one
+    /// successor). Returns the updated `old`; `None` when it is unknown, revoked or
+    /// already replaced, with nothing written; [`StoreError::Conflict`] when `new`'s key
+    /// id exists, with nothing written. `old` joins the change feed.
+    fn replace(
+        &self,
+        old: &KeyId,
+        new: &KeyRecord,
+        old_expires_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
 
     /// Adds a batch of usage; unknown ids are skipped.
@@ -185,6 +199,14 @@ pub trait DynKeyStore: Send + Sync + 'static {
         expires_at: Option<DateTime<Utc>>,
     ) -> BoxFuture<'a, Result<Option<KeyRecord>, StoreError>>;
     /// See [`KeyStore::record_usage`].
+    /// See [`KeyStore::replace`].
+    fn replace<'a>(
+        &'a self,
+        old: &'a KeyId,
+        new: &'a KeyRecord,
+        old_expires_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<KeyRecord>, StoreError>>;
+    /// See [`KeyStore::record_usage`].
     fn record_usage<'a>(&'a self, batch: &'a [UsageDelta]) -> BoxFuture<'a, Result<(), StoreError>>;
     /// See [`KeyStore::changes_since`].
     fn changes_since(&self, cursor: u64) -> BoxFuture<'_, Result<Changes, StoreError>>;
@@ -222,6 +244,14 @@ impl<S: KeyStore> DynKeyStore for S {
         expires_at: Option<DateTime<Utc>>,
     ) -> BoxFuture<'a, Result<Option<KeyRecord>, StoreError>> {
         Box::pin(KeyStore::set_expiry(self, key_id, expires_at))
+    }
+    fn replace<'a>(
+        &'a self,
+        old: &'a KeyId,
+        new: &'a KeyRecord,
+        old_expires_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<KeyRecord>, StoreError>> {
+        Box::pin(KeyStore::replace(self, old, new, old_expires_at))
     }
     fn record_usage<'a>(&'a self, batch: &'a [UsageDelta]) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(KeyStore::record_usage(self, batch))
@@ -265,6 +295,14 @@ impl<S: KeyStore> KeyStore for Arc<S> {
         expires_at: Option<DateTime<Utc>>,
     ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
         S::set_expiry(self, key_id, expires_at)
+    }
+    fn replace(
+        &self,
+        old: &KeyId,
+        new: &KeyRecord,
+        old_expires_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
+        S::replace(self, old, new, old_expires_at)
     }
     fn record_usage(&self, batch: &[UsageDelta]) -> impl Future<Output = Result<(), StoreError>> + Send {
         S::record_usage(self, batch)
