@@ -11,6 +11,9 @@
 //!   carries `X-RateLimit-*`;
 //! - `tower-http`: behind tower-http's `ValidateRequestHeaderLayer::bearer` (one fixed
 //!   token compared), the floor of any per-request authentication layer;
+//! - `governor`: `tower-http` plus tower_governor, keyed by the presented token, with its
+//!   rate-limit headers (limits that never refuse): what a user would hand-build instead
+//!   of `policy` (feature `governor`, on by default);
 //! - `headers`: one layer (tower's `map_response`) that adds three static
 //!   `X-RateLimit-*` headers, the floor of what the rate-limit headers cost;
 //! - `floor`: [`FloorLayer`], the least any layer can do that keeps keygate's two
@@ -33,6 +36,7 @@
 //! limits), compared with `actix-bare`.
 #![forbid(unsafe_code)]
 
+mod governor;
 mod mode;
 
 use std::sync::{Arc, LazyLock};
@@ -100,8 +104,8 @@ pub async fn create_key(gate: &Gate) -> Result<(CreatedKey, Principal), Box<dyn 
 }
 
 /// The app of a [`Framework::AxumRouteLayer`] mode, guarded by `gate` (or, in
-/// `tower-http`, by the fixed `key`, and in `floor`, by `key` with the principal it was
-/// admitted with).
+/// `tower-http` and `governor`, by the fixed `key`, and in `floor`, by `key` with the
+/// principal it was admitted with).
 pub fn app(mode: Mode, gate: &Gate, key: &str, principal: &Principal) -> Result<Router, String> {
     let routes = bare_routes();
     Ok(match mode {
@@ -109,6 +113,7 @@ pub fn app(mode: Mode, gate: &Gate, key: &str, principal: &Principal) -> Result<
         Mode::Auth | Mode::Policy => routes.route_layer(api_key_layer(mode, gate)),
         #[allow(deprecated)] // "too basic for real applications": a floor, here.
         Mode::TowerHttp => routes.route_layer(ValidateRequestHeaderLayer::bearer(key)),
+        Mode::Governor => governor::guard(routes, key)?,
         Mode::Headers => routes.route_layer(ServiceBuilder::new().map_response(add_static_headers)),
         Mode::Floor => routes.route_layer(FloorLayer::new(key, principal.clone())),
         Mode::FloorHeaders => routes.route_layer(
@@ -209,6 +214,7 @@ pub fn actix_middleware(mode: Mode, gate: &Gate) -> Result<Option<ApiKeyMiddlewa
         | Mode::AuthAround
         | Mode::PolicyAround
         | Mode::TowerHttp
+        | Mode::Governor
         | Mode::Headers
         | Mode::Floor
         | Mode::FloorHeaders => Err(served_elsewhere(mode, "actix_middleware")),

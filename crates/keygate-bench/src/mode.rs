@@ -43,6 +43,8 @@ pub enum Mode {
     PolicyAround,
     /// `tower-http`: tower-http's fixed-token bearer check.
     TowerHttp,
+    /// `governor`: `tower-http` plus tower_governor keyed by the token, with its headers.
+    Governor,
     /// `headers`: three static `X-RateLimit-*` headers added.
     Headers,
     /// `floor`: [`crate::FloorLayer`].
@@ -59,13 +61,14 @@ pub enum Mode {
 
 impl Mode {
     /// Every mode, in the order the scripts report them, each framework's reference first.
-    pub const ALL: [Mode; 12] = [
+    pub const ALL: [Mode; 13] = [
         Mode::Bare,
         Mode::Auth,
         Mode::Policy,
         Mode::AuthAround,
         Mode::PolicyAround,
         Mode::TowerHttp,
+        Mode::Governor,
         Mode::Headers,
         Mode::Floor,
         Mode::FloorHeaders,
@@ -83,6 +86,7 @@ impl Mode {
             Mode::AuthAround => "auth-around",
             Mode::PolicyAround => "policy-around",
             Mode::TowerHttp => "tower-http",
+            Mode::Governor => "governor",
             Mode::Headers => "headers",
             Mode::Floor => "floor",
             Mode::FloorHeaders => "floor-headers",
@@ -99,6 +103,7 @@ impl Mode {
             | Mode::Auth
             | Mode::Policy
             | Mode::TowerHttp
+            | Mode::Governor
             | Mode::Headers
             | Mode::Floor
             | Mode::FloorHeaders => Framework::AxumRouteLayer,
