@@ -120,6 +120,11 @@ impl Mode {
         }
     }
 
+    /// Whether this build serves the mode: `governor` needs the crate's `governor` feature.
+    pub const fn is_available(self) -> bool {
+        !matches!(self, Mode::Governor) || cfg!(feature = "governor")
+    }
+
     /// Whether keygate guards the mode with `policy`'s route policy: the `read` scope, a
     /// service window, and the gate's default limits (all high enough never to refuse).
     pub const fn is_policy(self) -> bool {

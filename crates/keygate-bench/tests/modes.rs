@@ -33,14 +33,9 @@ fn expected(mode: Mode) -> (bool, bool) {
     }
 }
 
-/// Whether this build serves `mode`: `governor` needs the `governor` feature.
-fn served(mode: Mode) -> bool {
-    mode != Mode::Governor || cfg!(feature = "governor")
-}
-
 #[tokio::test]
 async fn each_mode_admits_its_key_and_refuses_or_passes_as_it_should() {
-    for mode in Mode::ALL.into_iter().filter(|mode| served(*mode)) {
+    for mode in Mode::ALL.into_iter().filter(|mode| mode.is_available()) {
         let framework = mode.framework();
         if framework == Framework::Actix {
             continue; // below, on actix's runtime
@@ -115,7 +110,7 @@ async fn a_builder_refuses_a_mode_of_another_framework() {
         let framework = mode.framework();
         assert_eq!(
             keygate_bench::app(mode, &gate, key, &principal).is_ok(),
-            framework == Framework::AxumRouteLayer && served(mode),
+            framework == Framework::AxumRouteLayer && mode.is_available(),
             "{mode}: app"
         );
         assert_eq!(

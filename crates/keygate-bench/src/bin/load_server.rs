@@ -10,8 +10,9 @@
 //!   for one real key id, half name unknown ids. `flood-unthrottled` turns off the
 //!   per-key-id failure limit, to show what it saves.
 //!
-//! `load_server --modes` prints the modes, one a line with the mode it is compared with
-//! (`bare` or `actix-bare`), so that the scripts check names against this one list.
+//! `load_server --modes` prints the modes this build serves, one a line with the mode it
+//! is compared with (`bare` or `actix-bare`), so that the scripts check names against
+//! this one list.
 
 use std::io::Write;
 
@@ -30,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let name = args.next().unwrap_or_else(|| "auth".into());
     if name == "--modes" {
-        for mode in Mode::ALL {
+        for mode in Mode::ALL.into_iter().filter(|mode| mode.is_available()) {
             println!("{mode} {}", mode.reference());
         }
         return Ok(());
