@@ -1,8 +1,9 @@
 //! Sends `n` requests through the app of a load-server mode in process, with no sockets:
-//! `requests <mode> <n>`, an axum mode of [`keygate_bench::Mode`].
-//! `scripts/instructions.sh` runs it under callgrind twice per mode and divides the
-//! difference by the extra requests, which gives the instructions one request costs: an
-//! exact count, unlike timings on a shared machine. `requests --modes` lists the modes.
+//! `requests <mode> <n>`, an axum mode of [`keygate_bench::Mode`] (the actix modes have
+//! the `requests_actix` example). `scripts/instructions.sh` runs it under callgrind twice
+//! per mode and divides the difference by the extra requests, which gives the
+//! instructions one request costs: an exact count, unlike timings on a shared machine.
+//! `requests --modes` lists the modes it serves in this build.
 
 use std::convert::Infallible;
 use std::error::Error;
@@ -17,7 +18,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let name = args.next().unwrap_or_else(|| "auth".into());
     if name == "--modes" {
-        for mode in Mode::ALL {
+        let axum = |mode: &Mode| mode.framework() != Framework::Actix && mode.is_available();
+        for mode in Mode::ALL.into_iter().filter(axum) {
             println!("{mode} {}", mode.reference());
         }
         return Ok(());
@@ -25,7 +27,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mode: Mode = name.parse()?;
     let n: usize = args.next().unwrap_or_else(|| "1000".into()).parse()?;
     match mode.framework() {
-        Framework::Actix => Err(format!("`{mode}` is an actix mode: only axum apps are served here").into()),
+        Framework::Actix => {
+            Err(format!("`{mode}` is an actix mode: the requests_actix example sends it").into())
+        }
         Framework::AxumRouteLayer | Framework::AxumAround => axum(mode, n),
     }
 }
