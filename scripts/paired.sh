@@ -21,9 +21,10 @@
 #
 # KEYGATE_LOAD_FRAMEWORK=actix makes actix-bare the default base, so that the default
 # modes are actix-auth and actix-policy (and takes `auth` for `actix-auth`, and so on).
-# Mode names are checked against `load_server --modes`, the one list of them. The
-# server is the default build, with the governor mode: axum's default features are on
-# in every mode (see scripts/instructions.sh), a constant cost per request in each.
+# Mode names are checked against `load_server --modes`, the one list of them. governor
+# needs the default build, which turns on axum's default features in every mode (see
+# scripts/instructions.sh); so the server is that build only when governor is asked for,
+# and governor is no default mode.
 #
 # Besides the ratio of requests/s, each round gives the ratio of requests per CPU second
 # of the two servers (from /proc), which holds whatever share of the core each got. The
@@ -36,12 +37,13 @@ secs="${1:-5}"
 rounds="${2:-6}"
 
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release -q -p keygate-bench --bin load_server
 server="${CARGO_TARGET_DIR:-target}/release/load_server"
 hz=$(getconf CLK_TCK)
 
-known=$("$server" --modes) # "mode reference" lines
-names=$(cut -d' ' -f1 <<<"$known" | paste -sd' ')
+build() { # cargo flags -> load_server built, and its modes in $known ("mode reference" lines)
+    cargo build --release -q -p keygate-bench "$@" --bin load_server
+    known=$("$server" --modes)
+}
 reference() { # mode -> the mode it is compared with, or nothing if it is no mode
     awk -v m="$1" '$1 == m {print $2}' <<<"$known"
 }
@@ -55,15 +57,24 @@ known_mode() { # name -> the mode it names (actix's short names under actix), or
     if [ "$framework_base" = actix-bare ] && [ "$(reference "actix-$name")" = actix-bare ]; then
         name="actix-$name"
     fi
-    [ -n "$(reference "$name")" ] || { echo "unknown mode \`$1\`: one of $names" >&2; return 1; }
+    [ -n "$(reference "$name")" ] ||
+        { echo "unknown mode \`$1\`: one of $(cut -d' ' -f1 <<<"$known" | paste -sd' ')" >&2; return 1; }
     echo "$name"
 }
-base=$(known_mode "${KEYGATE_LOAD_BASE:-$framework_base}")
-default=$(awk -v r="$(reference "$base")" -v b="$base" '$2 == r && $1 != b {printf "%s ", $1}' <<<"$known")
-modes=""
-for name in ${KEYGATE_LOAD_MODES:-$default}; do
-    modes="$modes $(known_mode "$name")"
-done
+resolve() { # -> $base and $modes from the environment, or fail on a name $known lacks
+    local name default
+    base=$(known_mode "${KEYGATE_LOAD_BASE:-$framework_base}") || return 1
+    default=$(awk -v r="$(reference "$base")" -v b="$base" '$2 == r && $1 != b {printf "%s ", $1}' <<<"$known")
+    modes=""
+    for name in ${KEYGATE_LOAD_MODES:-$default}; do
+        modes="$modes $(known_mode "$name")" || return 1
+    done
+}
+# The build without the governor feature serves every mode but governor as at 24943c9;
+# the default build, only when a mode asked for needs it, turns on axum's default
+# features in every mode (see scripts/instructions.sh): a constant cost per request.
+build --no-default-features
+resolve 2>/dev/null || { build; resolve; }
 
 cpu_ticks() { # pid -> user + system clock ticks so far
     awk '{print $14 + $15}' "/proc/$1/stat"
