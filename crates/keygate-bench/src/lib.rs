@@ -1,7 +1,7 @@
 //! The apps of keygate's throughput budget, in each of its modes ([`Mode`]), shared by
-//! the `load_server` binary (`scripts/load.sh`, `scripts/paired.sh`), the `requests`
-//! example (`scripts/instructions.sh`), the `router` bench and the tests, so that all of
-//! them measure the same thing.
+//! the `load_server` binary (`scripts/load.sh`, `scripts/paired.sh`), the `requests` and
+//! `requests_actix` examples (`scripts/instructions.sh`), the `router` bench and the
+//! tests, so that all of them measure the same thing.
 //!
 //! Every mode serves `GET /v1/ping` ("pong"):
 //! - `bare`: the app alone;
