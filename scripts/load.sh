@@ -12,9 +12,13 @@
 #
 #   scripts/load.sh [seconds per run] [rounds]     (defaults: 5 and 3)
 #
-# KEYGATE_LOAD_MODES picks the modes of the first part (default: all; bare is always run).
-# KEYGATE_LOAD_FRAMEWORK=actix runs the first part on actix-web instead (modes bare,
-# auth and policy, with ApiKeyMiddleware), and no flood.
+# KEYGATE_LOAD_MODES picks the modes of the first part (default: every mode that
+# `load_server --modes` compares with bare, but governor; bare is always run), checked
+# against that list. KEYGATE_LOAD_FRAMEWORK=actix runs the first part on actix-web
+# instead (the modes compared with actix-bare, with ApiKeyMiddleware; `auth` is taken for
+# `actix-auth`), and no flood. governor needs the default build, which turns on axum's
+# default features in every mode (see scripts/instructions.sh); so the server is that
+# build only when governor is asked for.
 #
 # Traffic goes to 127.0.0.1 only, bounded by the round time.
 set -euo pipefail
@@ -24,7 +28,6 @@ rounds="${2:-3}"
 addr=127.0.0.1:3900
 
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release -q -p keygate-bench --bin load_server
 server="${CARGO_TARGET_DIR:-target}/release/load_server"
 
 cpu_ticks() { # pid -> user + system clock ticks so far
@@ -34,7 +37,7 @@ cpu_ticks() { # pid -> user + system clock ticks so far
 run() { # mode -> "requests/s server-CPU-µs-per-request"
     local mode=$1 out key pid res t0 t1
     out=$(mktemp)
-    taskset -c 0 "$server" "$prefix$mode" "$addr" >"$out" &
+    taskset -c 0 "$server" "$mode" "$addr" >"$out" &
     pid=$!
     for _ in $(seq 1 100); do grep -q "^key: " "$out" && (exec 3<>/dev/tcp/127.0.0.1/3900) 2>/dev/null && break; sleep 0.05; done
     key=$(sed -n 's/^key: //p' "$out")
@@ -55,24 +58,50 @@ run() { # mode -> "requests/s server-CPU-µs-per-request"
 # tower-http's, the floor of what the X-RateLimit-* headers cost); `floor`, a layer
 # doing only the two costs keygate cannot drop, a SHA-256 of the key and a Principal in
 # the request's extensions; and `floor-headers`, both of the last two at once: what
-# `policy`'s unavoidable work costs (see crates/keygate-bench/src/lib.rs).
+# `policy`'s unavoidable work costs; and `governor`, tower-http's check with tower_governor
+# keyed by the token, the stack a user would hand-build instead of `policy` (see
+# crates/keygate-bench/src/lib.rs).
 case "${KEYGATE_LOAD_FRAMEWORK:-axum}" in
-    axum) prefix="" all="bare auth policy auth-around policy-around tower-http headers floor floor-headers" ;;
-    actix) prefix="actix-" all="bare auth policy" ;;
+    axum) base=bare ;;
+    actix) base=actix-bare ;;
     *) echo "KEYGATE_LOAD_FRAMEWORK is axum or actix" >&2; exit 1 ;;
 esac
+build() { # cargo flags -> load_server built, and its modes in $known ("mode reference" lines)
+    cargo build --release -q -p keygate-bench "$@" --bin load_server
+    known=$("$server" --modes)
+}
+reference() { # mode -> the mode it is compared with, or nothing if it is no mode
+    awk -v m="$1" '$1 == m {print $2}' <<<"$known"
+}
+resolve() { # -> $modes from the environment, or fail on a name $known lacks
+    local name all
+    all=$(awk -v b="$base" '$2 == b {printf "%s ", $1}' <<<"$known")
+    modes=""
+    for name in ${KEYGATE_LOAD_MODES:-$all}; do
+        if [ "$base" = actix-bare ] && [ "$(reference "actix-$name")" = actix-bare ]; then
+            name="actix-$name"
+        fi
+        [ -n "$(reference "$name")" ] ||
+            { echo "unknown mode \`$name\`: one of $(cut -d' ' -f1 <<<"$known" | paste -sd' ')" >&2; return 1; }
+        modes="$modes $name"
+    done
+}
+# The build without the governor feature serves every mode but governor as at 24943c9;
+# the default build, only when a mode asked for needs it, turns on axum's default
+# features in every mode (see scripts/instructions.sh): a constant cost per request.
+build --no-default-features
+resolve 2>/dev/null || { build; resolve; }
 echo "framework: ${KEYGATE_LOAD_FRAMEWORK:-axum}"
-modes="${KEYGATE_LOAD_MODES:-$all}"
-others=$(tr ' ' '\n' <<<"$modes" | grep -vx bare | tr '\n' ' ')
+others=$(tr ' ' '\n' <<<"$modes" | grep -vx -e "$base" -e '' | tr '\n' ' ')
 # Each round runs bare first and last, the other modes in between in an order rotated
 # from round to round; a mode's baseline is bare interpolated to its place in the round,
 # so that a machine getting slower or faster during a round biases no mode.
 results=$(mktemp)
-run bare >/dev/null # warm-up, not counted: a machine's first run is often slower
+run "$base" >/dev/null # warm-up, not counted: a machine's first run is often slower
 for round in $(seq 1 "$rounds"); do
     read -ra order <<<"$others"
     shift_by=$(( (round - 1) % ${#order[@]} ))
-    order=("bare" "${order[@]:shift_by}" "${order[@]:0:shift_by}" "bare")
+    order=("$base" "${order[@]:shift_by}" "${order[@]:0:shift_by}" "$base")
     line="round $round:"
     for place in "${!order[@]}"; do
         mode=${order[$place]}
@@ -82,9 +111,9 @@ for round in $(seq 1 "$rounds"); do
     done
     echo "$line"
 done
-awk -v modes="$modes" '
+awk -v modes="$base $others" -v bare="$base" '
     {round[NR] = $1; place[NR] = $2; mode[NR] = $3; rps[NR] = $4; cpu[NR] = $5; last = $6 - 1
-     if ($3 == "bare") base[$1, $2 == 0 ? 0 : 1] = $4; k = $1 > k ? $1 : k}
+     if ($3 == bare) base[$1, $2 == 0 ? 0 : 1] = $4; k = $1 > k ? $1 : k}
     function median(a, n,   i, j, t) {
         for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) {t = a[i]; a[i] = a[j]; a[j] = t}
         return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
@@ -101,7 +130,7 @@ awk -v modes="$modes" '
             "median of ratios", "round ratios"
         for (i = 1; i <= n; i++) {
             m = ms[i]
-            if (m == "bare") {
+            if (m == bare) {
                 printf "%-13s %11.0f %14.2f %15s %17s %14s\n", m, sum[m] / runs[m], cpus[m] / runs[m],
                     "1.000", "1.000", ""
                 continue
@@ -113,8 +142,8 @@ awk -v modes="$modes" '
         }
         for (j = 1; j <= k; j++) drift[j] = base[j, 1] / base[j, 0]
         med = median(drift, k) # sorts drift
-        printf "drift: bare at the end of a round / at its start: median %.3f, %.3f..%.3f\n", med, drift[1], drift[k]
-        print "budget: auth and policy >= 0.95 of bare"
+        printf "drift: %s at the end of a round / at its start: median %.3f, %.3f..%.3f\n", bare, med, drift[1], drift[k]
+        print "budget: auth and policy >= 0.95 of " bare
     }' "$results"
 rm -f "$results"
 
@@ -150,7 +179,7 @@ flooded() { # valid key, flood key file -> "valid_rps flood_rps" while both run
     rm -f "$fout"
 }
 
-[ -z "$prefix" ] || exit 0 # the flood modes are axum's
+[ "$base" = bare ] || exit 0 # the flood modes are axum's
 for mode in flood flood-unthrottled; do
     read -r alone under flood_rps steady steady_flood_rps < <(flood "$mode")
     awk -v m="$mode" -v a="$alone" -v u="$under" -v f="$flood_rps" -v s="$steady" -v sf="$steady_flood_rps" 'BEGIN {

@@ -1,6 +1,5 @@
 //! The user-space cost of `ApiKeyLayer` in an axum app, without sockets: the apps of
-//! `load_server` (every mode of [`keygate_bench::MODES`] and
-//! [`keygate_bench::AROUND_MODES`]) called with `oneshot`.
+//! `load_server` (every axum mode of [`keygate_bench::Mode`]) called with `oneshot`.
 //! `cargo bench -p keygate-bench --bench router`.
 
 use std::convert::Infallible;
@@ -10,6 +9,7 @@ use axum::http::Request;
 use axum::response::Response;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use keygate_bench::{Framework, Mode};
 use tokio::runtime::Runtime;
 use tower::{Service, ServiceExt};
 
@@ -19,14 +19,15 @@ fn router(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let mut group = c.benchmark_group("router");
-    for mode in keygate_bench::MODES
-        .into_iter()
-        .chain(keygate_bench::AROUND_MODES)
-    {
+    for mode in Mode::ALL {
+        let framework = mode.framework();
+        if framework == Framework::Actix {
+            continue;
+        }
         let gate = keygate_bench::gate_builder(mode).build();
         let (created, principal) = rt.block_on(keygate_bench::create_key(&gate)).expect("key");
         let key = created.key.expose_secret().to_string();
-        if keygate_bench::AROUND_MODES.contains(&mode) {
+        if framework == Framework::AxumAround {
             let app = keygate_bench::around_app(mode, &gate).expect("an around mode");
             bench(&mut group, &rt, mode, app, &key);
         } else {
@@ -42,7 +43,7 @@ fn router(c: &mut Criterion) {
 }
 
 /// One request after another to clones of `app`, as a server sends them.
-fn bench<S>(group: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, mode: &str, app: S, key: &str)
+fn bench<S>(group: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, mode: Mode, app: S, key: &str)
 where
     S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone,
 {
@@ -53,7 +54,7 @@ where
             .expect("request")
     };
     rt.block_on(app.clone().oneshot(request())).expect("warm");
-    group.bench_function(mode, |b| {
+    group.bench_function(mode.name(), |b| {
         b.to_async(rt)
             .iter(|| async { app.clone().oneshot(request()).await.map(|r| r.status()) })
     });

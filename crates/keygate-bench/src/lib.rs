@@ -1,7 +1,7 @@
-//! The axum app of keygate's throughput budget, in each of its modes, shared by the
-//! `load_server` binary (`scripts/load.sh`), the `requests` example
-//! (`scripts/instructions.sh`) and the `router` bench, so that all three measure the
-//! same thing.
+//! The apps of keygate's throughput budget, in each of its modes ([`Mode`]), shared by
+//! the `load_server` binary (`scripts/load.sh`, `scripts/paired.sh`), the `requests` and
+//! `requests_actix` examples (`scripts/instructions.sh`), the `router` bench and the
+//! tests, so that all of them measure the same thing.
 //!
 //! Every mode serves `GET /v1/ping` ("pong"):
 //! - `bare`: the app alone;
@@ -11,6 +11,9 @@
 //!   carries `X-RateLimit-*`;
 //! - `tower-http`: behind tower-http's `ValidateRequestHeaderLayer::bearer` (one fixed
 //!   token compared), the floor of any per-request authentication layer;
+//! - `governor`: `tower-http` plus tower_governor, keyed by the presented token, with its
+//!   rate-limit headers (limits that never refuse): what a user would hand-build instead
+//!   of `policy` (feature `governor`, on by default);
 //! - `headers`: one layer (tower's `map_response`) that adds three static
 //!   `X-RateLimit-*` headers, the floor of what the rate-limit headers cost;
 //! - `floor`: [`FloorLayer`], the least any layer can do that keeps keygate's two
@@ -21,16 +24,20 @@
 //!   a key hashed, a principal inserted and three rate-limit headers added.
 //!
 //! Every mode above puts its layer on the route (`Router::route_layer`), as an app whose
-//! route groups need different scopes does; axum then boxes the layered route and its
-//! future on each request, which is a cost of any layer there (`tower-http` pays it
-//! too). [`AROUND_MODES`], `auth-around` and `policy-around`, apply `auth`'s and
-//! `policy`'s `ApiKeyLayer` around the whole bare app instead ([`around_app`]), as
-//! `ServiceBuilder` does: the same work with nothing boxed.
+//! route groups need different scopes does ([`Framework::AxumRouteLayer`], built by
+//! [`app`]); axum then boxes the layered route and its future on each request, which is a
+//! cost of any layer there (`tower-http` pays it too). `auth-around` and `policy-around`
+//! ([`Framework::AxumAround`]) apply `auth`'s and `policy`'s `ApiKeyLayer` around the
+//! whole bare app instead ([`around_app`]), as `ServiceBuilder` does: the same work with
+//! nothing boxed.
 //!
-//! The same app on actix-web, in [`ACTIX_MODES`]: `actix-bare`, `actix-auth`
+//! The same app on actix-web ([`Framework::Actix`]): `actix-bare`, `actix-auth`
 //! (`ApiKeyMiddleware` on the app) and `actix-policy` (with `policy`'s scope and
 //! limits), compared with `actix-bare`.
 #![forbid(unsafe_code)]
+
+mod governor;
+mod mode;
 
 use std::sync::{Arc, LazyLock};
 
@@ -53,34 +60,23 @@ use tower::ServiceBuilder;
 use tower::{Layer, Service};
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 
-/// The modes, in the order the scripts report them; `bare` is the reference.
-pub const MODES: [&str; 7] = [
-    "bare",
-    "auth",
-    "policy",
-    "tower-http",
-    "headers",
-    "floor",
-    "floor-headers",
-];
+pub use mode::{Framework, Mode, UnknownMode};
 
 async fn ping() -> &'static str {
     "pong"
 }
 
-/// The modes served by [`around_app`]: `ApiKeyLayer` around the whole bare app.
-pub const AROUND_MODES: [&str; 2] = ["auth-around", "policy-around"];
-
 /// A gate builder for `mode`: in-memory store and fast hashing (the key is cached after
-/// the first request), and the default limits only in `policy`, which alone counts.
-pub fn gate_builder(mode: &str) -> GateBuilder {
+/// the first request), and the default limits only in the policy modes, which alone count.
+pub fn gate_builder(mode: Mode) -> GateBuilder {
     let builder = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast());
-    match mode {
-        "policy" | "policy-around" => builder.rate_limiter(
+    if mode.is_policy() {
+        builder.rate_limiter(
             MemoryRateLimiter::new(),
             [RateLimit::per_minute(u32::MAX), RateLimit::per_hour(u32::MAX)],
-        ),
-        _ => builder,
+        )
+    } else {
+        builder
     }
 }
 
@@ -107,34 +103,43 @@ pub async fn create_key(gate: &Gate) -> Result<(CreatedKey, Principal), Box<dyn 
     Ok((created, principal))
 }
 
-/// The app of `mode`, guarded by `gate` (or, in `tower-http`, by the fixed `key`, and
-/// in `floor`, by `key` with the principal it was admitted with).
-pub fn app(mode: &str, gate: &Gate, key: &str, principal: &Principal) -> Result<Router, String> {
+/// The app of a [`Framework::AxumRouteLayer`] mode, guarded by `gate` (or, in
+/// `tower-http` and `governor`, by the fixed `key`, and in `floor`, by `key` with the
+/// principal it was admitted with).
+pub fn app(mode: Mode, gate: &Gate, key: &str, principal: &Principal) -> Result<Router, String> {
     let routes = bare_routes();
     Ok(match mode {
-        "bare" => routes,
-        "auth" | "policy" => routes.route_layer(api_key_layer(mode, gate)),
+        Mode::Bare => routes,
+        Mode::Auth | Mode::Policy => routes.route_layer(api_key_layer(mode, gate)),
         #[allow(deprecated)] // "too basic for real applications": a floor, here.
-        "tower-http" => routes.route_layer(ValidateRequestHeaderLayer::bearer(key)),
-        "headers" => routes.route_layer(ServiceBuilder::new().map_response(add_static_headers)),
-        "floor" => routes.route_layer(FloorLayer::new(key, principal.clone())),
-        "floor-headers" => routes.route_layer(
+        Mode::TowerHttp => routes.route_layer(ValidateRequestHeaderLayer::bearer(key)),
+        Mode::Governor => governor::guard(routes, key)?,
+        Mode::Headers => routes.route_layer(ServiceBuilder::new().map_response(add_static_headers)),
+        Mode::Floor => routes.route_layer(FloorLayer::new(key, principal.clone())),
+        Mode::FloorHeaders => routes.route_layer(
             ServiceBuilder::new()
                 .map_response(add_static_headers)
                 .layer(FloorLayer::new(key, principal.clone())),
         ),
-        other if AROUND_MODES.contains(&other) => {
-            return Err(format!("`{other}` is served by around_app, not app"))
+        Mode::AuthAround | Mode::PolicyAround | Mode::ActixBare | Mode::ActixAuth | Mode::ActixPolicy => {
+            return Err(served_elsewhere(mode, "app"))
         }
-        other => return Err(format!("unknown mode `{other}`: one of {}", MODES.join(", "))),
     })
+}
+
+/// The error of a builder asked for a mode of another framework.
+fn served_elsewhere(mode: Mode, asked: &str) -> String {
+    format!(
+        "`{mode}` is served by {}, not {asked}",
+        mode.framework().builder()
+    )
 }
 
 /// `auth`'s or `policy`'s layer: any valid key, or the `read` scope and a service
 /// window on top of the gate's default limits.
-fn api_key_layer(mode: &str, gate: &Gate) -> ApiKeyLayer {
+fn api_key_layer(mode: Mode, gate: &Gate) -> ApiKeyLayer {
     let layer = ApiKeyLayer::new(gate.clone());
-    if mode.starts_with("policy") {
+    if mode.is_policy() {
         layer
             .require(["read"])
             .limits_for("ping", [RateLimit::per_minute(u32::MAX)])
@@ -143,27 +148,20 @@ fn api_key_layer(mode: &str, gate: &Gate) -> ApiKeyLayer {
     }
 }
 
-/// The app of an [`AROUND_MODES`] mode: the bare app inside `auth`'s or `policy`'s
-/// `ApiKeyLayer`, applied once around it (as `ServiceBuilder::new().layer(..).service(app)`
-/// does) rather than on its route.
-pub fn around_app(mode: &str, gate: &Gate) -> Result<ApiKeyService<Router>, String> {
-    if !AROUND_MODES.contains(&mode) {
-        return Err(format!(
-            "unknown around mode `{mode}`: one of {}",
-            AROUND_MODES.join(", ")
-        ));
+/// The app of a [`Framework::AxumAround`] mode: the bare app inside `auth`'s or
+/// `policy`'s `ApiKeyLayer`, applied once around it (as
+/// `ServiceBuilder::new().layer(..).service(app)` does) rather than on its route.
+pub fn around_app(mode: Mode, gate: &Gate) -> Result<ApiKeyService<Router>, String> {
+    match mode.framework() {
+        Framework::AxumAround => Ok(api_key_layer(mode, gate).layer(bare_routes())),
+        Framework::AxumRouteLayer | Framework::Actix => Err(served_elsewhere(mode, "around_app")),
     }
-    Ok(api_key_layer(mode, gate).layer(bare_routes()))
 }
 
 /// The app of `bare`, which every mode guards.
 fn bare_routes() -> Router {
     Router::new().route("/v1/ping", get(ping))
 }
-
-/// The actix-web modes, in the order the scripts report them; `actix-bare` is their
-/// reference.
-pub const ACTIX_MODES: [&str; 3] = ["actix-bare", "actix-auth", "actix-policy"];
 
 async fn actix_ping() -> &'static str {
     "pong"
@@ -199,18 +197,27 @@ pub fn actix_guarded(
     actix_bare().wrap(middleware)
 }
 
-/// The middleware of an authenticating actix mode, over `gate` (built by
-/// [`gate_builder`] for the mode without its `actix-` prefix).
-pub fn actix_middleware(mode: &str, gate: &Gate) -> Result<ApiKeyMiddleware, String> {
+/// The middleware of an actix mode over `gate` (built by [`gate_builder`] for the same
+/// mode): `None` for `actix-bare`, which [`actix_bare`] serves as it is.
+pub fn actix_middleware(mode: Mode, gate: &Gate) -> Result<Option<ApiKeyMiddleware>, String> {
     match mode {
-        "actix-auth" => Ok(ApiKeyMiddleware::new(gate.clone())),
-        "actix-policy" => Ok(ApiKeyMiddleware::new(gate.clone())
-            .require(["read"])
-            .limits_for("ping", [RateLimit::per_minute(u32::MAX)])),
-        other => Err(format!(
-            "unknown authenticating actix mode `{other}`: one of {}",
-            ACTIX_MODES[1..].join(", ")
+        Mode::ActixBare => Ok(None),
+        Mode::ActixAuth => Ok(Some(ApiKeyMiddleware::new(gate.clone()))),
+        Mode::ActixPolicy => Ok(Some(
+            ApiKeyMiddleware::new(gate.clone())
+                .require(["read"])
+                .limits_for("ping", [RateLimit::per_minute(u32::MAX)]),
         )),
+        Mode::Bare
+        | Mode::Auth
+        | Mode::Policy
+        | Mode::AuthAround
+        | Mode::PolicyAround
+        | Mode::TowerHttp
+        | Mode::Governor
+        | Mode::Headers
+        | Mode::Floor
+        | Mode::FloorHeaders => Err(served_elsewhere(mode, "actix_middleware")),
     }
 }
 
