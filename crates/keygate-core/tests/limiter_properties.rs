@@ -15,11 +15,20 @@ use keygate_core::{KeyId, RateLimit};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
+/// `PROPTEST_CASES` when set (a longer soak: `PROPTEST_CASES=10000 cargo test`), else a
+/// count small enough for the unoptimised suite CI runs.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A modest number of cases: each one replays up to a few thousand requests, and the
 /// suite runs unoptimised in CI.
-fn config(cases: u32) -> ProptestConfig {
+fn config(default_cases: u32) -> ProptestConfig {
     ProptestConfig {
-        cases,
+        cases: cases(default_cases),
         // An absolute path fixed at compile time: proptest's default (`SourceParallel`)
         // looks for a `lib.rs` beside the test file, finds none for `tests/`, warns and
         // writes next to the source instead. This keeps the file where it is committed.

@@ -11,9 +11,18 @@ use keygate_core::spend::Month;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
+/// `PROPTEST_CASES` when set (a longer soak: `PROPTEST_CASES=10000 cargo test`), else a
+/// count small enough for the unoptimised suite CI runs.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: 256,
+        cases: cases(256),
         // An absolute path fixed at compile time: proptest's default (`SourceParallel`)
         // looks for a `lib.rs` beside the test file, finds none for `tests/`, warns and
         // writes next to the source instead. This keeps the file where it is committed.
