@@ -184,6 +184,6 @@ awk -v modes="$modes" -v base="$base" -v budget="$([ "$(reference "$base")" = "$
         }
         printf "servers: at least %.0f%% of core 0 between them; load generators: core 1 busy at most %.0f%%\n",
             low * 100, top * 100
-        if (budget) print "budget: auth and policy >= 0.95 of " base
+        if (budget) print "budget (docs/ARCHITECTURE.md): instructions.sh counts; policy >= 1.0 of governor per CPU second"
     }' "$results"
 rm -f "$results"

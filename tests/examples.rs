@@ -317,66 +317,72 @@ async fn actix_example_serves_the_contract_over_tcp() {
     serves_the_contract("actix_service", &sqlite_url(&dir)).await;
 }
 
-/// A database of its own on the server of `KEYGATE_TEST_POSTGRES_URL`, dropped after.
-struct ScratchDatabase {
-    admin: keygate::keygate_sqlx::sqlx::PgPool,
-    name: String,
-    url: String,
-}
+/// The contract on PostgreSQL, when the facade has it (`--features postgres`).
+#[cfg(feature = "postgres")]
+mod on_postgres {
+    use super::*;
 
-impl ScratchDatabase {
-    /// `None` (the test is skipped) without the URL, unless services are required.
-    async fn create() -> Option<ScratchDatabase> {
-        use keygate::keygate_sqlx::sqlx::PgPool;
-        let Ok(base) = std::env::var("KEYGATE_TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var("KEYGATE_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "KEYGATE_REQUIRE_SERVICES=1 but KEYGATE_TEST_POSTGRES_URL is not set"
-            );
-            println!("skipped: set KEYGATE_TEST_POSTGRES_URL to run the PostgreSQL end-to-end test");
-            return None;
+    /// A database of its own on the server of `KEYGATE_TEST_POSTGRES_URL`, dropped after.
+    struct ScratchDatabase {
+        admin: keygate::keygate_sqlx::sqlx::PgPool,
+        name: String,
+        url: String,
+    }
+
+    impl ScratchDatabase {
+        /// `None` (the test is skipped) without the URL, unless services are required.
+        async fn create() -> Option<ScratchDatabase> {
+            use keygate::keygate_sqlx::sqlx::PgPool;
+            let Ok(base) = std::env::var("KEYGATE_TEST_POSTGRES_URL") else {
+                assert!(
+                    std::env::var("KEYGATE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                    "KEYGATE_REQUIRE_SERVICES=1 but KEYGATE_TEST_POSTGRES_URL is not set"
+                );
+                println!("skipped: set KEYGATE_TEST_POSTGRES_URL to run the PostgreSQL end-to-end test");
+                return None;
+            };
+            let admin = PgPool::connect(&base)
+                .await
+                .expect("connect to KEYGATE_TEST_POSTGRES_URL");
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let name = format!("keygate_e2e_{}_{nanos}", std::process::id());
+            keygate::keygate_sqlx::sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin)
+                .await
+                .expect("create scratch database");
+            let (server, _) = base.rsplit_once('/').expect("a database in the URL");
+            let url = format!("{server}/{name}");
+            Some(ScratchDatabase { admin, name, url })
+        }
+
+        async fn drop(self) {
+            let _ = keygate::keygate_sqlx::sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&self.admin)
+            .await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn actix_example_serves_the_contract_on_postgres() {
+        let Some(database) = ScratchDatabase::create().await else {
+            return;
         };
-        let admin = PgPool::connect(&base)
-            .await
-            .expect("connect to KEYGATE_TEST_POSTGRES_URL");
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let name = format!("keygate_e2e_{}_{nanos}", std::process::id());
-        keygate::keygate_sqlx::sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
-            .await
-            .expect("create scratch database");
-        let (server, _) = base.rsplit_once('/').expect("a database in the URL");
-        let url = format!("{server}/{name}");
-        Some(ScratchDatabase { admin, name, url })
+        serves_the_contract("actix_service", &database.url).await;
+        database.drop().await;
     }
 
-    async fn drop(self) {
-        let _ = keygate::keygate_sqlx::sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&self.admin)
-        .await;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn axum_example_serves_the_contract_on_postgres() {
+        let Some(database) = ScratchDatabase::create().await else {
+            return;
+        };
+        serves_the_contract("axum_service", &database.url).await;
+        database.drop().await;
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn actix_example_serves_the_contract_on_postgres() {
-    let Some(database) = ScratchDatabase::create().await else {
-        return;
-    };
-    serves_the_contract("actix_service", &database.url).await;
-    database.drop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn axum_example_serves_the_contract_on_postgres() {
-    let Some(database) = ScratchDatabase::create().await else {
-        return;
-    };
-    serves_the_contract("axum_service", &database.url).await;
-    database.drop().await;
 }
