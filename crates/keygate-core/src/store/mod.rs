@@ -27,7 +27,7 @@
 //! keygate_core::store_tests!(|| async { MyStore::connect_to_a_fresh_database().await });
 //! ```
 //!
-//! expands into one `#[tokio::test]` per case of [`conformance::store`](crate::conformance::store)
+//! expands into one `#[tokio::test]` per case of `keygate_core::conformance::store`
 //! (`harness = …` sets up and tears down per case instead). Keep the store's errors as
 //! [`StoreError`]s (`Unavailable` for a backend that is down, which the gate answers with
 //! 503), and never log a record's `secret_hash`.
