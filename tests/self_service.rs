@@ -111,22 +111,28 @@ async fn call(stack: Stack, gate: &Gate, method: &str, uri: &str, key: Option<&s
     }
 }
 
-/// A gate with three callers: `a` (owner `acct_a`, `read`+`write`), `b` (owner
-/// `acct_b`, `read`+`write`) and `admin` (owner `acct_a`, `admin`).
+/// A gate with four callers: `a` (owner `acct_a`, `read`+`write`: no manage scope), `b`
+/// (owner `acct_b`, the same), `admin` (owner `acct_a`, `admin`) and `b_admin` (owner
+/// `acct_b`, `admin`).
 struct Fixture {
     stack: Stack,
     gate: Gate,
     a: String,
     b: String,
     admin: String,
+    b_admin: String,
 }
 
 impl Fixture {
     async fn new(stack: Stack, format: ErrorFormatKind) -> Self {
-        let gate = Gate::builder(MemoryStore::new())
+        let builder = Gate::builder(MemoryStore::new())
             .hasher(Argon2Hasher::insecure_fast())
-            .error_format(format)
-            .build();
+            .error_format(format);
+        Self::build(stack, builder).await
+    }
+
+    async fn build(stack: Stack, builder: keygate::GateBuilder) -> Self {
+        let gate = builder.build();
         let key = |owner: &'static str, scopes: &'static [&'static str]| {
             let gate = gate.clone();
             async move {
@@ -141,12 +147,14 @@ impl Fixture {
         let a = key("acct_a", &["read", "write"]).await;
         let b = key("acct_b", &["read", "write"]).await;
         let admin = key("acct_a", &["admin"]).await;
+        let b_admin = key("acct_b", &["admin"]).await;
         Self {
             stack,
             gate,
             a,
             b,
             admin,
+            b_admin,
         }
     }
 
@@ -205,7 +213,7 @@ async fn a_created_key_is_returned_once_and_works_on_a_protected_route() {
         );
 
         // Shown once: the listing has the key's id but never its plaintext again.
-        let list = f.send("GET", PATH, &f.a, "").await;
+        let list = f.send("GET", PATH, &f.admin, "").await;
         assert!(list.body.contains(&id) && !list.body.contains(&key), "{stack:?}");
     }
 }
@@ -214,10 +222,10 @@ async fn a_created_key_is_returned_once_and_works_on_a_protected_route() {
 async fn the_listing_shows_only_the_callers_owner_keys_and_never_a_secret_or_hash() {
     for stack in STACKS {
         let f = Fixture::new(stack, ErrorFormatKind::Default).await;
-        let (a_id, a_key) = f.create(&f.a, r#"{"name":"a-key","scopes":["read"]}"#).await;
-        let (b_id, b_key) = f.create(&f.b, r#"{"name":"b-key"}"#).await;
+        let (a_id, a_key) = f.create(&f.admin, r#"{"name":"a-key","scopes":["read"]}"#).await;
+        let (b_id, b_key) = f.create(&f.b_admin, r#"{"name":"b-key"}"#).await;
 
-        let list = f.send("GET", PATH, &f.a, "").await;
+        let list = f.send("GET", PATH, &f.admin, "").await;
         assert_eq!(list.status, 200, "{stack:?}: {}", list.body);
         let data = list.json()["data"].as_array().cloned().unwrap_or_default();
         // acct_a: the fixture `a`, the fixture `admin`, and `a-key`.
@@ -229,7 +237,7 @@ async fn the_listing_shows_only_the_callers_owner_keys_and_never_a_secret_or_has
             list.body.contains(&a_id) && !list.body.contains(&b_id),
             "{stack:?}"
         );
-        for secret in [&a_key, &b_key, &f.a, &f.b, &f.admin] {
+        for secret in [&a_key, &b_key, &f.a, &f.b, &f.admin, &f.b_admin] {
             assert!(
                 !list.body.contains(secret.as_str()),
                 "{stack:?}: a plaintext key was listed"
@@ -237,21 +245,25 @@ async fn the_listing_shows_only_the_callers_owner_keys_and_never_a_secret_or_has
         }
         assert!(!list.body.contains("$argon2") && !list.body.contains("secret_hash"));
 
-        let b_list = f.send("GET", PATH, &f.b, "").await;
+        let b_list = f.send("GET", PATH, &f.b_admin, "").await;
         let b_data = b_list.json()["data"].as_array().cloned().unwrap_or_default();
-        assert_eq!(b_data.len(), 2, "{stack:?}: {}", b_list.body);
+        // acct_b: the fixtures `b` and `b_admin`, and `b-key`.
+        assert_eq!(b_data.len(), 3, "{stack:?}: {}", b_list.body);
         assert!(!b_list.body.contains(&a_id) && b_list.body.contains(&b_id));
 
-        let first = f.send("GET", &format!("{PATH}?limit=1"), &f.a, "").await.json();
+        let first = f
+            .send("GET", &format!("{PATH}?limit=1"), &f.admin, "")
+            .await
+            .json();
         let second = f
-            .send("GET", &format!("{PATH}?offset=1&limit=1"), &f.a, "")
+            .send("GET", &format!("{PATH}?offset=1&limit=1"), &f.admin, "")
             .await
             .json();
         assert_eq!(first["data"].as_array().map(Vec::len), Some(1), "{stack:?}");
         assert_eq!(second["data"].as_array().map(Vec::len), Some(1), "{stack:?}");
         assert_ne!(first["data"][0]["key_id"], second["data"][0]["key_id"]);
 
-        let bad = f.send("GET", &format!("{PATH}?limit=ten"), &f.a, "").await;
+        let bad = f.send("GET", &format!("{PATH}?limit=ten"), &f.admin, "").await;
         assert_eq!(bad.status, 400, "{stack:?}");
         assert_eq!(bad.json()["error"]["code"], "INVALID_REQUEST");
     }
@@ -261,17 +273,21 @@ async fn the_listing_shows_only_the_callers_owner_keys_and_never_a_secret_or_has
 async fn another_owner_can_neither_see_revoke_nor_rotate_a_key() {
     for stack in STACKS {
         let f = Fixture::new(stack, ErrorFormatKind::Default).await;
-        let (id, key) = f.create(&f.a, r#"{"name":"precious","scopes":["read"]}"#).await;
+        let (id, key) = f
+            .create(&f.admin, r#"{"name":"precious","scopes":["read"]}"#)
+            .await;
         assert_eq!(f.whoami(&key).await, 200);
 
-        let revoke = f.send("DELETE", &format!("{PATH}/{id}"), &f.b, "").await;
+        let revoke = f.send("DELETE", &format!("{PATH}/{id}"), &f.b_admin, "").await;
         assert_eq!(
             (revoke.status, revoke.body.as_str()),
             (404, NOT_FOUND),
             "{stack:?}"
         );
         assert_eq!(revoke.content_type, "application/json");
-        let rotate = f.send("POST", &format!("{PATH}/{id}/rotate"), &f.b, "").await;
+        let rotate = f
+            .send("POST", &format!("{PATH}/{id}/rotate"), &f.b_admin, "")
+            .await;
         assert_eq!(
             (rotate.status, rotate.body.as_str()),
             (404, NOT_FOUND),
@@ -279,14 +295,14 @@ async fn another_owner_can_neither_see_revoke_nor_rotate_a_key() {
         );
         // Another owner's key answers exactly like one that does not exist.
         let unknown = f
-            .send("DELETE", &format!("{PATH}/kg_live_nosuchky"), &f.b, "")
+            .send("DELETE", &format!("{PATH}/kg_live_nosuchky"), &f.b_admin, "")
             .await;
         assert_eq!(
             (unknown.status, unknown.body.as_str()),
             (404, NOT_FOUND),
             "{stack:?}"
         );
-        let listed = f.send("GET", PATH, &f.b, "").await;
+        let listed = f.send("GET", PATH, &f.b_admin, "").await;
         assert!(!listed.body.contains(&id), "{stack:?}");
 
         assert_eq!(
@@ -294,7 +310,7 @@ async fn another_owner_can_neither_see_revoke_nor_rotate_a_key() {
             200,
             "{stack:?}: B's attempts must not touch A's key"
         );
-        let mine = f.send("GET", PATH, &f.a, "").await.json();
+        let mine = f.send("GET", PATH, &f.admin, "").await.json();
         let record = mine["data"]
             .as_array()
             .and_then(|d| d.iter().find(|k| k["key_id"] == id.as_str()).cloned());
@@ -310,11 +326,11 @@ async fn another_owner_can_neither_see_revoke_nor_rotate_a_key() {
 async fn a_revoked_key_is_refused_on_the_next_request() {
     for stack in STACKS {
         let f = Fixture::new(stack, ErrorFormatKind::Default).await;
-        let (id, key) = f.create(&f.a, r#"{"name":"short-lived"}"#).await;
+        let (id, key) = f.create(&f.admin, r#"{"name":"short-lived"}"#).await;
         // Cached as verified before the revocation.
         assert_eq!(f.whoami(&key).await, 200, "{stack:?}");
 
-        let revoked = f.send("DELETE", &format!("{PATH}/{id}"), &f.a, "").await;
+        let revoked = f.send("DELETE", &format!("{PATH}/{id}"), &f.admin, "").await;
         assert_eq!(revoked.status, 200, "{stack:?}: {}", revoked.body);
         let json = revoked.json();
         assert_eq!(
@@ -327,7 +343,7 @@ async fn a_revoked_key_is_refused_on_the_next_request() {
         assert_eq!(refused.status, 401, "{stack:?}");
         assert_eq!(refused.json()["error"]["code"], "INVALID_API_KEY");
         assert_eq!(
-            f.whoami(&f.a).await,
+            f.whoami(&f.admin).await,
             200,
             "{stack:?}: the caller's own key still works"
         );
@@ -338,11 +354,18 @@ async fn a_revoked_key_is_refused_on_the_next_request() {
 async fn rotation_returns_a_new_working_key_and_ends_the_old_one_after_its_grace() {
     for stack in STACKS {
         let f = Fixture::new(stack, ErrorFormatKind::Default).await;
-        let (id, key) = f.create(&f.a, r#"{"name":"rotating","scopes":["read"]}"#).await;
+        let (id, key) = f
+            .create(&f.admin, r#"{"name":"rotating","scopes":["read"]}"#)
+            .await;
         assert_eq!(f.whoami(&key).await, 200);
 
         let rotated = f
-            .send("POST", &format!("{PATH}/{id}/rotate"), &f.a, r#"{"grace":"24h"}"#)
+            .send(
+                "POST",
+                &format!("{PATH}/{id}/rotate"),
+                &f.admin,
+                r#"{"grace":"24h"}"#,
+            )
             .await;
         assert_eq!(rotated.status, 201, "{stack:?}: {}", rotated.body);
         let json = rotated.json();
@@ -364,7 +387,9 @@ async fn rotation_returns_a_new_working_key_and_ends_the_old_one_after_its_grace
         );
 
         // Without a grace period the replaced key ends at once.
-        let again = f.send("POST", &format!("{PATH}/{new_id}/rotate"), &f.a, "").await;
+        let again = f
+            .send("POST", &format!("{PATH}/{new_id}/rotate"), &f.admin, "")
+            .await;
         assert_eq!(again.status, 201, "{stack:?}: {}", again.body);
         let newest = again.json()["key"].as_str().expect("key").to_owned();
         assert_eq!(f.whoami(&newest).await, 200, "{stack:?}");
@@ -394,14 +419,14 @@ async fn malformed_bodies_get_a_400_in_the_default_format() {
     ];
     for stack in STACKS {
         let f = Fixture::new(stack, ErrorFormatKind::Default).await;
-        let (id, _) = f.create(&f.a, r#"{"name":"target"}"#).await;
+        let (id, _) = f.create(&f.admin, r#"{"name":"target"}"#).await;
         for (method, suffix, body) in cases {
             let uri = if suffix.is_empty() {
                 PATH.to_owned()
             } else {
                 format!("{PATH}/{id}{suffix}")
             };
-            let reply = f.send(method, &uri, &f.a, body).await;
+            let reply = f.send(method, &uri, &f.admin, body).await;
             assert_eq!(reply.status, 400, "{stack:?} {body}: {}", reply.body);
             assert_eq!(reply.content_type, "application/json", "{stack:?} {body}");
             let json = reply.json();
@@ -411,16 +436,16 @@ async fn malformed_bodies_get_a_400_in_the_default_format() {
             assert_eq!(json["error"]["details"], json!({}), "{stack:?} {body}");
         }
         let reply = f
-            .send("POST", PATH, &f.a, r#"{"name":"x","environment":"staging"}"#)
+            .send("POST", PATH, &f.admin, r#"{"name":"x","environment":"staging"}"#)
             .await;
         assert_eq!(
             reply.body,
             r#"{"success":false,"error":{"code":"INVALID_REQUEST","message":"invalid environment `staging`: expected `live` or `test`","details":{}}}"#
         );
-        let b_keys = f.send("GET", PATH, &f.b, "").await.json();
+        let b_keys = f.send("GET", PATH, &f.b_admin, "").await.json();
         assert_eq!(
             b_keys["data"].as_array().map(Vec::len),
-            Some(1),
+            Some(2),
             "{stack:?}: no key was made for B"
         );
     }
@@ -438,10 +463,10 @@ async fn a_key_cannot_grant_scopes_its_creator_lacks_unless_the_creator_is_admin
         let json = refused.json();
         assert_eq!(json["error"]["code"], "INSUFFICIENT_PERMISSIONS");
         assert_eq!(json["error"]["details"]["required"], json!(["admin"]));
-        let listed = f.send("GET", PATH, &f.a, "").await;
+        let listed = f.send("GET", PATH, &f.admin, "").await;
         assert!(!listed.body.contains("\"root\""), "{stack:?}: no key was created");
 
-        f.create(&f.a, r#"{"name":"narrower","scopes":["read","write"]}"#)
+        f.create(&f.admin, r#"{"name":"narrower","scopes":["read","write"]}"#)
             .await;
         f.create(&f.admin, r#"{"name":"billing","scopes":["billing","admin"]}"#)
             .await;
@@ -472,7 +497,7 @@ async fn the_api_refuses_callers_without_a_key_and_answers_in_the_configured_for
 
         let problem = Fixture::new(stack, ErrorFormatKind::Problem).await;
         let missing = problem
-            .send("DELETE", &format!("{PATH}/kg_live_nosuchky"), &problem.a, "")
+            .send("DELETE", &format!("{PATH}/kg_live_nosuchky"), &problem.admin, "")
             .await;
         assert_eq!(missing.status, 404, "{stack:?}");
         assert_eq!(missing.content_type, "application/problem+json");
@@ -482,8 +507,130 @@ async fn the_api_refuses_callers_without_a_key_and_answers_in_the_configured_for
         );
 
         let openai = Fixture::new(stack, ErrorFormatKind::OpenAi).await;
-        let bad = openai.send("POST", PATH, &openai.a, "{").await;
+        let bad = openai.send("POST", PATH, &openai.admin, "{").await;
         assert_eq!(bad.status, 400, "{stack:?}");
         assert_eq!(bad.json()["error"]["type"], "invalid_request_error");
+    }
+}
+
+/// A fixture over a gate built by `builder` (the fast hasher is added here).
+async fn fixture_with(stack: Stack, builder: keygate::GateBuilder) -> Fixture {
+    Fixture::build(stack, builder.hasher(Argon2Hasher::insecure_fast())).await
+}
+
+#[actix_web::test]
+async fn metadata_larger_than_4_kib_is_refused_with_400() {
+    for stack in STACKS {
+        let f = Fixture::new(stack, ErrorFormatKind::Default).await;
+        let big = "x".repeat(10 * 1024);
+        let reply = f
+            .send(
+                "POST",
+                PATH,
+                &f.admin,
+                &format!(r#"{{"name":"big","metadata":{{"blob":"{big}"}}}}"#),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            400,
+            "{stack:?}: {}",
+            &reply.body[..reply.body.len().min(200)]
+        );
+        assert_eq!(reply.json()["error"]["code"], "INVALID_REQUEST");
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(message.contains("4096"), "{stack:?}: {message}");
+        // Just under the limit is fine.
+        let fits = "x".repeat(4000);
+        f.create(
+            &f.admin,
+            &format!(r#"{{"name":"fits","metadata":{{"blob":"{fits}"}}}}"#),
+        )
+        .await;
+    }
+}
+
+#[actix_web::test]
+async fn a_nul_byte_in_a_name_or_metadata_is_a_400_and_in_a_key_id_a_404() {
+    for stack in STACKS {
+        let f = Fixture::new(stack, ErrorFormatKind::Default).await;
+        refuses_nul_bytes(&f).await;
+    }
+}
+
+/// The NUL checks, against whatever store `f` runs on.
+async fn refuses_nul_bytes(f: &Fixture) {
+    let stack = f.stack;
+    for body in [
+        r#"{"name":"a\u0000b"}"#,
+        r#"{"name":"x","metadata":{"team":"c\u0000i"}}"#,
+        r#"{"name":"x","metadata":{"te\u0000am":"ci"}}"#,
+        r#"{"name":"x","metadata":{"deep":[{"k":["\u0000"]}]}}"#,
+    ] {
+        let reply = f.send("POST", PATH, &f.admin, body).await;
+        assert_eq!(reply.status, 400, "{stack:?} {body}: {}", reply.body);
+        assert_eq!(
+            reply.json()["error"]["code"],
+            "INVALID_REQUEST",
+            "{stack:?} {body}"
+        );
+    }
+    for (method, uri) in [
+        ("DELETE", format!("{PATH}/kg_live_%00abc")),
+        ("POST", format!("{PATH}/kg_live_%00abc/rotate")),
+    ] {
+        let reply = f.send(method, &uri, &f.admin, "").await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (404, NOT_FOUND),
+            "{stack:?} {uri}"
+        );
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[actix_web::test]
+async fn a_nul_byte_never_reaches_postgres() {
+    use keygate::keygate_sqlx::sqlx::postgres::PgConnectOptions;
+    use keygate::keygate_sqlx::sqlx::PgPool;
+    use keygate::SqlStore;
+    use std::str::FromStr;
+
+    let Ok(url) = std::env::var("KEYGATE_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("KEYGATE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "KEYGATE_REQUIRE_SERVICES=1 but KEYGATE_TEST_POSTGRES_URL is not set"
+        );
+        println!("skipped: set KEYGATE_TEST_POSTGRES_URL to run the PostgreSQL case");
+        return;
+    };
+    let options = PgConnectOptions::from_str(&url).expect("KEYGATE_TEST_POSTGRES_URL");
+    let admin = PgPool::connect_with(options.clone()).await.expect("connect");
+    for stack in STACKS {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let schema = format!("kg_self_service_{}_{nanos}", std::process::id());
+        keygate::keygate_sqlx::sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .expect("create schema");
+        let store = SqlStore::connect_postgres(options.clone().options([("search_path", schema.as_str())]))
+            .await
+            .expect("connect to the schema");
+        store.migrate().await.expect("migrate");
+        let f = fixture_with(stack, Gate::builder(store)).await;
+        // Run the checks in a task, so that the schema is dropped even when one fails.
+        let outcome = tokio::task::spawn_local(async move { refuses_nul_bytes(&f).await }).await;
+        let _ = keygate::keygate_sqlx::sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&admin)
+            .await;
+        if let Err(failure) = outcome {
+            std::panic::resume_unwind(failure.into_panic());
+        }
     }
 }

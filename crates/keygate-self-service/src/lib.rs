@@ -87,8 +87,9 @@ impl SelfService {
 
     /// `POST /`: creates a key for the caller's owner from a JSON body (`name`, and
     /// optionally `scopes`, `expires_in`, `environment`, `rate_limits`, `spend_cap`,
-    /// `metadata`). 201 with the record, `status` and the plaintext `key`; 400 for a
-    /// malformed body; 403 when it asks for a scope the caller lacks, another
+    /// `metadata`: a JSON object of at most 4 KiB). 201 with the record, `status` and
+    /// the plaintext `key`; 400 for a malformed body (a NUL character in `name` or in
+    /// `metadata` included); 403 when it asks for a scope the caller lacks, another
     /// environment, a later expiry, a higher spend cap or its own rate limits (unless
     /// the caller has `admin`): a key never mints a key stronger than itself.
     pub async fn create(&self, caller: &Principal, body: &[u8]) -> ApiResponse {
@@ -185,9 +186,10 @@ impl SelfService {
         }
     }
 
-    /// The caller's owner's record `key_id`, or the rendered 404 (or 503).
+    /// The caller's owner's record `key_id`, or the rendered 404 (or 503). An id no
+    /// store could hold (empty, too long, with a NUL) is a 404 without a lookup.
     async fn owned(&self, caller: &Principal, key_id: &str) -> Result<KeyRecord, ApiResponse> {
-        if key_id.is_empty() || key_id.len() > MAX_KEY_ID {
+        if key_id.is_empty() || key_id.len() > MAX_KEY_ID || key_id.contains('\0') {
             return Err(self.deny(Denial::NotFound { what: API_KEY }));
         }
         self.gate
