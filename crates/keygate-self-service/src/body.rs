@@ -7,9 +7,11 @@ use chrono::{DateTime, Utc};
 use keygate_core::key::Environment;
 use keygate_core::record::parse_duration;
 use keygate_core::store::Page;
-use keygate_core::{Denial, NewKey, Principal, RateLimit, Scopes};
+use keygate_core::{Denial, NewKey, RateLimit, Scopes};
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::rules::Manager;
 
 /// Request bodies larger than this are refused before parsing.
 const MAX_BODY: usize = 64 * 1024;
@@ -52,7 +54,7 @@ pub(crate) fn bad(message: impl ToString) -> Denial {
 
 /// The key a `POST /` body asks for, owned by the caller's owner, before the rules
 /// narrow it to the caller's reach.
-pub(crate) fn new_key(caller: &Principal, now: DateTime<Utc>, body: &[u8]) -> Result<NewKey, Denial> {
+pub(crate) fn new_key(caller: &Manager<'_>, now: DateTime<Utc>, body: &[u8]) -> Result<NewKey, Denial> {
     let body: CreateBody = parse_json(body)?.ok_or_else(|| bad("a JSON body is required"))?;
     let name = body.name.trim();
     if name.is_empty() {
@@ -68,7 +70,7 @@ pub(crate) fn new_key(caller: &Principal, now: DateTime<Utc>, body: &[u8]) -> Re
     let scopes = scopes(&body.scopes)?;
     let environment = match body.environment.as_deref() {
         Some(environment) => environment.parse::<Environment>().map_err(bad)?,
-        None => caller.environment(),
+        None => caller.environment().unwrap_or_default(),
     };
     let expires_at = match body.expires_in.as_deref() {
         Some(expires_in) => {
