@@ -3,7 +3,11 @@
 //! The same API as `axum_service` (the example-service contract in `docs/ARCHITECTURE.md`):
 //! `GET /v1/health`, `GET /v1/whoami`, `GET /v1/models`, `POST /v1/translate`,
 //! `POST /v1/chat/completions` (declares a cost of 1000 micro-cents), `GET /v1/hello`
-//! (optional mode) and the self-service key API at `/api/v1/api-keys`.
+//! (optional mode) and the self-service key API at `/api/v1/api-keys`. The demo key it
+//! prints on first start is the account's admin key (owner `demo`, scopes
+//! `read,write,admin`), so it manages the owner's keys there too. A host with its own
+//! login would also insert a `keygate::Account` with `req.extensions_mut()` in a
+//! middleware around that scope, so signed-in users manage their keys without one.
 //!
 //! ```sh
 //! cargo run --example actix_service --features actix

@@ -12,7 +12,11 @@
 //! curl -H "Authorization: Bearer $KEY" http://127.0.0.1:3000/v1/whoami
 //! ```
 //!
-//! On first start it prints `demo key: …` once. Settings: `KEYGATE_ADDR`,
+//! On first start it prints `demo key: …` once: the account's admin key (owner `demo`,
+//! scopes `read,write,admin`), which also manages the owner's keys at `/api/v1/api-keys`.
+//! A host with its own login (sessions, JWTs) would also put a `keygate::Account` into
+//! the request's extensions in a layer around that router, so signed-in users manage
+//! their keys without one. Settings: `KEYGATE_ADDR`,
 //! `KEYGATE_DATABASE_URL` (`sqlite://FILE` or `postgres://…`), `KEYGATE_ERROR_FORMAT`.
 //!
 //! Optional mode lets API keys coexist with another scheme on the same routes: put

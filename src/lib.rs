@@ -63,7 +63,7 @@ pub use keygate_core::{
 /// The self-service key API that the adapters mount.
 #[cfg(feature = "self-service")]
 #[cfg_attr(docsrs, doc(cfg(feature = "self-service")))]
-pub use keygate_self_service::{self, ApiResponse, SelfService};
+pub use keygate_self_service::{self, Account, ApiResponse, Caller, SelfService};
 
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]

@@ -220,6 +220,27 @@ async fn serves_the_contract(example: &str, database: &str) {
     assert_eq!(service.demo_key, None, "the demo key is printed only once");
     assert_eq!(service.get("/v1/whoami", Some(&key)).await.0, 200);
 
+    // The demo key is the account's admin key: it manages the owner's keys at once; a key
+    // it makes without `admin` gets 403 from the key API, and oversized metadata a 400.
+    let keys = "/api/v1/api-keys";
+    let (status, body) = service.get(keys, Some(&key)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!(r#""key_id":"{key_id}""#)), "{body}");
+    let reader = r#"{"name":"reader","scopes":["read"]}"#;
+    let (status, body) = http(&service.addr, "POST", keys, Some(&key), Some(reader)).await;
+    assert_eq!(status, 201, "{body}");
+    let reader: serde_json::Value = serde_json::from_str(&body).expect("created json");
+    let reader_key = reader["key"].as_str().expect("key");
+    let (status, body) = service.get(keys, Some(reader_key)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains(r#""code":"INSUFFICIENT_PERMISSIONS""#), "{body}");
+    let big = format!(
+        r#"{{"name":"big","metadata":{{"blob":"{}"}}}}"#,
+        "x".repeat(10 * 1024)
+    );
+    let (status, body) = http(&service.addr, "POST", keys, Some(&key), Some(&big)).await;
+    assert_eq!(status, 400, "{body}");
+
     // The CLI creates a key in the same store; the running service accepts it. Then the
     // CLI revokes it, and the running service refuses it within about a second.
     if cli.exists() {

@@ -75,20 +75,22 @@ pub async fn gate(settings: &Settings) -> Result<Gate, Box<dyn Error>> {
     Ok(builder.build())
 }
 
-/// On a store with no key at all, mints a demo key (owner `demo`, scopes `read,write`)
-/// and prints it once, alone on its line.
+/// On a store with no key at all, mints a demo key and prints it once, alone on its
+/// line. It is the account's admin key (owner `demo`, scopes `read,write,admin`), so a new
+/// user can call every route with it and manage the owner's keys at `/api/v1/api-keys`.
 pub async fn mint_demo_key(gate: &Gate, addr: &str) -> Result<(), Box<dyn Error>> {
     if !gate.keys().list(None, Page::new(0, 1)).await?.is_empty() {
         return Ok(());
     }
     let created = gate
         .keys()
-        .create(NewKey::new("demo", "demo key").scopes(["read", "write"]))
+        .create(NewKey::new("demo", "demo key").scopes(["read", "write", "admin"]))
         .await?;
     // The one place a plaintext key is printed: shown once, never stored.
     println!("demo key: {}", created.key.expose_secret());
     println!(
-        "try: curl -H 'Authorization: Bearer {}' http://{addr}/v1/whoami",
+        "try: curl -H 'Authorization: Bearer {}' http://{addr}/v1/whoami \
+         (the account's admin key, scopes read,write,admin: it also manages owner demo's keys at /api/v1/api-keys)",
         created.key.expose_secret()
     );
     Ok(())

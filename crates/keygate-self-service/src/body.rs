@@ -7,11 +7,16 @@ use chrono::{DateTime, Utc};
 use keygate_core::key::Environment;
 use keygate_core::record::parse_duration;
 use keygate_core::store::Page;
-use keygate_core::{Denial, NewKey, Principal, RateLimit, Scopes};
+use keygate_core::{Denial, NewKey, RateLimit, Scopes};
 use serde::Deserialize;
+use serde_json::Value;
+
+use crate::rules::Manager;
 
 /// Request bodies larger than this are refused before parsing.
 const MAX_BODY: usize = 64 * 1024;
+/// Largest `metadata` accepted, in bytes of JSON: it is cloned into every cached key.
+const MAX_METADATA: usize = 4 * 1024;
 /// Longest key name accepted, in characters.
 pub(crate) const MAX_NAME: usize = 200;
 /// Most scopes one key may carry.
@@ -31,7 +36,7 @@ pub(crate) struct CreateBody {
     environment: Option<String>,
     rate_limits: Option<String>,
     spend_cap: Option<u64>,
-    metadata: Option<serde_json::Value>,
+    metadata: Option<Value>,
 }
 
 /// The body of `POST /{key_id}/rotate`; it may be absent.
@@ -49,7 +54,7 @@ pub(crate) fn bad(message: impl ToString) -> Denial {
 
 /// The key a `POST /` body asks for, owned by the caller's owner, before the rules
 /// narrow it to the caller's reach.
-pub(crate) fn new_key(caller: &Principal, now: DateTime<Utc>, body: &[u8]) -> Result<NewKey, Denial> {
+pub(crate) fn new_key(caller: &Manager<'_>, now: DateTime<Utc>, body: &[u8]) -> Result<NewKey, Denial> {
     let body: CreateBody = parse_json(body)?.ok_or_else(|| bad("a JSON body is required"))?;
     let name = body.name.trim();
     if name.is_empty() {
@@ -58,10 +63,14 @@ pub(crate) fn new_key(caller: &Principal, now: DateTime<Utc>, body: &[u8]) -> Re
     if name.chars().count() > MAX_NAME {
         return Err(bad(format!("`name` is longer than {MAX_NAME} characters")));
     }
+    // PostgreSQL refuses NUL in text: refused here, it is a 400 on every store.
+    if name.contains('\0') {
+        return Err(bad("`name` must not contain a NUL character"));
+    }
     let scopes = scopes(&body.scopes)?;
     let environment = match body.environment.as_deref() {
         Some(environment) => environment.parse::<Environment>().map_err(bad)?,
-        None => caller.environment(),
+        None => caller.environment().unwrap_or_default(),
     };
     let expires_at = match body.expires_in.as_deref() {
         Some(expires_in) => {
@@ -80,11 +89,7 @@ pub(crate) fn new_key(caller: &Principal, now: DateTime<Utc>, body: &[u8]) -> Re
         Some(rates) => Some(RateLimit::parse_list(rates).map_err(bad)?),
         None => None,
     };
-    let metadata = match body.metadata {
-        None | Some(serde_json::Value::Null) => None,
-        Some(object @ serde_json::Value::Object(_)) => Some(object),
-        Some(_) => return Err(bad("`metadata` must be a JSON object")),
-    };
+    let metadata = metadata(body.metadata)?;
     let new = NewKey {
         owner: Some(caller.owner().clone()),
         name: name.to_string(),
@@ -96,6 +101,36 @@ pub(crate) fn new_key(caller: &Principal, now: DateTime<Utc>, body: &[u8]) -> Re
         metadata,
     };
     Ok(new)
+}
+
+/// A JSON object of at most [`MAX_METADATA`] bytes with no NUL in any key or string.
+fn metadata(metadata: Option<Value>) -> Result<Option<Value>, Denial> {
+    let metadata = match metadata {
+        None | Some(Value::Null) => return Ok(None),
+        Some(object @ Value::Object(_)) => object,
+        Some(_) => return Err(bad("`metadata` must be a JSON object")),
+    };
+    let size = serde_json::to_vec(&metadata).map_or(usize::MAX, |json| json.len());
+    if size > MAX_METADATA {
+        return Err(bad(format!(
+            "`metadata` is larger than {MAX_METADATA} bytes of JSON"
+        )));
+    }
+    if holds_nul(&metadata) {
+        return Err(bad("`metadata` must not contain a NUL character"));
+    }
+    Ok(Some(metadata))
+}
+
+/// Whether a key or string anywhere in `value` holds a NUL. The depth is bounded by
+/// serde_json's recursion limit when the body was parsed.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 /// `None` for an empty (or blank) body; 400 for one that is too large or not this JSON.
@@ -184,6 +219,26 @@ mod tests {
         assert!(scopes(&["read,admin".into()]).is_err());
         assert!(scopes(&["re ad".into()]).is_err());
         assert!(scopes(&["".into()]).is_err());
+    }
+
+    #[test]
+    fn metadata_is_a_small_object_without_nul() {
+        assert_eq!(metadata(None).unwrap(), None);
+        assert_eq!(metadata(Some(Value::Null)).unwrap(), None);
+        let fits = serde_json::json!({ "blob": "x".repeat(MAX_METADATA - 12) });
+        assert!(metadata(Some(fits)).is_ok());
+        let big = serde_json::json!({ "blob": "x".repeat(MAX_METADATA) });
+        assert!(
+            matches!(metadata(Some(big)), Err(Denial::BadRequest { message }) if message.contains("4096"))
+        );
+        for nul in [
+            serde_json::json!({ "a": "\0" }),
+            serde_json::json!({ "\0": 1 }),
+            serde_json::json!({ "a": [{ "b": ["c\0"] }] }),
+        ] {
+            assert!(metadata(Some(nul)).is_err());
+        }
+        assert!(metadata(Some(serde_json::json!([1]))).is_err());
     }
 
     #[test]

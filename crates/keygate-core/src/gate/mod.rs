@@ -233,6 +233,13 @@ impl Gate {
         self.inner.clock.now()
     }
 
+    /// Whether `admin` grants every scope on this gate
+    /// ([`GateBuilder::admin_grants_all`], on by default), for keygate's own APIs to
+    /// judge scopes as the gate does.
+    pub fn admin_grants_all(&self) -> bool {
+        self.inner.admin_grants_all
+    }
+
     /// Whether this gate meters spend: when it does not, no [`After`] ever charges.
     pub fn meters(&self) -> bool {
         self.inner.meter.is_some()
