@@ -8,7 +8,7 @@ use keygate::background::{Background, BackgroundTask};
 use keygate::hash::Argon2Hasher;
 use keygate::rate::MemoryRateLimiter;
 use keygate::reject::ErrorFormatKind;
-use keygate::spend::MemorySpendMeter;
+use keygate::spend::RecordSpendMeter;
 use keygate::store::Page;
 use keygate::{Gate, NewKey, RateLimit, RoutePolicy, SqlStore};
 use serde::Deserialize;
@@ -57,17 +57,20 @@ pub async fn start() -> Result<(Settings, Gate, BackgroundTask), Box<dyn Error>>
 
 /// Opens the store (creating and migrating it if needed) and builds the gate: every
 /// key limited to 100 requests/minute and 1000/hour unless its record says otherwise,
-/// spend metered against each key's monthly cap.
+/// spend metered against each key's monthly cap and recorded in the store.
 pub async fn gate(settings: &Settings) -> Result<Gate, Box<dyn Error>> {
     let store = SqlStore::connect(&settings.database_url).await?;
     store.migrate().await?;
+    // Spend is counted in memory and written to the store behind (the background task
+    // flushes it with usage, and at shutdown), so a restart keeps every cap.
+    let meter = RecordSpendMeter::new(store.clone());
     let mut builder = Gate::builder(store)
         .error_format(settings.error_format)
         .rate_limiter(
             MemoryRateLimiter::new(),
             [RateLimit::per_minute(100), RateLimit::per_hour(1000)],
         )
-        .spend_meter(MemorySpendMeter::new());
+        .spend_meter(meter);
     // For the end-to-end tests, which create many keys: never set this in production.
     if std::env::var_os("KEYGATE_INSECURE_FAST_HASH").is_some() {
         builder = builder.hasher(Argon2Hasher::insecure_fast());

@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 use crate::clock::Timestamp;
 use crate::key::KeyId;
 use crate::record::UsageDelta;
+use crate::spend::DynSpendMeter;
 use crate::store::DynKeyStore;
 
 /// Longest user agent kept; longer ones are cut (at a char boundary).
@@ -248,6 +249,7 @@ impl BackgroundTask {
 pub(crate) fn spawn(
     store: Arc<dyn DynKeyStore>,
     usage: Arc<UsageBuffer>,
+    meter: Option<Arc<dyn DynSpendMeter>>,
     invalidate: impl Fn(&KeyId) + Send + 'static,
     config: Background,
 ) -> BackgroundTask {
@@ -272,6 +274,9 @@ pub(crate) fn spawn(
                 _ = stopped.changed() => break,
                 _ = flush.tick() => {
                     usage.flush(&*store).await;
+                    if let Some(meter) = &meter {
+                        meter.flush().await;
+                    }
                 }
                 _ = poll.tick(), if config.feed_poll.is_some() => {
                     match store.changes_since(cursor.unwrap_or(0)).await {
@@ -288,6 +293,9 @@ pub(crate) fn spawn(
             }
         }
         usage.flush(&*store).await;
+        if let Some(meter) = &meter {
+            meter.flush().await;
+        }
     });
     BackgroundTask { stop, handle }
 }
@@ -383,6 +391,12 @@ mod tests {
             }
             self.written.lock().unwrap().extend_from_slice(batch);
             Ok(())
+        }
+        async fn record_spend(&self, _: &[crate::record::SpendDelta]) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn spent(&self, _: &KeyId, _: crate::clock::Month) -> Result<u64, StoreError> {
+            Ok(0)
         }
         async fn changes_since(&self, cursor: u64) -> Result<crate::store::Changes, StoreError> {
             Ok(crate::store::Changes {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Month;
 use crate::hash::SecretHash;
 pub use crate::invalid::InvalidValue;
 use crate::key::{Environment, KeyId};
@@ -300,6 +301,17 @@ pub struct UsageDelta {
     pub last_used_at: DateTime<Utc>,
     /// The user agent of that latest use.
     pub last_user_agent: Option<String>,
+}
+
+/// Spend to add to a key's total for one month: what a meter writes behind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpendDelta {
+    /// The key charged.
+    pub key_id: KeyId,
+    /// The UTC month the spend belongs to.
+    pub month: Month,
+    /// Micro-cents to add.
+    pub micro_cents: u64,
 }
 
 /// Everything a store keeps about one key. Holds the hash of the secret, never the

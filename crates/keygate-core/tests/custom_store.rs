@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
-use keygate_core::record::{KeyRecord, UsageDelta};
+use keygate_core::clock::Month;
+use keygate_core::record::{KeyRecord, SpendDelta, UsageDelta};
 use keygate_core::store::{Changes, Page, StoreError};
 use keygate_core::{KeyId, KeyStore, OwnerId};
 
@@ -29,6 +30,8 @@ struct Tables {
     changes: Vec<(u64, KeyId)>,
     /// Keys rotated once already.
     replaced: BTreeSet<KeyId>,
+    /// The record of spend, per key and month.
+    spend: HashMap<(KeyId, Month), u64>,
 }
 
 /// Key records in process memory, as a database would index them.
@@ -175,6 +178,23 @@ impl KeyStore for OrderedStore {
             }
         }
         Ok(())
+    }
+
+    async fn record_spend(&self, batch: &[SpendDelta]) -> Result<(), StoreError> {
+        let mut tables = self.tables()?;
+        for delta in batch {
+            let total = tables
+                .spend
+                .entry((delta.key_id.clone(), delta.month))
+                .or_default();
+            *total = total.saturating_add(delta.micro_cents);
+        }
+        Ok(())
+    }
+
+    async fn spent(&self, key_id: &KeyId, month: Month) -> Result<u64, StoreError> {
+        let tables = self.tables()?;
+        Ok(tables.spend.get(&(key_id.clone(), month)).copied().unwrap_or(0))
     }
 
     async fn changes_since(&self, cursor: u64) -> Result<Changes, StoreError> {

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use keygate_core::clock::Month;
 use keygate_core::hash::Argon2Hasher;
 use keygate_core::manage::KeyManager;
-use keygate_core::record::{KeyRecord, UsageDelta};
+use keygate_core::record::{KeyRecord, SpendDelta, UsageDelta};
 use keygate_core::store::{Changes, Page, StoreError};
 use keygate_core::{KeyId, KeyStore, MemoryStore, NewKey, OwnerId};
 
@@ -96,6 +97,12 @@ impl KeyStore for FailingChanges {
     }
     async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
         self.0.record_usage(batch).await
+    }
+    async fn record_spend(&self, batch: &[SpendDelta]) -> Result<(), StoreError> {
+        self.0.record_spend(batch).await
+    }
+    async fn spent(&self, key_id: &KeyId, month: Month) -> Result<u64, StoreError> {
+        self.0.spent(key_id, month).await
     }
     async fn changes_since(&self, cursor: u64) -> Result<Changes, StoreError> {
         self.0.changes_since(cursor).await

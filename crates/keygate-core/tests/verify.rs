@@ -12,7 +12,8 @@ use keygate_core::clock::{Clock, ManualClock};
 use keygate_core::gate::Decision;
 use keygate_core::hash::{Argon2Hasher, HashError, KeyHasher, SecretHash};
 use keygate_core::manage::CreatedKey;
-use keygate_core::record::{KeyRecord, UsageDelta};
+use keygate_core::record::{KeyRecord, SpendDelta, UsageDelta};
+use keygate_core::spend::Month;
 use keygate_core::store::{Changes, Page, StoreError};
 use keygate_core::verify::VerifierConfig;
 use keygate_core::{Denial, Gate, KeyId, KeyStore, MemoryStore, NewKey, OwnerId, RoutePolicy};
@@ -81,6 +82,12 @@ impl KeyStore for CountingStore {
     }
     async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
         self.inner.record_usage(batch).await
+    }
+    async fn record_spend(&self, batch: &[SpendDelta]) -> Result<(), StoreError> {
+        self.inner.record_spend(batch).await
+    }
+    async fn spent(&self, key_id: &KeyId, month: Month) -> Result<u64, StoreError> {
+        self.inner.spent(key_id, month).await
     }
     async fn changes_since(&self, cursor: u64) -> Result<Changes, StoreError> {
         self.inner.changes_since(cursor).await

@@ -27,6 +27,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         "rotations",
         include_str!("../migrations/sqlite/20261201000000_rotations.sql"),
     ),
+    (
+        20261201000100,
+        "spend",
+        include_str!("../migrations/sqlite/20261201000100_spend.sql"),
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -40,6 +45,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         20261201000000,
         "rotations",
         include_str!("../migrations/postgres/20261201000000_rotations.sql"),
+    ),
+    (
+        20261201000100,
+        "spend",
+        include_str!("../migrations/postgres/20261201000100_spend.sql"),
     ),
 ];
 

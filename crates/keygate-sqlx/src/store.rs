@@ -5,8 +5,9 @@
 //! per driver by [`on_backend!`], because sqlx's query types are per driver.
 
 use chrono::{DateTime, Utc};
+use keygate_core::clock::Month;
 use keygate_core::hash::SecretHash;
-use keygate_core::record::{KeyRecord, Usage, UsageDelta};
+use keygate_core::record::{KeyRecord, SpendDelta, Usage, UsageDelta};
 use keygate_core::store::{Changes, Page, StoreError};
 use keygate_core::{KeyId, KeyStore, OwnerId, RateLimit, Scopes};
 use sqlx::types::Json;
@@ -85,6 +86,14 @@ const RECORD_USAGE: &str = "UPDATE keygate_keys SET \
      last_user_agent = CASE WHEN last_used_at IS NULL OR last_used_at <= $3 \
          THEN $4 ELSE last_user_agent END \
      WHERE key_id = $1";
+
+// Totals saturate at i64::MAX (the column's range) instead of failing on overflow.
+const RECORD_SPEND: &str = "INSERT INTO keygate_spend (key_id, month, micro_cents) VALUES ($1, $2, $3) \
+     ON CONFLICT (key_id, month) DO UPDATE SET micro_cents = CASE \
+         WHEN keygate_spend.micro_cents > 9223372036854775807 - excluded.micro_cents \
+         THEN 9223372036854775807 ELSE keygate_spend.micro_cents + excluded.micro_cents END";
+
+const SPENT: &str = "SELECT micro_cents FROM keygate_spend WHERE key_id = $1 AND month = $2";
 
 const CHANGES_SINCE: &str =
     "SELECT seq, key_id FROM keygate_key_changes WHERE seq > $1 ORDER BY seq LIMIT $2";
@@ -272,6 +281,43 @@ impl KeyStore for SqlStore {
                     .map_err(store_error)?;
             }
             tx.commit().await.map_err(store_error)
+        })
+    }
+
+    async fn record_spend(&self, batch: &[SpendDelta]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        on_backend!(self, pool => {
+            // One transaction: the whole batch is recorded, or none of it is (and the
+            // meter keeps it for the next flush).
+            let mut tx = pool.begin().await.map_err(store_error)?;
+            for delta in batch {
+                sqlx::query(RECORD_SPEND)
+                    .bind(delta.key_id.as_str())
+                    .bind(delta.month.to_string())
+                    .bind(saturating_i64(delta.micro_cents))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_error)?;
+            }
+            tx.commit().await.map_err(store_error)?;
+            Ok(())
+        })
+    }
+
+    async fn spent(&self, key_id: &KeyId, month: Month) -> Result<u64, StoreError> {
+        on_backend!(self, pool => {
+            let row = sqlx::query(SPENT)
+                .bind(key_id.as_str())
+                .bind(month.to_string())
+                .fetch_optional(pool)
+                .await
+                .map_err(store_error)?;
+            match row {
+                Some(row) => non_negative(row.try_get::<i64, _>("micro_cents").map_err(store_error)?, "micro_cents"),
+                None => Ok(0),
+            }
         })
     }
 

@@ -77,6 +77,7 @@ macro_rules! store_tests {
             record_usage_adds_counts_and_keeps_the_latest_use,
             changes_since_reports_revoked_and_rotated_keys_after_a_cursor,
             concurrent_creates_are_all_stored_with_distinct_ids,
+            recorded_spend_adds_up_per_key_and_month,
         }
     };
     ($make:expr) => {

@@ -26,10 +26,11 @@ pub use super::rotation::{
     replace_is_one_step_and_a_key_is_replaced_once, rotate_issues_a_replacement_and_expires_the_old_key,
 };
 use super::store_fixtures::{after, create, find, ids, setup, sorted, start, DAY};
+use crate::clock::Month;
 use crate::hash::{Argon2Hasher, KeyHasher, SecretHash};
 use crate::key::Environment;
 use crate::manage::ManageError;
-use crate::record::{KeyStatus, UsageDelta};
+use crate::record::{KeyStatus, SpendDelta, UsageDelta};
 use crate::store::{Page, StoreError};
 use crate::{KeyId, KeyStore, NewKey, OwnerId, RateLimit, Scopes};
 
@@ -532,4 +533,48 @@ pub async fn concurrent_creates_are_all_stored_with_distinct_ids<S: KeyStore>(st
         .expect("list_by_owner");
     let listed: HashSet<KeyId> = listed.into_iter().map(|r| r.key_id).collect();
     assert_eq!(listed, created, "every created key is stored");
+}
+
+/// `record_spend` adds each batch to its (key, month) total, which `spent` reads back;
+/// months and keys are apart, an unknown one is 0, and totals saturate.
+pub async fn recorded_spend_adds_up_per_key_and_month<S: KeyStore>(store: S) {
+    let (store, _keys, _clock) = setup(store);
+    let (a, b) = (KeyId::from("kg_live_spenda00"), KeyId::from("kg_live_spendb00"));
+    let march = Month { year: 2030, month: 3 };
+    let april = march.next();
+    let delta = |key_id: &KeyId, month: Month, micro_cents: u64| SpendDelta {
+        key_id: key_id.clone(),
+        month,
+        micro_cents,
+    };
+    assert_eq!(
+        store.spent(&a, march).await.expect("spent"),
+        0,
+        "nothing recorded yet"
+    );
+    store
+        .record_spend(&[delta(&a, march, 1000), delta(&b, march, 7), delta(&a, april, 5)])
+        .await
+        .expect("record_spend");
+    store
+        .record_spend(&[delta(&a, march, 250)])
+        .await
+        .expect("record_spend");
+    store.record_spend(&[]).await.expect("an empty batch");
+    assert_eq!(store.spent(&a, march).await.expect("spent"), 1250);
+    assert_eq!(store.spent(&a, april).await.expect("spent"), 5);
+    assert_eq!(store.spent(&b, march).await.expect("spent"), 7);
+    assert_eq!(store.spent(&b, april).await.expect("spent"), 0);
+    // Saturating, never wrapping or failing (at the largest total the store holds: at
+    // least i64::MAX, the range of SQL's BIGINT).
+    let huge = u64::try_from(i64::MAX).expect("fits");
+    store
+        .record_spend(&[delta(&b, april, huge)])
+        .await
+        .expect("record_spend");
+    store
+        .record_spend(&[delta(&b, april, huge)])
+        .await
+        .expect("record_spend");
+    assert!(store.spent(&b, april).await.expect("spent") >= huge);
 }

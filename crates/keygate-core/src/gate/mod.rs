@@ -206,6 +206,7 @@ impl Gate {
         background::spawn(
             self.inner.keys.store_ref().clone(),
             self.inner.usage.clone().unwrap_or_default(),
+            self.inner.meter.clone(),
             move |key_id| {
                 if let Some(verifier) = verifier.upgrade() {
                     verifier.invalidate(key_id);
@@ -219,6 +220,16 @@ impl Gate {
     pub async fn flush_usage(&self) -> usize {
         match &self.inner.usage {
             Some(usage) => usage.flush(&**self.inner.keys.store_ref()).await,
+            None => 0,
+        }
+    }
+
+    /// Writes the spend meter's pending charges now (a meter that records them behind,
+    /// as [`RecordSpendMeter`](crate::spend::RecordSpendMeter) does); returns how many
+    /// (key, month) totals were written.
+    pub async fn flush_spend(&self) -> usize {
+        match &self.inner.meter {
+            Some(meter) => meter.flush().await,
             None => 0,
         }
     }

@@ -1,69 +1,23 @@
 //! Spend caps: the [`SpendMeter`] trait, the calendar [`Month`] it counts in, a
-//! handler's declared [`Cost`], and the in-memory meter ([`MemorySpendMeter`]).
+//! handler's declared [`Cost`], the in-memory meter ([`MemorySpendMeter`]) and the meter
+//! whose record is the key store ([`RecordSpendMeter`]): spend that survives restarts.
 
-use std::fmt;
 use std::future::Future;
-
-use chrono::{DateTime, Datelike, TimeZone, Utc};
 
 use crate::backend::BackendError;
 use crate::key::KeyId;
 use crate::store::BoxFuture;
 
 mod memory;
+mod record;
 
+pub use crate::clock::Month;
 pub use memory::MemorySpendMeter;
+pub use record::RecordSpendMeter;
 
 /// A request's cost in micro-cents, declared by a handler as a response extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cost(pub u64);
-
-/// A UTC calendar month, the period of spend caps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Month {
-    /// The year.
-    pub year: i32,
-    /// 1 to 12.
-    pub month: u32,
-}
-
-impl Month {
-    /// The month containing `at`.
-    pub fn of(at: DateTime<Utc>) -> Self {
-        Self {
-            year: at.year(),
-            month: at.month(),
-        }
-    }
-
-    /// The month after this one.
-    pub fn next(self) -> Self {
-        if self.month == 12 {
-            Self {
-                year: self.year + 1,
-                month: 1,
-            }
-        } else {
-            Self {
-                year: self.year,
-                month: self.month + 1,
-            }
-        }
-    }
-
-    /// The first instant of this month.
-    pub fn start(self) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(self.year, self.month, 1, 0, 0, 0)
-            .single()
-            .unwrap_or(DateTime::<Utc>::MAX_UTC)
-    }
-}
-
-impl fmt::Display for Month {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}", self.year, self.month)
-    }
-}
 
 /// Accumulates spend per key per UTC calendar month, in micro-cents.
 pub trait SpendMeter: Send + Sync + 'static {
@@ -86,6 +40,14 @@ pub trait SpendMeter: Send + Sync + 'static {
         let _ = (key_id, month);
         None
     }
+
+    /// Writes what the meter holds back (a meter that writes its charges to the store
+    /// behind, in batches); returns how many (key, month) totals were written. The
+    /// gate's background task calls it with the usage flush, and on shutdown. The
+    /// default writes nothing.
+    fn flush(&self) -> impl Future<Output = usize> + Send {
+        std::future::ready(0)
+    }
 }
 
 /// Object-safe form of [`SpendMeter`], for the gate.
@@ -101,6 +63,8 @@ pub trait DynSpendMeter: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<u64, BackendError>>;
     /// See [`SpendMeter::spent_now`].
     fn spent_now(&self, key_id: &KeyId, month: Month) -> Option<Result<u64, BackendError>>;
+    /// See [`SpendMeter::flush`].
+    fn flush(&self) -> BoxFuture<'_, usize>;
 }
 
 impl<M: SpendMeter> DynSpendMeter for M {
@@ -117,6 +81,9 @@ impl<M: SpendMeter> DynSpendMeter for M {
     }
     fn spent_now(&self, key_id: &KeyId, month: Month) -> Option<Result<u64, BackendError>> {
         SpendMeter::spent_now(self, key_id, month)
+    }
+    fn flush(&self) -> BoxFuture<'_, usize> {
+        Box::pin(SpendMeter::flush(self))
     }
 }
 

@@ -6,8 +6,9 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 
 use super::{Changes, KeyStore, Page, StoreError};
+use crate::clock::Month;
 use crate::key::KeyId;
-use crate::record::{KeyRecord, OwnerId, UsageDelta};
+use crate::record::{KeyRecord, OwnerId, SpendDelta, UsageDelta};
 
 #[derive(Default)]
 struct MemoryInner {
@@ -17,6 +18,8 @@ struct MemoryInner {
     next_seq: u64,
     /// Keys rotated already: each is replaced once.
     replaced: HashSet<KeyId>,
+    /// The record of spend, per key and month.
+    spend: HashMap<(KeyId, Month), u64>,
 }
 
 /// Keys in process memory. The default for tests and the first run of an example;
@@ -163,6 +166,22 @@ impl KeyStore for MemoryStore {
                 }
             }
         })
+    }
+
+    async fn record_spend(&self, batch: &[SpendDelta]) -> Result<(), StoreError> {
+        self.write(|inner| {
+            for delta in batch {
+                let total = inner
+                    .spend
+                    .entry((delta.key_id.clone(), delta.month))
+                    .or_default();
+                *total = total.saturating_add(delta.micro_cents);
+            }
+        })
+    }
+
+    async fn spent(&self, key_id: &KeyId, month: Month) -> Result<u64, StoreError> {
+        self.read(|inner| inner.spend.get(&(key_id.clone(), month)).copied().unwrap_or(0))
     }
 
     async fn changes_since(&self, cursor: u64) -> Result<Changes, StoreError> {

@@ -43,8 +43,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::clock::Month;
 use crate::key::KeyId;
-use crate::record::{KeyRecord, OwnerId, UsageDelta};
+use crate::record::{KeyRecord, OwnerId, SpendDelta, UsageDelta};
 
 mod memory;
 
@@ -159,6 +160,13 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Adds a batch of usage; unknown ids are skipped.
     fn record_usage(&self, batch: &[UsageDelta]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Adds a batch of spend to each (key, month)'s recorded total: the record of spend
+    /// that a restart or another instance reads back. Totals saturate, never wrap.
+    fn record_spend(&self, batch: &[SpendDelta]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// What `key_id` has spent in `month`, as recorded; 0 when nothing was.
+    fn spent(&self, key_id: &KeyId, month: Month) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Keys changed after `cursor`, and the cursor of the newest change to pass next
     /// time. `0` reads from the start; a cursor beyond the newest change (`u64::MAX`)
     /// returns no keys and the newest cursor: "from now on".
@@ -208,6 +216,10 @@ pub trait DynKeyStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<KeyRecord>, StoreError>>;
     /// See [`KeyStore::record_usage`].
     fn record_usage<'a>(&'a self, batch: &'a [UsageDelta]) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// See [`KeyStore::record_spend`].
+    fn record_spend<'a>(&'a self, batch: &'a [SpendDelta]) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// See [`KeyStore::spent`].
+    fn spent<'a>(&'a self, key_id: &'a KeyId, month: Month) -> BoxFuture<'a, Result<u64, StoreError>>;
     /// See [`KeyStore::changes_since`].
     fn changes_since(&self, cursor: u64) -> BoxFuture<'_, Result<Changes, StoreError>>;
     /// See [`KeyStore::is_empty`].
@@ -255,6 +267,12 @@ impl<S: KeyStore> DynKeyStore for S {
     }
     fn record_usage<'a>(&'a self, batch: &'a [UsageDelta]) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(KeyStore::record_usage(self, batch))
+    }
+    fn record_spend<'a>(&'a self, batch: &'a [SpendDelta]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(KeyStore::record_spend(self, batch))
+    }
+    fn spent<'a>(&'a self, key_id: &'a KeyId, month: Month) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(KeyStore::spent(self, key_id, month))
     }
     fn changes_since(&self, cursor: u64) -> BoxFuture<'_, Result<Changes, StoreError>> {
         Box::pin(KeyStore::changes_since(self, cursor))
@@ -306,6 +324,12 @@ impl<S: KeyStore> KeyStore for Arc<S> {
     }
     fn record_usage(&self, batch: &[UsageDelta]) -> impl Future<Output = Result<(), StoreError>> + Send {
         S::record_usage(self, batch)
+    }
+    fn record_spend(&self, batch: &[SpendDelta]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        S::record_spend(self, batch)
+    }
+    fn spent(&self, key_id: &KeyId, month: Month) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        S::spent(self, key_id, month)
     }
     fn changes_since(&self, cursor: u64) -> impl Future<Output = Result<Changes, StoreError>> + Send {
         S::changes_since(self, cursor)
