@@ -23,14 +23,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::DateTime;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::Timestamp;
 use crate::key::KeyId;
 use crate::record::UsageDelta;
 use crate::spend::DynSpendMeter;
-use crate::store::DynKeyStore;
+use crate::store::{DynKeyStore, Pushed};
 
 /// Longest user agent kept; longer ones are cut (at a char boundary).
 const MAX_USER_AGENT: usize = 256;
@@ -250,7 +250,7 @@ pub(crate) fn spawn(
     store: Arc<dyn DynKeyStore>,
     usage: Arc<UsageBuffer>,
     meter: Option<Arc<dyn DynSpendMeter>>,
-    invalidate: impl Fn(&KeyId) + Send + 'static,
+    invalidate: impl Fn(&KeyId) + Send + Sync + 'static,
     config: Background,
 ) -> BackgroundTask {
     let (stop, mut stopped) = watch::channel(false);
@@ -269,9 +269,20 @@ pub(crate) fn spawn(
                 None
             }
         };
+        // Pushed changes, when the store has them; the poll below stays the backstop.
+        let mut pushed = store.subscribe().await;
         loop {
             tokio::select! {
                 _ = stopped.changed() => break,
+                push = next_push(&mut pushed) => match push {
+                    Some(Pushed::Changed(key_id)) => {
+                        tracing::debug!(key_id = %key_id, "changed elsewhere (pushed); cache entry dropped");
+                        invalidate(&key_id);
+                    }
+                    // Back after a drop: exactly what changed meanwhile, from the feed.
+                    Some(Pushed::Lost) => catch_up(&*store, &mut cursor, &invalidate).await,
+                    None => pushed = None,
+                },
                 _ = flush.tick() => {
                     usage.flush(&*store).await;
                     if let Some(meter) = &meter {
@@ -279,16 +290,7 @@ pub(crate) fn spawn(
                     }
                 }
                 _ = poll.tick(), if config.feed_poll.is_some() => {
-                    match store.changes_since(cursor.unwrap_or(0)).await {
-                        Ok(changes) => {
-                            for key_id in &changes.keys {
-                                tracing::debug!(key_id = %key_id, "changed elsewhere; cache entry dropped");
-                                invalidate(key_id);
-                            }
-                            cursor = Some(changes.cursor);
-                        }
-                        Err(error) => tracing::warn!(%error, "change feed poll failed"),
-                    }
+                    catch_up(&*store, &mut cursor, &invalidate).await;
                 }
             }
         }
@@ -298,6 +300,28 @@ pub(crate) fn spawn(
         }
     });
     BackgroundTask { stop, handle }
+}
+
+/// The next push, or never when there is no subscription (a `select!` arm that waits).
+async fn next_push(pushed: &mut Option<mpsc::Receiver<Pushed>>) -> Option<Pushed> {
+    match pushed {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads the change feed after `cursor` and forgets exactly the keys it names.
+async fn catch_up(store: &dyn DynKeyStore, cursor: &mut Option<u64>, invalidate: &impl Fn(&KeyId)) {
+    match store.changes_since(cursor.unwrap_or(0)).await {
+        Ok(changes) => {
+            for key_id in &changes.keys {
+                tracing::debug!(key_id = %key_id, "changed elsewhere; cache entry dropped");
+                invalidate(key_id);
+            }
+            *cursor = Some(changes.cursor);
+        }
+        Err(error) => tracing::warn!(%error, "change feed read failed"),
+    }
 }
 
 #[cfg(test)]

@@ -50,6 +50,8 @@
 #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
 compile_error!("keygate-sqlx needs a database: enable its `sqlite` or `postgres` feature (or both)");
 
+#[cfg(feature = "postgres")]
+mod listen;
 mod migrate;
 mod store;
 

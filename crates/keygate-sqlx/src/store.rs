@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use keygate_core::clock::Month;
 use keygate_core::hash::SecretHash;
 use keygate_core::record::{KeyRecord, SpendDelta, Usage, UsageDelta};
-use keygate_core::store::{Changes, Page, StoreError};
+use keygate_core::store::{Changes, Page, Pushed, StoreError};
 use keygate_core::{KeyId, KeyStore, OwnerId, RateLimit, Scopes};
 use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, Row, Type};
@@ -76,6 +76,15 @@ const APPEND_CHANGE: &str = "INSERT INTO keygate_key_changes (key_id, changed_at
 #[cfg(feature = "postgres")]
 const LOCK_CHANGES_POSTGRES: &str = "LOCK TABLE keygate_key_changes IN EXCLUSIVE MODE";
 
+/// The channel every change is announced on, with the key id as the payload: sent in the
+/// change's transaction, so listeners hear it when (and only if) it commits, whichever
+/// process wrote through `SqlStore` (a service, the CLI).
+#[cfg(feature = "postgres")]
+pub(crate) const CHANGES_CHANNEL: &str = "keygate_changes";
+
+#[cfg(feature = "postgres")]
+const NOTIFY_POSTGRES: &str = "SELECT pg_notify('keygate_changes', $1)";
+
 // Saturating add (no overflow error in PostgreSQL, no float in SQLite); the latest use
 // wins, whatever order the batches arrive in. Every SET reads the row's old values.
 const RECORD_USAGE: &str = "UPDATE keygate_keys SET \
@@ -129,23 +138,26 @@ macro_rules! insert_record {
 }
 
 /// Runs `$body` with `$pool` bound to the driver's pool (and `$lock_changes` to the
-/// statement, if the driver needs one, that orders writers of the change feed); the body
+/// statement, if the driver needs one, that orders writers of the change feed, and
+/// `$notify` to the one that pushes a change to listeners); the body
 /// is type-checked once per driver compiled in.
 macro_rules! on_backend {
     ($store:expr, $pool:ident => $body:expr) => {
-        on_backend!($store, $pool, _lock_changes => $body)
+        on_backend!($store, $pool, _lock_changes, _notify => $body)
     };
-    ($store:expr, $pool:ident, $lock_changes:ident => $body:expr) => {
+    ($store:expr, $pool:ident, $lock_changes:ident, $notify:ident => $body:expr) => {
         match $store.backend() {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite($pool) => {
-                // SQLite has a single writer: nothing to order.
+                // SQLite has a single writer: nothing to order; and no push (polled).
                 let $lock_changes: Option<&'static str> = None;
+                let $notify: Option<&'static str> = None;
                 $body
             }
             #[cfg(feature = "postgres")]
             Backend::Postgres($pool) => {
                 let $lock_changes: Option<&'static str> = Some(LOCK_CHANGES_POSTGRES);
+                let $notify: Option<&'static str> = Some(NOTIFY_POSTGRES);
                 $body
             }
         }
@@ -217,7 +229,7 @@ impl KeyStore for SqlStore {
         old_expires_at: DateTime<Utc>,
     ) -> Result<Option<KeyRecord>, StoreError> {
         let now = Utc::now();
-        on_backend!(self, pool, lock_changes => {
+        on_backend!(self, pool, lock_changes, notify => {
             // One transaction: the old key's expiry, the proof of its rotation, the new key
             // and the change, or none of them (a dropped transaction rolls back).
             let mut tx = pool.begin().await.map_err(store_error)?;
@@ -255,6 +267,9 @@ impl KeyStore for SqlStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(store_error)?;
+            if let Some(notify) = notify {
+                sqlx::query(notify).bind(old.as_str()).execute(&mut *tx).await.map_err(store_error)?;
+            }
             tx.commit().await.map_err(store_error)?;
             Ok(Some(updated))
         })
@@ -321,6 +336,15 @@ impl KeyStore for SqlStore {
         })
     }
 
+    async fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<Pushed>> {
+        match self.backend() {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pool) => crate::listen::subscribe(pool).await,
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(_) => None,
+        }
+    }
+
     async fn changes_since(&self, cursor: u64) -> Result<Changes, StoreError> {
         on_backend!(self, pool => {
             let rows = sqlx::query(CHANGES_SINCE)
@@ -365,7 +389,7 @@ impl SqlStore {
         value: Option<DateTime<Utc>>,
         changed_at: DateTime<Utc>,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        on_backend!(self, pool, lock_changes => {
+        on_backend!(self, pool, lock_changes, notify => {
             // The UPDATE comes first so SQLite takes its write lock at once (waiting on the
             // busy timeout) instead of failing to upgrade a read lock later.
             let mut tx = pool.begin().await.map_err(store_error)?;
@@ -388,6 +412,9 @@ impl SqlStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(store_error)?;
+            if let Some(notify) = notify {
+                sqlx::query(notify).bind(key_id.as_str()).execute(&mut *tx).await.map_err(store_error)?;
+            }
             tx.commit().await.map_err(store_error)?;
             Ok(Some(record))
         })

@@ -111,3 +111,84 @@ async fn postgres_migrate_is_idempotent_and_unreachable_servers_are_unavailable(
     );
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
+
+/// `gate`'s answer to `key` on a route with no policy.
+async fn status(gate: &keygate_core::Gate, key: &str) -> u16 {
+    let mut headers = keygate_core::http::HeaderMap::new();
+    headers.insert("x-api-key", key.parse().unwrap());
+    match gate.admit(&headers, &keygate_core::RoutePolicy::new()).await {
+        Ok(_) => 200,
+        Err(rejection) => rejection.status().as_u16(),
+    }
+}
+
+/// Waits (bounded, 10 s) until `gate` refuses `key`; whether it did.
+async fn refused_soon(gate: &keygate_core::Gate, key: &str) -> bool {
+    for _ in 0..500 {
+        if status(gate, key).await == 401 {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_reaches_another_process_by_push_with_no_polling() {
+    use keygate_core::background::Background;
+    use keygate_core::hash::Argon2Hasher;
+    use keygate_core::{Gate, NewKey};
+
+    let Some(url) = postgres_url() else { return };
+    let schemas = Schemas::new(&url).await;
+    let store = schemas.store().await;
+    // Two processes over one database: one revokes, the other only listens (its poll
+    // of the change feed is off, and its cache would keep the key for minutes).
+    let writer = Gate::builder(store.clone())
+        .hasher(Argon2Hasher::insecure_fast())
+        .build();
+    let reader = Gate::builder(store.clone())
+        .hasher(Argon2Hasher::insecure_fast())
+        .build();
+    let background = reader.spawn_background(Background {
+        feed_poll: None,
+        ..Background::default()
+    });
+    let probe = writer.keys().create(NewKey::new("acct", "probe")).await.unwrap();
+    let target = writer.keys().create(NewKey::new("acct", "target")).await.unwrap();
+    let (probe_key, target_key) = (probe.key.expose_secret(), target.key.expose_secret());
+    assert_eq!(status(&reader, probe_key).await, 200);
+    assert_eq!(status(&reader, target_key).await, 200, "cached by the reader");
+
+    // The listener starts with the reader's background task: revoke the probe until the
+    // reader hears of it, so that the target's revocation below is not sent before.
+    let mut heard = false;
+    for _ in 0..50 {
+        writer.keys().revoke(&probe.record.key_id).await.unwrap();
+        if refused_soon_within(&reader, probe_key, 10).await {
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard, "the reader never heard the probe's revocation");
+
+    writer.keys().revoke(&target.record.key_id).await.unwrap();
+    let refused = refused_soon(&reader, target_key).await;
+    background.shutdown().await;
+    schemas.drop_all().await;
+    assert!(
+        refused,
+        "the reader still admits a key revoked by another process"
+    );
+}
+
+/// [`refused_soon`] with a shorter bound: `tries` × 20 ms.
+async fn refused_soon_within(gate: &keygate_core::Gate, key: &str, tries: usize) -> bool {
+    for _ in 0..tries {
+        if status(gate, key).await == 401 {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}

@@ -42,6 +42,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
 
 use crate::clock::Month;
 use crate::key::KeyId;
@@ -104,6 +105,17 @@ pub struct Changes {
     pub keys: Vec<KeyId>,
     /// Pass this back next time.
     pub cursor: u64,
+}
+
+/// What a store pushes as it happens (PostgreSQL's LISTEN/NOTIFY): see
+/// [`KeyStore::subscribe`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pushed {
+    /// This key was revoked, rotated or had its expiry moved: forget what is cached.
+    Changed(KeyId),
+    /// The push dropped and came back: what changed meanwhile is read from the change
+    /// feed ([`KeyStore::changes_since`]), and exactly those keys are forgotten.
+    Lost,
 }
 
 /// Storage of key records. Implement it with `async fn` or `impl Future + Send`.
@@ -176,6 +188,14 @@ pub trait KeyStore: Send + Sync + 'static {
     fn is_empty(&self) -> impl Future<Output = Result<bool, StoreError>> + Send {
         async { Ok(self.list(Page::new(0, 1)).await?.is_empty()) }
     }
+
+    /// Pushes every change as it commits, when the store can (PostgreSQL): the gate's
+    /// background task then forgets a key revoked by another process within
+    /// milliseconds, and keeps polling the change feed as the backstop. `None` (the
+    /// default) when the store cannot push: the feed is polled only.
+    fn subscribe(&self) -> impl Future<Output = Option<mpsc::Receiver<Pushed>>> + Send {
+        std::future::ready(None)
+    }
 }
 
 /// The object-safe form of [`KeyStore`], implemented for every store. The gate holds an
@@ -224,6 +244,8 @@ pub trait DynKeyStore: Send + Sync + 'static {
     fn changes_since(&self, cursor: u64) -> BoxFuture<'_, Result<Changes, StoreError>>;
     /// See [`KeyStore::is_empty`].
     fn is_empty(&self) -> BoxFuture<'_, Result<bool, StoreError>>;
+    /// See [`KeyStore::subscribe`].
+    fn subscribe(&self) -> BoxFuture<'_, Option<mpsc::Receiver<Pushed>>>;
 }
 
 impl<S: KeyStore> DynKeyStore for S {
@@ -279,6 +301,9 @@ impl<S: KeyStore> DynKeyStore for S {
     }
     fn is_empty(&self) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(KeyStore::is_empty(self))
+    }
+    fn subscribe(&self) -> BoxFuture<'_, Option<mpsc::Receiver<Pushed>>> {
+        Box::pin(KeyStore::subscribe(self))
     }
 }
 
@@ -336,5 +361,8 @@ impl<S: KeyStore> KeyStore for Arc<S> {
     }
     fn is_empty(&self) -> impl Future<Output = Result<bool, StoreError>> + Send {
         S::is_empty(self)
+    }
+    fn subscribe(&self) -> impl Future<Output = Option<mpsc::Receiver<Pushed>>> + Send {
+        S::subscribe(self)
     }
 }
