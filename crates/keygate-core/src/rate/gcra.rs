@@ -14,6 +14,9 @@ const NANOS_PER_SEC: i128 = 1_000_000_000;
 /// Periods are capped at 1000 years so that `period × limit` in nanoseconds cannot
 /// overflow an `i128`.
 const MAX_PERIOD_NANOS: i128 = 1000 * 365 * 86_400 * NANOS_PER_SEC;
+/// The earliest instant a counter is kept at, in nanoseconds: idle for any time a
+/// request can carry, and small enough that times any limit stays far inside `i128`.
+const IDLE_FLOOR: i128 = -(1 << 64);
 
 /// One GCRA counter: (service, period) identifies it within a key.
 pub(crate) struct Counter {
@@ -238,8 +241,11 @@ pub(crate) fn decide_general(counters: &mut Vec<Counter>, buckets: &[Bucket], no
         };
         let counter = &mut counters[index];
         if counter.scale != limit.max(1) {
-            // The limit changed (a key's override): keep the counter's instant.
-            let instant = div_ceil_signed(counter.tat, i128::from(counter.scale));
+            // The limit changed (a key's override): keep the counter's instant. A counter
+            // that never counted a request (created by a refusal) sits at a sentinel far
+            // in the past; its instant is floored to 2^64 ns before the epoch (idle all
+            // the same) so that rescaling it cannot saturate and overflow later.
+            let instant = div_ceil_signed(counter.tat, i128::from(counter.scale)).max(IDLE_FLOOR);
             counter.scale = limit.max(1);
             counter.tat = instant.saturating_mul(i128::from(counter.scale));
         }
@@ -451,6 +457,21 @@ mod tests {
         assert!(!d.allowed);
         assert_eq!(d.retry_after, 60);
         assert_eq!(d.tightest.remaining, 0);
+    }
+
+    #[test]
+    fn a_blocked_key_whose_limit_is_restored_is_admitted_again() {
+        // A key set to 0/min (blocked), refused once, then restored to a much larger
+        // limit: the counter the refusal created has never counted a request.
+        let counters = Counters::default();
+        let now = at("2026-03-10T12:00:00Z");
+        assert!(!counters.decide(&[bucket(RateLimit::per_minute(0))], now).allowed);
+        let restored = counters.decide(&[bucket(RateLimit::per_minute(100))], now);
+        assert!(restored.allowed, "{restored:?}");
+        assert_eq!(restored.tightest.remaining, 99);
+        assert!(restored.tightest.reset_at < u64::MAX);
+        let raised = counters.decide(&[bucket(RateLimit::per_minute(u32::MAX))], now);
+        assert!(raised.allowed, "{raised:?}");
     }
 
     #[test]
