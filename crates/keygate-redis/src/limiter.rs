@@ -120,16 +120,27 @@ impl RedisRateLimiter {
     }
 
     /// Connects to the Redis at `url` (`redis://host:port/db`), failing if it cannot be
-    /// reached within a second; once connected, the connection is re-established in the
-    /// background whenever it drops.
+    /// reached (after retrying for a few seconds); once connected, the connection is
+    /// re-established in the background whenever it drops.
     pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_max_delay(Duration::from_secs(1));
         Ok(Self::new(
-            ConnectionManager::new_with_config(client, config).await?,
+            ConnectionManager::new_with_config(client, manager_config()).await?,
         ))
+    }
+
+    /// Like [`connect`](Self::connect), but connects on the first call, so that an
+    /// instance starts while Redis is down (its calls fail with [`BackendError`] until
+    /// Redis is back). Fails only on a malformed `url`, or outside a Tokio runtime.
+    pub fn connect_lazy(url: &str) -> Result<Self, redis::RedisError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err((redis::ErrorKind::Client, "connect_lazy needs a Tokio runtime").into());
+        }
+        let client = redis::Client::open(url)?;
+        Ok(Self::new(ConnectionManager::new_lazy_with_config(
+            client,
+            manager_config(),
+        )?))
     }
 
     /// Sets how long a call waits for Redis before it fails with a [`BackendError`].
@@ -197,6 +208,14 @@ impl RedisRateLimiter {
             };
         decide(&windows, &reply)
     }
+}
+
+/// Reconnection settings: connection attempts of a second, retries at most a second
+/// apart.
+pub(crate) fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_max_delay(Duration::from_secs(1))
 }
 
 impl RateLimiter for RedisRateLimiter {

@@ -107,3 +107,34 @@ async fn a_flushed_script_is_loaded_again() {
     assert!(second.allowed);
     assert_eq!(second.tightest.remaining, 98, "{second:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_starts_while_redis_is_down_and_recovers_when_it_is_back() {
+    let port = common::free_port();
+    let limiter = RedisRateLimiter::connect_lazy(&format!("redis://127.0.0.1:{port}")).unwrap();
+    let k = KeyId::from("kg_test_lazy");
+    let result = limiter.acquire(&k, &buckets(), Utc::now().into()).await;
+    assert!(result.is_err(), "nothing listens yet: {result:?}");
+
+    let Some(_server) = common::PrivateRedis::start_on(port) else {
+        return;
+    };
+    // The connection comes back by itself, within its retry delays.
+    let started = Instant::now();
+    let decision = loop {
+        match limiter.acquire(&k, &buckets(), Utc::now().into()).await {
+            Ok(decision) => break decision,
+            Err(e) => {
+                assert!(started.elapsed() < Duration::from_secs(20), "still failing: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(decision.allowed);
+    assert_eq!(decision.tightest.remaining, 99);
+}
+
+#[test]
+fn a_lazy_limiter_outside_a_runtime_is_an_error_not_a_panic() {
+    assert!(RedisRateLimiter::connect_lazy("redis://127.0.0.1:6379").is_err());
+}

@@ -28,6 +28,14 @@ pub fn redis_url() -> Option<String> {
     }
 }
 
+/// A port nothing listens on (until a test starts something there).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// A private `redis-server` on a free port, keeping nothing on disk, killed on drop:
 /// fault tests stop it without touching the shared one.
 pub struct PrivateRedis {
@@ -39,10 +47,11 @@ impl PrivateRedis {
     /// Starts one, or `None` (the test skips) without a `redis-server` binary; a failure
     /// when `KEYGATE_REQUIRE_SERVICES=1`.
     pub fn start() -> Option<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        Self::start_on(free_port())
+    }
+
+    /// [`start`](Self::start) on `port`.
+    pub fn start_on(port: u16) -> Option<Self> {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
