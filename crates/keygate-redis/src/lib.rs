@@ -1,6 +1,8 @@
 //! Redis backends for keygate: [`RedisRateLimiter`], a
 //! [`RateLimiter`](keygate_core::rate::RateLimiter) whose counters every instance
-//! shares, so that two replicas behind a load balancer admit each limit once, not twice.
+//! shares, so that two replicas behind a load balancer admit each limit once, not twice;
+//! and [`RedisSpendMeter`], a [`SpendMeter`](keygate_core::spend::SpendMeter) whose
+//! monthly totals they share.
 //!
 //! The limiter has the semantics of keygate-core's in-memory limiter (GCRA, all or
 //! nothing, exact `Retry-After`) and passes the same conformance suite. Each request
@@ -39,8 +41,31 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+use std::future::Future;
+use std::time::Duration;
+
+use keygate_core::backend::BackendError;
+
 mod limiter;
+mod spend;
 mod window;
 
 pub use limiter::{RedisRateLimiter, DEFAULT_TIMEOUT};
 pub use redis;
+pub use spend::RedisSpendMeter;
+
+/// Runs one Redis call within `timeout`: a failure or no answer in time is a
+/// [`BackendError`].
+async fn call<T>(
+    timeout: Duration,
+    request: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, BackendError> {
+    match tokio::time::timeout(timeout, request).await {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(e)) => Err(BackendError(format!("redis: {e}"))),
+        Err(_) => Err(BackendError(format!(
+            "redis: no answer within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}

@@ -195,17 +195,7 @@ impl RedisRateLimiter {
             invocation.arg(w.limit).arg(w.period).arg(w.scale).arg(w.step);
         }
         let mut connection = self.connection.clone();
-        let reply: Vec<i64> =
-            match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut connection)).await {
-                Ok(Ok(reply)) => reply,
-                Ok(Err(e)) => return Err(BackendError(format!("redis: {e}"))),
-                Err(_) => {
-                    return Err(BackendError(format!(
-                        "redis: no answer within {} ms",
-                        self.timeout.as_millis()
-                    )))
-                }
-            };
+        let reply: Vec<i64> = crate::call(self.timeout, invocation.invoke_async(&mut connection)).await?;
         decide(&windows, &reply)
     }
 }

@@ -138,3 +138,27 @@ async fn an_instance_starts_while_redis_is_down_and_recovers_when_it_is_back() {
 fn a_lazy_limiter_outside_a_runtime_is_an_error_not_a_panic() {
     assert!(RedisRateLimiter::connect_lazy("redis://127.0.0.1:6379").is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_redis_is_a_backend_error_for_the_spend_meter_too() {
+    let Some(mut server) = common::PrivateRedis::start() else {
+        return;
+    };
+    let meter = keygate_redis::RedisSpendMeter::connect(&server.url())
+        .await
+        .unwrap();
+    let k = KeyId::from("kg_test_spend_killed");
+    let month = keygate_core::spend::Month::of(Utc::now());
+    use keygate_core::spend::SpendMeter;
+    assert_eq!(meter.charge(&k, month, 10).await.unwrap(), 10);
+
+    server.kill();
+    let asked = Instant::now();
+    assert!(meter.charge(&k, month, 10).await.is_err());
+    assert!(meter.spent(&k, month).await.is_err());
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "answered in {:?}",
+        asked.elapsed()
+    );
+}
