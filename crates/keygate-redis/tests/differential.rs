@@ -135,3 +135,39 @@ async fn two_instances_share_one_limit() {
     }
     assert_eq!(admitted, 10);
 }
+
+/// A window at the bounds (period in µs × limit = 2^20 × the largest 32-bit prime,
+/// just under 2^52), with time jumping back and forth by up to a period, so the
+/// script's values come close to 2^52: still the in-memory answers, exactly.
+#[tokio::test]
+async fn a_window_at_the_bounds_decides_as_in_memory() {
+    let Some(url) = common::redis_url() else { return };
+    let redis = RedisRateLimiter::connect(&url)
+        .await
+        .expect("the test Redis answers")
+        .timeout(Duration::from_secs(5))
+        .with_caller_time();
+    let memory = MemoryRateLimiter::new();
+    let mut rng = StdRng::seed_from_u64(42);
+    let key = KeyId::new(format!("kg_test_bounds_{:016x}", rand::random::<u64>()));
+    let buckets = [
+        Bucket {
+            service: None,
+            limit: RateLimit::new(4_294_967_291, Duration::from_micros(1 << 20)),
+        },
+        Bucket {
+            service: None,
+            limit: RateLimit::new(3, Duration::from_secs(1)),
+        },
+    ];
+    let start: DateTime<Utc> = "2030-01-01T00:00:00Z".parse().unwrap();
+    for call in 0..300 {
+        let now = start + chrono::Duration::microseconds(rng.gen_range(-1_048_576..1_048_576));
+        let expected = memory.try_acquire(&key, &buckets, now);
+        let got = redis
+            .acquire(&key, &buckets, now.into())
+            .await
+            .expect("Redis answers");
+        assert_eq!(got, expected, "call {call} at {now}");
+    }
+}
