@@ -70,9 +70,11 @@ const ACQUIRE: &str = include_str!("acquire.lua");
 /// - an instant is in microseconds since the Unix epoch, within ±2^52 µs (until 2112);
 /// - a window is counted in steps of `period / limit`, held as an exact fraction with
 ///   denominator `limit / gcd(limit, period in µs)`; `period in µs × that denominator`
-///   must be at most 2^52. Every limit whose period in µs it divides passes (100/min,
-///   10 000/day, 1 000 000/day), and so does any limit per second, minute or hour;
-///   beyond that, a 7-digit prime per day is the first to fail.
+///   must be at most 2^52. A limit that divides its period in µs always passes
+///   (100/min, 10 000/day, 1 000 000/day: the denominator is 1); any other passes up
+///   to 4 294 967 295 (every `u32`) per second, 75 000 000 per minute, 1 250 000 per
+///   hour, 52 000 per day, and beyond those when it shares enough factors with the
+///   period.
 ///
 /// A window or an instant beyond the bounds is a [`BackendError`], never a wrong count.
 ///

@@ -241,6 +241,16 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_bounds_hold() {
+        let passes = |limit, secs| plan(&[own(RateLimit::new(limit, Duration::from_secs(secs)))]).is_ok();
+        assert!(passes(u32::MAX, 1));
+        assert!(passes(75_000_000, 60) && passes(1_250_000, 3600) && passes(52_000, 86_400));
+        // The next primes past each bound fail; limits that divide the period pass.
+        assert!(!passes(75_060_001, 60) && !passes(1_251_011, 3600) && !passes(52_127, 86_400));
+        assert!(passes(1_000_000, 86_400) && passes(86_400_000, 86_400));
+    }
+
+    #[test]
     fn keys_are_hash_tagged_by_key_id() {
         let chat = Bucket {
             service: Some("chat".into()),
