@@ -1,0 +1,71 @@
+//! Redis backends for keygate: [`RedisRateLimiter`], a
+//! [`RateLimiter`](keygate_core::rate::RateLimiter) whose counters every instance
+//! shares, so that two replicas behind a load balancer admit each limit once, not twice;
+//! and [`RedisSpendMeter`], a [`SpendMeter`](keygate_core::spend::SpendMeter) whose
+//! monthly totals they share.
+//!
+//! The limiter has the semantics of keygate-core's in-memory limiter (GCRA, all or
+//! nothing, exact `Retry-After`) and passes the same conformance suite. Each request
+//! costs one round trip: one Lua script, run with `EVALSHA`, checks and counts every
+//! window. Its time is Redis' own `TIME`; its numeric bounds, keys and timeouts are
+//! documented on [`RedisRateLimiter`]. The driver is re-exported as [`redis`].
+//!
+//! # Example
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use keygate_core::rate::{Bucket, RateLimiter};
+//! use keygate_core::{KeyId, RateLimit};
+//! use keygate_redis::RedisRateLimiter;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let limiter = RedisRateLimiter::connect("redis://127.0.0.1:6379")
+//!     .await?
+//!     .timeout(Duration::from_millis(20));
+//! let key = KeyId::from("kg_live_a1b2c3d4");
+//! let buckets = [
+//!     Bucket { service: None, limit: RateLimit::per_minute(2) },
+//!     Bucket { service: Some("chat".into()), limit: RateLimit::per_hour(100) },
+//! ];
+//! let now = chrono::Utc::now().into(); // ignored: the script reads Redis' TIME
+//! assert!(limiter.acquire(&key, &buckets, now).await?.allowed);
+//! assert!(limiter.acquire(&key, &buckets, now).await?.allowed);
+//! let third = limiter.acquire(&key, &buckets, now).await?;
+//! assert!(!third.allowed);
+//! assert_eq!(third.tightest.limit, 2);
+//! assert!(third.retry_after >= 1);
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use keygate_core::backend::BackendError;
+
+mod limiter;
+mod spend;
+mod window;
+
+pub use limiter::{RedisRateLimiter, DEFAULT_TIMEOUT};
+pub use redis;
+pub use spend::RedisSpendMeter;
+
+/// Runs one Redis call within `timeout`: a failure or no answer in time is a
+/// [`BackendError`].
+async fn call<T>(
+    timeout: Duration,
+    request: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, BackendError> {
+    match tokio::time::timeout(timeout, request).await {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(e)) => Err(BackendError(format!("redis: {e}"))),
+        Err(_) => Err(BackendError(format!(
+            "redis: no answer within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}

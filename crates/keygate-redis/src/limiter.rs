@@ -1,0 +1,222 @@
+//! [`RedisRateLimiter`]: the [`RateLimiter`] shared by every instance, one Lua script
+//! per request.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keygate_core::backend::BackendError;
+use keygate_core::clock::Timestamp;
+use keygate_core::rate::{Bucket, RateDecision, RateLimiter, WindowState};
+use keygate_core::KeyId;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+
+use crate::window::{decide, plan, MAX_INSTANT_MICROS};
+
+/// How long a call waits for Redis by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// The script: checks and counts every window of one request (see `acquire.lua`).
+const ACQUIRE: &str = include_str!("acquire.lua");
+
+/// A [`RateLimiter`] whose counters live in Redis, so that every instance behind a load
+/// balancer shares them. Cheap to clone; clones share the connection.
+///
+/// # Example
+/// ```no_run
+/// use keygate_core::rate::{Bucket, RateLimiter};
+/// use keygate_core::{KeyId, RateLimit};
+/// use keygate_redis::RedisRateLimiter;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let limiter = RedisRateLimiter::connect("redis://127.0.0.1:6379").await?;
+/// let buckets = [Bucket { service: None, limit: RateLimit::per_minute(100) }];
+/// let key = KeyId::from("kg_live_a1b2c3d4");
+/// // `now` is not read: the time is Redis' own.
+/// let decision = limiter.acquire(&key, &buckets, chrono::Utc::now().into()).await?;
+/// assert!(decision.allowed);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Semantics
+///
+/// The same as [`MemoryRateLimiter`](keygate_core::rate::MemoryRateLimiter), whose
+/// documentation is the guide to the algorithm (GCRA): bursts up to the limit, a steady
+/// refill, an exact `Retry-After`. Every bucket of one call, the key's windows and the
+/// service's, is checked and counted by one Lua script in one round trip (`EVALSHA`,
+/// loaded again on `NOSCRIPT`), all or nothing: a refused request counts nowhere, and
+/// `N` concurrent calls against a limit `L` admit exactly `min(N, L)`, whichever
+/// instances they come from. Counters are per (key id, service, period); buckets of one
+/// call with the same identity count once, against the smaller limit; a limit of 0
+/// refuses.
+///
+/// # Time
+///
+/// By default the time is Redis' `TIME`, read inside the script, and the `now` passed
+/// to [`acquire`](RateLimiter::acquire) is **ignored**: instances whose clocks disagree
+/// still share one timeline, and `reset_at` is in Redis' time. A call with no bucket
+/// sends nothing to Redis and reports `now`. [`with_caller_time`](Self::with_caller_time)
+/// uses the `now` passed in instead, for tests that move time by hand (the conformance
+/// suite), or a deployment whose instances share a clock. Time is counted in whole
+/// microseconds (an instant is rounded down, a period up).
+///
+/// # Bounds
+///
+/// Redis' Lua numbers are doubles, exact only for integers below 2^53, so the script
+/// keeps every value below that:
+///
+/// - an instant is in microseconds since the Unix epoch, within ±2^52 µs (until 2112);
+/// - a window is counted in steps of `period / limit`, held as an exact fraction with
+///   denominator `limit / gcd(limit, period in µs)`; `period in µs × that denominator`
+///   must be at most 2^52. A limit that divides its period in µs always passes
+///   (100/min, 10 000/day, 1 000 000/day: the denominator is 1); any other passes up
+///   to 4 294 967 295 (every `u32`) per second, 75 000 000 per minute, 1 250 000 per
+///   hour, 52 000 per day, and beyond those when it shares enough factors with the
+///   period.
+///
+/// A window or an instant beyond the bounds is a [`BackendError`], never a wrong count.
+///
+/// # Keys and memory
+///
+/// One Redis string per counter, `{<key id>}:rl:<period µs>:-` for the key's own window
+/// and `{<key id>}:rl:<period µs>:s:<service>` for a service's. The hash tag `{<key
+/// id>}` puts every counter of a key in one slot of a Redis Cluster, so one script
+/// touches one slot. Each key expires (`PX`) when its window is whole again, when
+/// forgetting it changes no decision, so memory is bounded by the keys active within
+/// their longest window. A refused request writes nothing.
+///
+/// # Errors and timeouts
+///
+/// Every call has a timeout, [`DEFAULT_TIMEOUT`] (50 ms) unless set by
+/// [`timeout`](Self::timeout). An unreachable, failing or slow Redis is a
+/// [`BackendError`], which the gate answers according to its `FailMode`; the limiter
+/// never panics. The connection ([`ConnectionManager`]) reconnects in the background.
+#[derive(Clone)]
+pub struct RedisRateLimiter {
+    connection: ConnectionManager,
+    script: Arc<Script>,
+    timeout: Duration,
+    caller_time: bool,
+}
+
+impl fmt::Debug for RedisRateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisRateLimiter")
+            .field("timeout", &self.timeout)
+            .field("caller_time", &self.caller_time)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisRateLimiter {
+    /// A limiter on `connection`, with Redis' time and a timeout of 50 ms per call.
+    pub fn new(connection: ConnectionManager) -> Self {
+        Self {
+            connection,
+            script: Arc::new(Script::new(ACQUIRE)),
+            timeout: DEFAULT_TIMEOUT,
+            caller_time: false,
+        }
+    }
+
+    /// Connects to the Redis at `url` (`redis://host:port/db`), failing if it cannot be
+    /// reached (after retrying for a few seconds); once connected, the connection is
+    /// re-established in the background whenever it drops.
+    pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        Ok(Self::new(
+            ConnectionManager::new_with_config(client, manager_config()).await?,
+        ))
+    }
+
+    /// Like [`connect`](Self::connect), but connects on the first call, so that an
+    /// instance starts while Redis is down (its calls fail with [`BackendError`] until
+    /// Redis is back). Fails only on a malformed `url`, or outside a Tokio runtime.
+    pub fn connect_lazy(url: &str) -> Result<Self, redis::RedisError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err((redis::ErrorKind::Client, "connect_lazy needs a Tokio runtime").into());
+        }
+        let client = redis::Client::open(url)?;
+        Ok(Self::new(ConnectionManager::new_lazy_with_config(
+            client,
+            manager_config(),
+        )?))
+    }
+
+    /// Sets how long a call waits for Redis before it fails with a [`BackendError`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Uses the `now` passed to [`acquire`](RateLimiter::acquire) instead of Redis'
+    /// `TIME`: for tests that move time by hand, or instances that share one clock.
+    pub fn with_caller_time(mut self) -> Self {
+        self.caller_time = true;
+        self
+    }
+
+    async fn run(
+        &self,
+        key_id: &KeyId,
+        buckets: &[Bucket],
+        now: Timestamp,
+    ) -> Result<RateDecision, BackendError> {
+        if buckets.is_empty() {
+            return Ok(RateDecision {
+                allowed: true,
+                tightest: WindowState {
+                    limit: u32::MAX,
+                    period_secs: 0,
+                    remaining: u32::MAX,
+                    reset_at: u64::try_from(now.unix_secs().max(0)).unwrap_or(0),
+                },
+                retry_after: 0,
+            });
+        }
+        let windows = plan(buckets)?;
+        let mut invocation = self.script.prepare_invoke();
+        for window in &windows {
+            invocation.key(window.redis_key(key_id));
+        }
+        if self.caller_time {
+            let micros = i128::from(now.unix_nanos()).div_euclid(1000);
+            if micros.abs() >= MAX_INSTANT_MICROS {
+                return Err(BackendError(format!(
+                    "{} is beyond the Redis limiter's range of instants",
+                    now.to_datetime()
+                )));
+            }
+            invocation.arg(micros.to_string());
+        } else {
+            invocation.arg("");
+        }
+        for w in &windows {
+            invocation.arg(w.limit).arg(w.period).arg(w.scale).arg(w.step);
+        }
+        let mut connection = self.connection.clone();
+        let reply: Vec<i64> = crate::call(self.timeout, invocation.invoke_async(&mut connection)).await?;
+        decide(&windows, &reply)
+    }
+}
+
+/// Reconnection settings: connection attempts of a second, retries at most a second
+/// apart.
+pub(crate) fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_max_delay(Duration::from_secs(1))
+}
+
+impl RateLimiter for RedisRateLimiter {
+    async fn acquire(
+        &self,
+        key_id: &KeyId,
+        buckets: &[Bucket],
+        now: Timestamp,
+    ) -> Result<RateDecision, BackendError> {
+        self.run(key_id, buckets, now).await
+    }
+}
