@@ -11,6 +11,8 @@
 //! | `axum` (default) | `tower`, and `Principal`/`Option<Principal>` as axum extractors |
 //! | `actix` | `ApiKeyMiddleware` for `App::wrap`/`Scope::wrap`, and `Principal` as an actix extractor |
 //! | `sqlite`, `postgres` | `keygate_sqlx::SqlStore`: keys in a SQLite file or PostgreSQL, with migrations |
+//! | `redis` | `keygate_redis`: the rate limiter and spend meter shared by many instances |
+//! | `self-service` (default) | `SelfService`, mounted by `self_service_router` / `self_service_scope` |
 //!
 //! Both adapters answer the same request with the same status, headers and body: every
 //! decision and every byte of every error comes from the core.
@@ -82,6 +84,11 @@ pub use keygate_actix::ApiKeyMiddleware;
 #[cfg(all(feature = "actix", feature = "self-service"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "actix", feature = "self-service"))))]
 pub use keygate_actix::self_service_scope;
+
+/// The rate limiter and spend meter on Redis, shared by many instances.
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use keygate_redis;
 
 /// The SQLite and PostgreSQL key store, [`keygate_sqlx::SqlStore`].
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
