@@ -6,9 +6,9 @@
 //!   store lookup and the argon2 verify; every request for the same key waits on that
 //!   task. Because the work is a task of its own, a waiter that goes away (a client
 //!   disconnecting) neither stalls nor fails the others, and the work is not repeated.
-//! - argon2 runs on `spawn_blocking` behind a semaphore sized to the cores. A second
-//!   semaphore bounds how many cold verifications may be pending at all; past it, new
-//!   cold keys are shed (503) at once, while cached keys never touch either semaphore.
+//! - argon2 runs on the gate's bounded pool (`verify/pool.rs`), shared with key creation:
+//!   a semaphore sized to the cores, and budgets past which new cold keys are shed (503)
+//!   at once, while cached keys never touch the pool.
 //! - Failures go to a small negative cache with a short TTL.
 //! - Wrong secrets are counted per key id: past `failure_limit` in `failure_window`,
 //!   further cold attempts on that id are refused without hashing (the same 401 as any
@@ -26,11 +26,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use moka::sync::Cache;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tracing::Instrument;
 
 use crate::background::UsageCell;
 mod cache;
+mod pool;
 
 use crate::clock::{Clock, Timestamp};
 use crate::hash::{HashError, KeyHasher, SecretHash};
@@ -39,6 +40,7 @@ use crate::principal::Principal;
 use crate::store::DynKeyStore;
 use cache::HotCache;
 pub(crate) use cache::{digest, Digest};
+pub(crate) use pool::{HashPool, PoolError};
 
 /// A key whose secret has been proven, with the state needed on every request.
 pub(crate) struct Verified {
@@ -84,10 +86,18 @@ pub struct VerifierConfig {
     pub negative_ttl: Duration,
     /// Most failed keys remembered.
     pub negative_capacity: u64,
-    /// argon2 verifications running at once (the blocking pool's width).
+    /// argon2 calls running at once (the blocking pool's width), for verification and
+    /// key creation together.
     pub hash_workers: usize,
     /// Cold verifications allowed to wait for a worker; past it they are shed.
     pub hash_queue: usize,
+    /// Key creations and rotations holding or waiting for a worker at once (1 to
+    /// `hash_workers`): half the cores by default, so that a burst of creations leaves
+    /// workers to cold verifications.
+    pub create_workers: usize,
+    /// Creations allowed to wait for their turn; past it a creation fails at once with
+    /// [`ManageError::Busy`](crate::manage::ManageError::Busy) (503 in self-service).
+    pub create_queue: usize,
     /// Wrong secrets tolerated per key id within `failure_window` before further cold
     /// attempts on that id are refused without hashing.
     pub failure_limit: u32,
@@ -105,6 +115,8 @@ impl Default for VerifierConfig {
             negative_capacity: 10_000,
             hash_workers: cores,
             hash_queue: cores * 16,
+            create_workers: (cores / 2).max(1),
+            create_queue: cores * 16,
             failure_limit: 20,
             failure_window: Duration::from_secs(60),
         }
@@ -131,10 +143,8 @@ pub(crate) struct Verifier {
     /// The epoch of the last [`invalidate_all`](Self::invalidate_all): entries loaded
     /// before it are stale.
     cleared: AtomicU64,
-    /// Cold verifications admitted (running or waiting for a worker).
-    admitted: Arc<Semaphore>,
-    /// argon2 workers.
-    workers: Arc<Semaphore>,
+    /// Where argon2 runs; shared with the gate's key manager.
+    pool: Arc<HashPool>,
 }
 
 impl Verifier {
@@ -142,9 +152,9 @@ impl Verifier {
         store: Arc<dyn DynKeyStore>,
         hasher: Arc<dyn KeyHasher>,
         clock: Arc<dyn Clock>,
+        pool: Arc<HashPool>,
         config: &VerifierConfig,
     ) -> Self {
-        let workers = config.hash_workers.max(1);
         Self {
             store,
             hasher,
@@ -169,8 +179,7 @@ impl Verifier {
             failure_limit: config.failure_limit.max(1),
             epoch: AtomicU64::new(0),
             cleared: AtomicU64::new(0),
-            admitted: Arc::new(Semaphore::new(workers + config.hash_queue)),
-            workers: Arc::new(Semaphore::new(workers)),
+            pool,
         }
     }
 
@@ -314,7 +323,7 @@ impl Verifier {
         if self.throttled(key_id) {
             return Err(Failure::Throttled);
         }
-        let Ok(permit) = self.admitted.clone().try_acquire_owned() else {
+        let Some(permit) = self.pool.admit_verification() else {
             tracing::warn!(key_id, "cold verification shed: the hash pool is saturated");
             return Err(Failure::Unavailable);
         };
@@ -412,14 +421,12 @@ impl Verifier {
     }
 
     async fn check_secret(&self, secret: SecretString, stored: SecretHash) -> Result<bool, Failure> {
-        let Ok(_worker) = self.workers.acquire().await else {
-            return Err(Failure::Unavailable);
-        };
         let hasher = self.hasher.clone();
-        let verdict =
-            tokio::task::spawn_blocking(move || hasher.verify(secret.expose_secret().as_bytes(), &stored))
-                .await
-                .map_err(|_| Failure::Unavailable)?;
+        let verdict = self
+            .pool
+            .run(move || hasher.verify(secret.expose_secret().as_bytes(), &stored))
+            .await
+            .map_err(|_| Failure::Unavailable)?;
         match verdict {
             Ok(matches) => Ok(matches),
             Err(HashError::Corrupt(why)) => {
