@@ -16,7 +16,9 @@
 //!   argon2 verify. A key already in the cache is not affected.
 //! - Invalidation (revocation, rotation, the revocation feed) bumps an epoch and marks
 //!   the key id stale; a cached entry loaded before the mark is re-read from the store
-//!   on its next hit. The check costs one atomic load per hit.
+//!   on its next hit. The check costs one atomic load per hit. A verification in flight
+//!   across an invalidation of its key answers none of its requests: each verifies again,
+//!   on a fresh read of the record.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -272,6 +274,30 @@ impl Verifier {
 
     /// Verifies `key` (already parsed and well-formed) whose id is `key_id`.
     pub(crate) async fn verify(
+        self: &Arc<Self>,
+        digest: Digest,
+        key_id: &str,
+        secret: &str,
+        now: Timestamp,
+    ) -> Outcome {
+        // A verification joined (or started) before an invalidation of its key may have
+        // read the record before the change: its answer is stale, and admits no one.
+        // Verify again, on a fresh read (the secret is not hashed again: the stale entry
+        // proves it). Bounded, for a key invalidated again and again meanwhile.
+        let mut now = now;
+        for _ in 0..3 {
+            let verified = self.verify_once(digest, key_id, secret, now).await?;
+            if self.fresh(&verified) {
+                return Ok(verified);
+            }
+            tracing::debug!("verification overtaken by an invalidation; verifying again");
+            // The stale entry was cached after the request's time: read it at ours.
+            now = self.clock.timestamp();
+        }
+        Err(Failure::Unavailable)
+    }
+
+    async fn verify_once(
         self: &Arc<Self>,
         digest: Digest,
         key_id: &str,
