@@ -41,6 +41,8 @@ use crate::key::KeyId;
 use crate::principal::Principal;
 use crate::store::DynKeyStore;
 use cache::HotCache;
+#[cfg(test)]
+pub(crate) use cache::HASHED;
 pub(crate) use cache::{digest, Digest};
 pub(crate) use pool::{HashPool, PoolError};
 
