@@ -238,7 +238,9 @@ impl KeyManager {
         match self.pool.create(work).await {
             Ok(hashed) => hashed.map_err(Into::into),
             Err(PoolError::Busy) => {
-                tracing::warn!("key creation shed: the hash pool is saturated");
+                if let Some(suppressed) = self.pool.busy_log.admit(self.clock.timestamp().unix_nanos()) {
+                    tracing::warn!(suppressed, "key creation shed: the hash pool is saturated");
+                }
                 Err(ManageError::Busy)
             }
             Err(PoolError::Lost(why)) => Err(ManageError::Hash(HashError::Failed(why))),

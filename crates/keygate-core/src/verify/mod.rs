@@ -19,6 +19,8 @@
 //!   on its next hit. The check costs one atomic load per hit. A verification in flight
 //!   across an invalidation of its key answers none of its requests: each verifies again,
 //!   on a fresh read of the record.
+//! - Warnings a flood could repeat per request (shed, throttled, store down) are logged
+//!   at most once a second, with the count of those held back (`verify/quiet.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -34,6 +36,7 @@ use tracing::Instrument;
 use crate::background::UsageCell;
 mod cache;
 mod pool;
+mod quiet;
 
 use crate::clock::{Clock, Timestamp};
 use crate::hash::{HashError, KeyHasher, SecretHash};
@@ -45,6 +48,7 @@ use cache::HotCache;
 pub(crate) use cache::HASHED;
 pub(crate) use cache::{digest, Digest};
 pub(crate) use pool::{HashPool, PoolError};
+use quiet::Hushed;
 
 /// A key whose secret has been proven, with the state needed on every request.
 pub(crate) struct Verified {
@@ -149,6 +153,9 @@ pub(crate) struct Verifier {
     cleared: AtomicU64,
     /// Where argon2 runs; shared with the gate's key manager.
     pool: Arc<HashPool>,
+    shed_log: Hushed,
+    throttle_log: Hushed,
+    store_log: Hushed,
 }
 
 impl Verifier {
@@ -184,6 +191,9 @@ impl Verifier {
             epoch: AtomicU64::new(0),
             cleared: AtomicU64::new(0),
             pool,
+            shed_log: Hushed::new(),
+            throttle_log: Hushed::new(),
+            store_log: Hushed::new(),
         }
     }
 
@@ -352,7 +362,13 @@ impl Verifier {
             return Err(Failure::Throttled);
         }
         let Some(permit) = self.pool.admit_verification() else {
-            tracing::warn!(key_id, "cold verification shed: the hash pool is saturated");
+            if let Some(suppressed) = self.shed_log.admit(now) {
+                tracing::warn!(
+                    key_id,
+                    suppressed,
+                    "cold verification shed: the hash pool is saturated"
+                );
+            }
             return Err(Failure::Unavailable);
         };
         let (tx, rx) = watch::channel(None);
@@ -399,14 +415,18 @@ impl Verifier {
         _admitted: OwnedSemaphorePermit,
     ) -> Outcome {
         let loaded_epoch = self.epoch.load(Ordering::Acquire);
-        let record = match self.store.find(key_id).await {
+        let found = self.store.find(key_id).await;
+        let now = self.clock.timestamp().unix_nanos();
+        let record = match found {
             Ok(Some(record)) => record,
             Ok(None) => {
                 tracing::debug!("unknown key id");
                 return Err(Failure::Invalid);
             }
             Err(error) => {
-                tracing::error!(%error, "key store lookup failed");
+                if let Some(suppressed) = self.store_log.admit(now) {
+                    tracing::error!(%error, suppressed, "key store lookup failed");
+                }
                 return Err(Failure::Unavailable);
             }
         };
@@ -418,7 +438,12 @@ impl Verifier {
                 .as_ref()
                 .is_some_and(|n| n.load(Ordering::Relaxed) >= self.failure_limit)
             {
-                tracing::warn!("too many wrong secrets for this key id; refused without hashing");
+                if let Some(suppressed) = self.throttle_log.admit(now) {
+                    tracing::warn!(
+                        suppressed,
+                        "too many wrong secrets for this key id; refused without hashing"
+                    );
+                }
                 return Err(Failure::Throttled);
             }
             if !self.check_secret(secret, record.secret_hash.clone()).await? {
@@ -428,10 +453,13 @@ impl Verifier {
                     .fetch_add(1, Ordering::Relaxed)
                     + 1;
                 if count == self.failure_limit {
-                    tracing::warn!(
-                        count,
-                        "too many wrong secrets for this key id: further guesses are refused without hashing"
-                    );
+                    if let Some(suppressed) = self.throttle_log.admit(now) {
+                        tracing::warn!(
+                            count,
+                            suppressed,
+                            "too many wrong secrets for this key id: further guesses are refused without hashing"
+                        );
+                    }
                 }
                 return Err(Failure::Invalid);
             }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::quiet::Hushed;
 use super::VerifierConfig;
 
 /// Why the pool did not run a call.
@@ -39,6 +40,8 @@ pub(crate) struct HashPool {
     creations: Semaphore,
     /// Creations holding or waiting for a worker.
     creating: Semaphore,
+    /// The warning of a creation refused for want of room.
+    pub(crate) busy_log: Hushed,
 }
 
 impl HashPool {
@@ -53,6 +56,7 @@ impl HashPool {
             verifications: Arc::new(Semaphore::new(permits(workers.saturating_add(config.hash_queue)))),
             creations: Semaphore::new(permits(lane.saturating_add(config.create_queue))),
             creating: Semaphore::new(lane),
+            busy_log: Hushed::new(),
         }
     }
 
