@@ -66,7 +66,7 @@ impl Gate {
             Ok(parsed) => parsed,
             Err(rejection) => return Decision::Now(Err(rejection)),
         };
-        match self.inner.verifier.refused_at_once(&digest, parsed.key_id()) {
+        match self.inner.verifier.refused_at_once(&digest, parsed.key_id(), now) {
             Some(refused) => Decision::Now(Err(self.verify_failed(refused, &parsed, now))),
             None => Decision::Later(self.cold(key, agent, policy)),
         }
@@ -182,10 +182,12 @@ impl Gate {
     /// Steps 3 and 4 failed: the verifier's answer as a refusal.
     fn verify_failed(&self, failure: Failure, parsed: &ParsedKey<'_>, now: Timestamp) -> Rejection {
         let denial = match failure {
-            // Throttled answers like any invalid key: never reveal that the id exists.
-            Failure::Invalid | Failure::Throttled => Denial::InvalidKey {
+            Failure::Invalid => Denial::InvalidKey {
                 key_id: Some(KeyId::from(parsed.key_id())),
             },
+            // 503, not 401: a client retries it, where it would drop a key answered 401.
+            // Guesses at unknown ids are throttled alike, so it reveals no id's existence.
+            Failure::Throttled { retry_after } => Denial::Unavailable { retry_after },
             Failure::Unavailable => Denial::Unavailable { retry_after: 1 },
         };
         self.deny_at(denial, now)

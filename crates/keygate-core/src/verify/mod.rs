@@ -10,10 +10,11 @@
 //!   a semaphore sized to the cores, and budgets past which new cold keys are shed (503)
 //!   at once, while cached keys never touch the pool.
 //! - Failures go to a small negative cache with a short TTL.
-//! - Wrong secrets are counted per key id: past `failure_limit` in `failure_window`,
-//!   further cold attempts on that id are refused without hashing (the same 401 as any
-//!   invalid key), so a flood of guesses against known ids costs a store lookup, not an
-//!   argon2 verify. A key already in the cache is not affected.
+//! - Failed attempts are counted per key id (`verify/lockout.rs`): past `failure_limit`
+//!   in `failure_window`, further cold attempts on that id are refused without hashing,
+//!   503 with `Retry-After`, so a flood of guesses against known ids costs a store lookup
+//!   at most, not an argon2 verify. A key proven within the last 24 hours is spared, and
+//!   a key in the cache is not affected.
 //! - Invalidation (revocation, rotation, the revocation feed) bumps an epoch and marks
 //!   the key id stale; a cached entry loaded before the mark is re-read from the store
 //!   on its next hit. The check costs one atomic load per hit. A verification in flight
@@ -21,9 +22,25 @@
 //!   on a fresh read of the record.
 //! - Warnings a flood could repeat per request (shed, throttled, store down) are logged
 //!   at most once a second, with the count of those held back (`verify/quiet.rs`).
+//!
+//! # What an answer reveals about a key id
+//!
+//! The bytes never tell an unknown id from a known one: a revoked key, an unknown id
+//! and a wrong secret all answer the same 401, and past the failure limit, guesses at an
+//! unknown id get the same 503 as guesses at a known one (the two are counted alike).
+//! The time does: an unknown id is answered after one store lookup, a known one after
+//! the lookup and an argon2 verify (tens of milliseconds with the default parameters),
+//! so a client that times its requests can tell whether an id exists. That is all it
+//! learns: not the owner, the scopes, nor whether the key is revoked or expired (those
+//! are checked after the secret, whose verify costs the same either way). Key ids are
+//! public (they are in every key, every 401 body and the logs), and the secret behind one
+//! has 128 bits or more, so knowing that an id exists does not help to forge its key.
+//! Making the two alike in time would cost an argon2 verify per unknown id: the
+//! cheapest flood there is (fresh random ids) would become the most expensive one, on
+//! the same cores that serve valid keys.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +52,7 @@ use tracing::Instrument;
 
 use crate::background::UsageCell;
 mod cache;
+mod lockout;
 mod pool;
 mod quiet;
 
@@ -47,6 +65,7 @@ use cache::HotCache;
 #[cfg(test)]
 pub(crate) use cache::HASHED;
 pub(crate) use cache::{digest, Digest};
+use lockout::Lockout;
 pub(crate) use pool::{HashPool, PoolError};
 use quiet::Hushed;
 
@@ -73,9 +92,13 @@ pub(crate) enum Failure {
     Invalid,
     /// Shed, or the store is down: retry later. Never cached.
     Unavailable,
-    /// Too many wrong secrets for this key id lately: refused without hashing, and not
-    /// cached, so the right secret works again once the window has passed.
-    Throttled,
+    /// Too many failed attempts on this key id lately, and this key was not proven
+    /// lately: refused without hashing, and not cached, so the right secret works again
+    /// once the window has passed.
+    Throttled {
+        /// Whole seconds until the window is over, at least 1.
+        retry_after: u64,
+    },
 }
 
 type Outcome = Result<Arc<Verified>, Failure>;
@@ -106,11 +129,16 @@ pub struct VerifierConfig {
     /// Creations allowed to wait for their turn; past it a creation fails at once with
     /// [`ManageError::Busy`](crate::manage::ManageError::Busy) (503 in self-service).
     pub create_queue: usize,
-    /// Wrong secrets tolerated per key id within `failure_window` before further cold
-    /// attempts on that id are refused without hashing.
+    /// Failed attempts (wrong secrets, unknown ids) tolerated per key id within
+    /// `failure_window` before further cold attempts on that id are refused without
+    /// hashing (503 with `Retry-After`).
     pub failure_limit: u32,
-    /// The window of `failure_limit`, counted from the first failure.
+    /// The window of `failure_limit`, counted from the first failure on the gate's clock.
     pub failure_window: Duration,
+    /// How long a key whose secret was proven is spared by `failure_limit`, and re-read
+    /// from the store without argon2 once its cache entry has expired (while the stored
+    /// hash is unchanged). At most `cache_capacity` proofs are kept.
+    pub proven_ttl: Duration,
 }
 
 impl Default for VerifierConfig {
@@ -127,6 +155,7 @@ impl Default for VerifierConfig {
             create_queue: cores * 16,
             failure_limit: 20,
             failure_window: Duration::from_secs(60),
+            proven_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -144,9 +173,8 @@ pub(crate) struct Verifier {
     inflight: Mutex<HashMap<Digest, Flight>>,
     /// Key id -> the epoch at which it was invalidated.
     stale: Cache<KeyId, u64>,
-    /// Key id -> wrong secrets presented within the failure window.
-    failures: Cache<KeyId, Arc<AtomicU32>>,
-    failure_limit: u32,
+    /// Failed attempts per key id, and the keys proven lately.
+    lockout: Lockout,
     epoch: AtomicU64,
     /// The epoch of the last [`invalidate_all`](Self::invalidate_all): entries loaded
     /// before it are stale.
@@ -183,11 +211,7 @@ impl Verifier {
             stale: Cache::builder()
                 .time_to_live(config.cache_ttl + Duration::from_secs(60))
                 .build(),
-            failures: Cache::builder()
-                .max_capacity(config.negative_capacity.max(10_000))
-                .time_to_live(config.failure_window)
-                .build(),
-            failure_limit: config.failure_limit.max(1),
+            lockout: Lockout::new(config),
             epoch: AtomicU64::new(0),
             cleared: AtomicU64::new(0),
             pool,
@@ -226,12 +250,6 @@ impl Verifier {
         self.cache.len() as u64
     }
 
-    fn throttled(&self, key_id: &str) -> bool {
-        self.failures
-            .get(key_id)
-            .is_some_and(|n| n.load(Ordering::Relaxed) >= self.failure_limit)
-    }
-
     fn fresh_hit(&self, digest: &Digest, now: i64) -> Option<Arc<Verified>> {
         self.cache.get(digest, now).filter(|hit| self.fresh(hit))
     }
@@ -268,20 +286,22 @@ impl Verifier {
             .get_with(digest, now.unix_nanos(), |hit| self.fresh(hit).then(|| f(hit)))
     }
 
-    /// The failure to answer at once for a key that is not cached: it failed lately
-    /// (the negative cache), or its id is throttled and no verification of this very
-    /// key is under way (one that is would be joined, as before the throttle).
-    pub(crate) fn refused_at_once(&self, digest: &Digest, key_id: &str) -> Option<Failure> {
-        if self.negative.contains_key(digest) {
-            return Some(Failure::Invalid);
-        }
-        let in_flight = || {
-            self.inflight
+    /// The failure to answer at once for a key that is not cached: its id is throttled,
+    /// the key was not proven lately and no verification of this very key is under way
+    /// (one that is would be joined, as before the throttle); or it failed lately (the
+    /// negative cache).
+    pub(crate) fn refused_at_once(&self, digest: &Digest, key_id: &str, now: Timestamp) -> Option<Failure> {
+        if let Some(retry_after) = self.lockout.refuses(digest, key_id, now.unix_nanos()) {
+            let in_flight = self
+                .inflight
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .contains_key(digest)
-        };
-        (self.throttled(key_id) && !in_flight()).then_some(Failure::Throttled)
+                .contains_key(digest);
+            if !in_flight {
+                return Some(Failure::Throttled { retry_after });
+            }
+        }
+        self.negative.contains_key(digest).then_some(Failure::Invalid)
     }
 
     /// Verifies `key` (already parsed and well-formed) whose id is `key_id`.
@@ -294,8 +314,8 @@ impl Verifier {
     ) -> Outcome {
         // A verification joined (or started) before an invalidation of its key may have
         // read the record before the change: its answer is stale, and admits no one.
-        // Verify again, on a fresh read (the secret is not hashed again: the stale entry
-        // proves it). Bounded, for a key invalidated again and again meanwhile.
+        // Verify again, on a fresh read (the secret is not hashed again: its proof
+        // stands). Bounded, for a key invalidated again and again meanwhile.
         let mut now = now;
         for _ in 0..3 {
             let verified = self.verify_once(digest, key_id, secret, now).await?;
@@ -357,9 +377,12 @@ impl Verifier {
         if self.negative.contains_key(&digest) {
             return Err(Failure::Invalid);
         }
-        // A throttled id is refused before any work: no task, no store read.
-        if self.throttled(key_id) {
-            return Err(Failure::Throttled);
+        // A throttled id is refused before any work: no task, no store read. Unless this
+        // key was proven: lately, or it has a (stale) cache entry.
+        if previous.is_none() {
+            if let Some(retry_after) = self.lockout.refuses(&digest, key_id, now) {
+                return Err(Failure::Throttled { retry_after });
+            }
         }
         let Some(permit) = self.pool.admit_verification() else {
             if let Some(suppressed) = self.shed_log.admit(now) {
@@ -388,14 +411,14 @@ impl Verifier {
                     digest,
                     flight: ours,
                 };
-                let outcome = this.cold_verify(&key_id, secret, previous, permit).await;
+                let outcome = this.cold_verify(digest, &key_id, secret, previous, permit).await;
                 match &outcome {
                     Ok(verified) => {
                         this.cache
                             .insert(digest, verified.clone(), this.clock.timestamp().unix_nanos())
                     }
                     Err(Failure::Invalid) => this.negative.insert(digest, ()),
-                    Err(Failure::Unavailable | Failure::Throttled) => {}
+                    Err(Failure::Unavailable | Failure::Throttled { .. }) => {}
                 }
                 // Leave before answering: a request arriving after an invalidation must
                 // start a fresh flight, not join this finished one.
@@ -409,6 +432,7 @@ impl Verifier {
 
     async fn cold_verify(
         &self,
+        digest: Digest,
         key_id: &KeyId,
         secret: SecretString,
         previous: Option<Arc<Verified>>,
@@ -421,6 +445,9 @@ impl Verifier {
             Ok(Some(record)) => record,
             Ok(None) => {
                 tracing::debug!("unknown key id");
+                // Counted like a wrong secret: guesses at an id get the same answers
+                // whether it exists or not.
+                self.lockout.failed(key_id, now);
                 return Err(Failure::Invalid);
             }
             Err(error) => {
@@ -430,40 +457,34 @@ impl Verifier {
                 return Err(Failure::Unavailable);
             }
         };
-        // A stale entry whose hash is unchanged was already proven: re-read, not re-hash.
-        let proven = previous.is_some_and(|p| p.secret_hash == record.secret_hash);
+        // Proven already (a stale entry, or a proof of the last 24 h) against this very
+        // hash: re-read, not re-hashed, and spared by the throttle.
+        let proven = previous.is_some_and(|p| p.secret_hash == record.secret_hash)
+            || self.lockout.proven(&digest, &record.secret_hash, now);
         if !proven {
-            let failed = self.failures.get(key_id);
-            if failed
-                .as_ref()
-                .is_some_and(|n| n.load(Ordering::Relaxed) >= self.failure_limit)
-            {
+            if let Some(retry_after) = self.lockout.throttled(key_id.as_str(), now) {
                 if let Some(suppressed) = self.throttle_log.admit(now) {
                     tracing::warn!(
                         suppressed,
-                        "too many wrong secrets for this key id; refused without hashing"
+                        "too many failed attempts for this key id; refused without hashing"
                     );
                 }
-                return Err(Failure::Throttled);
+                return Err(Failure::Throttled { retry_after });
             }
             if !self.check_secret(secret, record.secret_hash.clone()).await? {
                 tracing::debug!("wrong secret");
-                let count = failed
-                    .unwrap_or_else(|| self.failures.get_with(key_id.clone(), Arc::default))
-                    .fetch_add(1, Ordering::Relaxed)
-                    + 1;
-                if count == self.failure_limit {
+                if self.lockout.failed(key_id, now) {
                     if let Some(suppressed) = self.throttle_log.admit(now) {
                         tracing::warn!(
-                            count,
                             suppressed,
-                            "too many wrong secrets for this key id: further guesses are refused without hashing"
+                            "too many failed attempts for this key id: further ones are refused without hashing"
                         );
                     }
                 }
                 return Err(Failure::Invalid);
             }
         }
+        self.lockout.prove(digest, &record.secret_hash, now);
         Ok(Arc::new(Verified {
             usage: Arc::new(UsageCell::new(record.key_id.clone())),
             principal: Principal::from_record(&record),
