@@ -3,6 +3,13 @@
 //! A [`KeyManager`] works on its own (the CLI uses one) or inside a [`Gate`](crate::Gate),
 //! whose manager also invalidates the gate's cache before `revoke` and `rotate` return.
 //!
+//! Creating or rotating a key hashes its secret with argon2 on a bounded pool: the gate's
+//! own (`verify/pool.rs`: creations have a budget of their own and never take every
+//! worker from cold verifications), or, for a manager used alone, one of its own with the
+//! default widths of [`VerifierConfig`], on which a creation waits its turn. Inside a
+//! gate, past the budget, a creation fails at once with [`ManageError::Busy`]; retry it
+//! later.
+//!
 //! # Example
 //! ```
 //! use keygate_core::hash::Argon2Hasher;
@@ -30,6 +37,7 @@ use crate::hash::{Argon2Hasher, HashError, KeyHasher};
 use crate::key::{ApiKey, KeyFormat, KeyId};
 use crate::record::{KeyRecord, KeyStatus, NewKey, OwnerId, Usage};
 use crate::store::{DynKeyStore, KeyStore, Page, StoreError};
+use crate::verify::{HashPool, PoolError, VerifierConfig};
 
 /// Why a management call failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +54,10 @@ pub enum ManageError {
     /// Hashing failed.
     #[error(transparent)]
     Hash(#[from] HashError),
+    /// Every place on the hash pool for creations is taken: nothing was written; retry
+    /// later (self-service answers 503 with `Retry-After`).
+    #[error("too many keys are being created at once; retry later")]
+    Busy,
 }
 
 /// A key just created: the plaintext, shown once, and its record.
@@ -84,6 +96,8 @@ pub struct KeyManager {
     format: KeyFormat,
     clock: Arc<dyn Clock>,
     invalidate: Option<Invalidate>,
+    /// Where secrets are hashed: the gate's pool, or one of this manager's own.
+    pool: Arc<HashPool>,
 }
 
 impl fmt::Debug for KeyManager {
@@ -110,6 +124,12 @@ impl KeyManager {
             format: KeyFormat::default(),
             clock: Arc::new(SystemClock),
             invalidate: None,
+            // Alone, a creation waits its turn rather than fail: the hashes running at
+            // once are bounded all the same. A gate gives its manager the gate's pool.
+            pool: Arc::new(HashPool::new(&VerifierConfig {
+                create_queue: usize::MAX,
+                ..VerifierConfig::default()
+            })),
         }
     }
 
@@ -141,6 +161,10 @@ impl KeyManager {
 
     pub(crate) fn set_format(&mut self, format: KeyFormat) {
         self.format = format;
+    }
+
+    pub(crate) fn set_pool(&mut self, pool: Arc<HashPool>) {
+        self.pool = pool;
     }
 
     pub(crate) fn set_invalidate(&mut self, invalidate: Invalidate) {
@@ -222,14 +246,15 @@ impl KeyManager {
     async fn hash_blocking(&self, secret: SecretString) -> Result<crate::hash::SecretHash, ManageError> {
         let hasher = self.hasher.clone();
         let work = move || hasher.hash(secret.expose_secret().as_bytes());
-        // Off the async workers when there is a runtime; inline otherwise.
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => handle
-                .spawn_blocking(work)
-                .await
-                .map_err(|e| ManageError::Hash(HashError::Failed(e.to_string())))?
-                .map_err(Into::into),
-            Err(_) => work().map_err(Into::into),
+        match self.pool.create(work).await {
+            Ok(hashed) => hashed.map_err(Into::into),
+            Err(PoolError::Busy) => {
+                if let Some(suppressed) = self.pool.busy_log.admit(self.clock.timestamp().unix_nanos()) {
+                    tracing::warn!(suppressed, "key creation shed: the hash pool is saturated");
+                }
+                Err(ManageError::Busy)
+            }
+            Err(PoolError::Lost(why)) => Err(ManageError::Hash(HashError::Failed(why))),
         }
     }
 

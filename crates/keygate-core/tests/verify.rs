@@ -2,172 +2,30 @@
 //! revocation, shedding under a saturated hash pool, cancellation, expiry on every
 //! request, and no secret in any trace.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod support;
+
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
 use keygate_core::clock::{Clock, ManualClock};
-use keygate_core::gate::Decision;
-use keygate_core::hash::{Argon2Hasher, HashError, KeyHasher, SecretHash};
-use keygate_core::manage::CreatedKey;
-use keygate_core::record::{KeyRecord, SpendDelta, UsageDelta};
-use keygate_core::spend::Month;
-use keygate_core::store::{Changes, Page, StoreError};
+use keygate_core::hash::{Argon2Hasher, SecretHash};
+use keygate_core::record::KeyRecord;
 use keygate_core::verify::VerifierConfig;
-use keygate_core::{Denial, Gate, KeyId, KeyStore, MemoryStore, NewKey, OwnerId, RoutePolicy};
-
-/// A store that counts lookups and can hold them back until released.
-#[derive(Clone)]
-struct CountingStore {
-    inner: MemoryStore,
-    finds: Arc<AtomicUsize>,
-    gate: Arc<tokio::sync::Semaphore>,
-    hold: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Default for CountingStore {
-    fn default() -> Self {
-        Self {
-            inner: MemoryStore::new(),
-            finds: Arc::default(),
-            gate: Arc::new(tokio::sync::Semaphore::new(0)),
-            hold: Arc::default(),
-        }
-    }
-}
-
-impl CountingStore {
-    fn finds(&self) -> usize {
-        self.finds.load(Ordering::SeqCst)
-    }
-}
-
-impl KeyStore for CountingStore {
-    async fn find(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        self.finds.fetch_add(1, Ordering::SeqCst);
-        if self.hold.load(Ordering::SeqCst) {
-            // Wait until the test lets lookups through.
-            let _ = self.gate.acquire().await.map(|p| p.forget());
-        }
-        self.inner.find(key_id).await
-    }
-    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
-        self.inner.insert(record).await
-    }
-    async fn list_by_owner(&self, owner: &OwnerId, page: Page) -> Result<Vec<KeyRecord>, StoreError> {
-        self.inner.list_by_owner(owner, page).await
-    }
-    async fn list(&self, page: Page) -> Result<Vec<KeyRecord>, StoreError> {
-        self.inner.list(page).await
-    }
-    async fn revoke(&self, key_id: &KeyId, at: DateTime<Utc>) -> Result<Option<KeyRecord>, StoreError> {
-        self.inner.revoke(key_id, at).await
-    }
-    async fn set_expiry(
-        &self,
-        key_id: &KeyId,
-        at: Option<DateTime<Utc>>,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        self.inner.set_expiry(key_id, at).await
-    }
-    async fn replace(
-        &self,
-        old: &KeyId,
-        new: &KeyRecord,
-        at: DateTime<Utc>,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        self.inner.replace(old, new, at).await
-    }
-    async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
-        self.inner.record_usage(batch).await
-    }
-    async fn record_spend(&self, batch: &[SpendDelta]) -> Result<(), StoreError> {
-        self.inner.record_spend(batch).await
-    }
-    async fn spent(&self, key_id: &KeyId, month: Month) -> Result<u64, StoreError> {
-        self.inner.spent(key_id, month).await
-    }
-    async fn changes_since(&self, cursor: u64) -> Result<Changes, StoreError> {
-        self.inner.changes_since(cursor).await
-    }
-}
-
-/// A hasher that counts verifications and can block them until released.
-#[derive(Clone)]
-struct CountingHasher {
-    inner: Argon2Hasher,
-    verifies: Arc<AtomicUsize>,
-    blocked: Arc<(Mutex<bool>, std::sync::Condvar)>,
-}
-
-impl Default for CountingHasher {
-    fn default() -> Self {
-        Self {
-            inner: Argon2Hasher::insecure_fast(),
-            verifies: Arc::default(),
-            blocked: Arc::new((Mutex::new(false), std::sync::Condvar::new())),
-        }
-    }
-}
-
-impl CountingHasher {
-    fn block(&self, on: bool) {
-        let (lock, cvar) = &*self.blocked;
-        *lock.lock().unwrap() = on;
-        cvar.notify_all();
-    }
-    fn verifies(&self) -> usize {
-        self.verifies.load(Ordering::SeqCst)
-    }
-}
-
-impl KeyHasher for CountingHasher {
-    fn hash(&self, secret: &[u8]) -> Result<SecretHash, HashError> {
-        self.inner.hash(secret)
-    }
-    fn verify(&self, secret: &[u8], stored: &SecretHash) -> Result<bool, HashError> {
-        self.verifies.fetch_add(1, Ordering::SeqCst);
-        let (lock, cvar) = &*self.blocked;
-        let mut blocked = lock.lock().unwrap();
-        while *blocked {
-            blocked = cvar.wait(blocked).unwrap();
-        }
-        drop(blocked);
-        self.inner.verify(secret, stored)
-    }
-}
-
-fn bearer(key: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
-    headers
-}
-
-async fn status(gate: &Gate, key: &str) -> StatusCode {
-    match gate.admit(&bearer(key), &RoutePolicy::new()).await {
-        Ok(_) => StatusCode::OK,
-        Err(rejection) => rejection.status(),
-    }
-}
-
-async fn create(gate: &Gate) -> CreatedKey {
-    gate.keys()
-        .create(NewKey::new("acct_1", "test").scopes(["read"]))
-        .await
-        .unwrap()
-}
+use keygate_core::{Denial, Gate, KeyId, KeyStore, MemoryStore, NewKey, RoutePolicy};
+use support::{bearer, create, forge, status, CountingStore, Probe};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_first_requests_cause_one_lookup_and_one_hash() {
     let store = CountingStore::default();
-    let hasher = CountingHasher::default();
+    let hasher = Probe::default();
     let gate = Gate::builder(store.clone()).hasher(hasher.clone()).build();
     let key = create(&gate).await.key.expose_secret().to_string();
 
     // Hold the lookup so that every request arrives while the first is still cold.
-    store.hold.store(true, Ordering::SeqCst);
+    let held = store.hold_finds();
     let requests: Vec<_> = (0..1000)
         .map(|_| {
             let gate = gate.clone();
@@ -179,7 +37,7 @@ async fn a_thousand_concurrent_first_requests_cause_one_lookup_and_one_hash() {
         tokio::task::yield_now().await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
-    store.gate.add_permits(1_000_000);
+    drop(held);
     for request in requests {
         assert_eq!(request.await.unwrap(), StatusCode::OK);
     }
@@ -190,11 +48,11 @@ async fn a_thousand_concurrent_first_requests_cause_one_lookup_and_one_hash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_first_request_neither_stalls_nor_fails_the_others() {
     let store = CountingStore::default();
-    let hasher = CountingHasher::default();
+    let hasher = Probe::default();
     let gate = Gate::builder(store.clone()).hasher(hasher.clone()).build();
     let key = create(&gate).await.key.expose_secret().to_string();
 
-    store.hold.store(true, Ordering::SeqCst);
+    let held = store.hold_finds();
     let first = {
         let (gate, key) = (gate.clone(), key.clone());
         tokio::spawn(async move { status(&gate, &key).await })
@@ -212,7 +70,7 @@ async fn a_cancelled_first_request_neither_stalls_nor_fails_the_others() {
     // The client of the first request disconnects: its future is dropped.
     first.abort();
     assert!(first.await.unwrap_err().is_cancelled());
-    store.gate.add_permits(1_000_000);
+    drop(held);
     for other in others {
         assert_eq!(other.await.unwrap(), StatusCode::OK);
     }
@@ -309,7 +167,7 @@ async fn expiry_is_checked_on_every_request_not_only_on_a_miss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_keys_flow_while_the_hash_pool_is_saturated_and_cold_ones_are_shed() {
-    let hasher = CountingHasher::default();
+    let hasher = Probe::default();
     let config = VerifierConfig {
         hash_workers: 1,
         hash_queue: 2,
@@ -325,12 +183,9 @@ async fn cached_keys_flow_while_the_hash_pool_is_saturated_and_cold_ones_are_she
 
     // Wrong-secret keys for a real id: each is a cold argon2 verification. Block the
     // hasher so they pile up and fill the pool (1 running + 2 waiting).
-    hasher.block(true);
+    let held = hasher.hold_verifies();
     let victim = create(&gate).await;
-    let format = keygate_core::key::KeyFormat::default();
-    let wrong_keys: Vec<String> = (0..3)
-        .map(|_| forge_wrong_secret(&format, victim.record.key_id.as_str()))
-        .collect();
+    let wrong_keys: Vec<String> = (0..3).map(|_| forge(victim.record.key_id.as_str())).collect();
     let flood: Vec<_> = wrong_keys
         .iter()
         .map(|key| {
@@ -348,7 +203,7 @@ async fn cached_keys_flow_while_the_hash_pool_is_saturated_and_cold_ones_are_she
         assert_eq!(status(&gate, &valid_key).await, StatusCode::OK);
     }
     // ...and a new cold key is shed with 503 and Retry-After, not queued.
-    let cold = forge_wrong_secret(&format, victim.record.key_id.as_str());
+    let cold = forge(victim.record.key_id.as_str());
     let shed = gate.admit(&bearer(&cold), &RoutePolicy::new()).await.unwrap_err();
     assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(shed.headers()["retry-after"], "1");
@@ -356,33 +211,19 @@ async fn cached_keys_flow_while_the_hash_pool_is_saturated_and_cold_ones_are_she
         .unwrap()
         .contains("SERVICE_UNAVAILABLE"));
 
-    hasher.block(false);
+    drop(held);
     for request in flood {
         assert_eq!(request.await.unwrap(), StatusCode::UNAUTHORIZED);
     }
 }
 
-/// A well-formed key (valid checksum) for an existing id, with a secret that is wrong.
-fn forge_wrong_secret(format: &keygate_core::key::KeyFormat, key_id: &str) -> String {
-    let (_, other) = format.generate(keygate_core::key::Environment::Live);
-    let secret = format.parse(other.expose_secret()).unwrap().secret().to_string();
-    format
-        .compose(key_id, &secret)
-        .unwrap()
-        .expose_secret()
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_keys_go_to_the_negative_cache() {
     let store = CountingStore::default();
-    let hasher = CountingHasher::default();
+    let hasher = Probe::default();
     let gate = Gate::builder(store.clone()).hasher(hasher.clone()).build();
     let victim = create(&gate).await;
-    let wrong = forge_wrong_secret(
-        &keygate_core::key::KeyFormat::default(),
-        victim.record.key_id.as_str(),
-    );
+    let wrong = forge(victim.record.key_id.as_str());
     for _ in 0..10 {
         assert_eq!(status(&gate, &wrong).await, StatusCode::UNAUTHORIZED);
     }
@@ -501,58 +342,6 @@ async fn no_trace_of_a_canary_secret_reaches_the_logs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn guessing_secrets_for_a_known_id_stops_costing_hashes_after_the_limit() {
-    let hasher = CountingHasher::default();
-    let config = VerifierConfig {
-        failure_limit: 5,
-        failure_window: Duration::from_millis(300),
-        ..VerifierConfig::default()
-    };
-    let gate = Gate::builder(MemoryStore::new())
-        .hasher(hasher.clone())
-        .verifier(config)
-        .build();
-    let cached = create(&gate).await;
-    let cached_key = cached.key.expose_secret().to_string();
-    assert_eq!(status(&gate, &cached_key).await, StatusCode::OK);
-    let victim = create(&gate).await;
-    let format = keygate_core::key::KeyFormat::default();
-    let hashes_before = hasher.verifies();
-
-    let mut bodies = std::collections::HashSet::new();
-    for _ in 0..30 {
-        let guess = forge_wrong_secret(&format, victim.record.key_id.as_str());
-        let refused = gate
-            .admit(&bearer(&guess), &RoutePolicy::new())
-            .await
-            .unwrap_err();
-        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-        bodies.insert(refused.body().clone());
-    }
-    assert_eq!(
-        hasher.verifies() - hashes_before,
-        5,
-        "only the first 5 guesses were hashed"
-    );
-    assert_eq!(bodies.len(), 1, "throttled guesses answer like any invalid key");
-    // Past the limit a guess is refused from memory: no future, no store read.
-    let guess = forge_wrong_secret(&format, victim.record.key_id.as_str());
-    let Decision::Now(Err(refused)) = gate.decide(&bearer(&guess), &RoutePolicy::new()) else {
-        panic!("a throttled guess is refused at once");
-    };
-    assert!(bodies.contains(refused.body()));
-    // Keys already cached are not affected.
-    assert_eq!(status(&gate, &cached_key).await, StatusCode::OK);
-
-    // The right secret, not yet cached, is refused while the id is throttled...
-    let right = victim.key.expose_secret();
-    assert_eq!(status(&gate, right).await, StatusCode::UNAUTHORIZED);
-    // ...and works once the window has passed (throttled answers are not cached).
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(status(&gate, right).await, StatusCode::OK);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_key_is_read_again_once_its_ttl_has_passed_on_the_gates_clock() {
     let clock = ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
     let store = CountingStore::default();
@@ -582,7 +371,7 @@ async fn a_cached_key_is_read_again_once_its_ttl_has_passed_on_the_gates_clock()
 
 #[tokio::test]
 async fn a_key_that_is_not_utf8_is_invalid_without_a_key_id_and_never_verified() {
-    let hasher = CountingHasher::default();
+    let hasher = Probe::default();
     let store = CountingStore::default();
     let gate = Gate::builder(store.clone()).hasher(hasher.clone()).build();
     let created = create(&gate).await;
@@ -651,13 +440,13 @@ async fn an_invalidation_racing_with_cache_hits_is_never_lost() {
 async fn a_verification_in_flight_across_an_invalidation_caches_nothing_stale() {
     for everything in [false, true] {
         let store = CountingStore::default();
-        let hasher = CountingHasher::default();
+        let hasher = Probe::default();
         let gate = Gate::builder(store.clone()).hasher(hasher.clone()).build();
         let created = create(&gate).await;
         let key = created.key.expose_secret().to_string();
 
         // The record is read (not revoked yet), then the hash is held.
-        hasher.block(true);
+        let held = hasher.hold_verifies();
         let in_flight = {
             let (gate, key) = (gate.clone(), key.clone());
             tokio::spawn(async move { status(&gate, &key).await })
@@ -675,7 +464,7 @@ async fn a_verification_in_flight_across_an_invalidation_caches_nothing_stale() 
         } else {
             gate.invalidate(&created.record.key_id);
         }
-        hasher.block(false);
+        drop(held);
         // It began before the change; whatever it answers, it must not be remembered.
         in_flight.await.unwrap();
         assert_eq!(

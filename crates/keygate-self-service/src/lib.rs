@@ -342,6 +342,8 @@ impl SelfService {
         let denial = match error {
             ManageError::NotFound(_) => Denial::NotFound { what: API_KEY },
             ManageError::Invalid(message) => Denial::BadRequest { message },
+            // Shed, not failed: the hash pool is full (keygate-core logs it, hushed).
+            ManageError::Busy => Denial::Unavailable { retry_after: 1 },
             error @ (ManageError::Store(_) | ManageError::Hash(_)) => {
                 tracing::error!(%error, "self-service key management failed");
                 Denial::Unavailable { retry_after: 1 }

@@ -15,7 +15,7 @@ use crate::record::RateLimit;
 use crate::reject::{ErrorFormat, Renderer};
 use crate::spend::{DynSpendMeter, SpendMeter};
 use crate::store::KeyStore;
-use crate::verify::{Verifier, VerifierConfig};
+use crate::verify::{HashPool, Verifier, VerifierConfig};
 
 /// Builds a [`Gate`]; see [`Gate::builder`].
 pub struct GateBuilder {
@@ -82,7 +82,8 @@ impl GateBuilder {
         self
     }
 
-    /// Cache, negative cache and hash pool settings.
+    /// Cache, negative cache and hash pool settings (the pool serves key creation and
+    /// rotation through [`Gate::keys`] too).
     pub fn verifier(mut self, config: VerifierConfig) -> Self {
         self.verifier = config;
         self
@@ -143,10 +144,15 @@ impl GateBuilder {
         keys.set_hasher(self.hasher.clone());
         keys.set_format(self.format);
         keys.set_clock(self.clock.clone());
+        // One pool for every argon2 call of this gate: creations and rotations through
+        // `keys` hash on it too.
+        let pool = Arc::new(HashPool::new(&self.verifier));
+        keys.set_pool(pool.clone());
         let verifier = Arc::new(Verifier::new(
             keys.store_ref().clone(),
             keys.hasher_ref().clone(),
             self.clock.clone(),
+            pool,
             &self.verifier,
         ));
         let weak = Arc::downgrade(&verifier);

@@ -24,6 +24,11 @@ use crate::verify::{digest, Failure, Verified};
 /// The presented key, and the request's user agent when usage is recorded.
 type KeyAndAgent<'h> = (&'h [u8], Option<&'h [u8]>);
 
+/// The longest value that can be a key: the key parser's limit (`MAX_KEY_LEN` in
+/// `key/format.rs`). A longer one is refused before its SHA-256 is taken, with the
+/// answer the parser gives it.
+const LONGEST_KEY: usize = 256;
+
 impl Gate {
     /// [`Gate::decide`]: the whole pipeline from memory when it can be (a key in the
     /// cache, or refused from memory: malformed, failed lately, its id throttled; and a
@@ -39,6 +44,10 @@ impl Gate {
         };
         // One clock read serves the cache, the key's expiry and the limits.
         let now = self.inner.clock.timestamp();
+        if key.len() > LONGEST_KEY {
+            tracing::debug!("malformed key: longer than any key");
+            return Decision::Now(Err(self.deny_at(Denial::InvalidKey { key_id: None }, now)));
+        }
         // A hit needs no parsing: only keys whose secret was proven are cached, under
         // the SHA-256 of the whole key.
         let digest = digest(key);
@@ -57,7 +66,7 @@ impl Gate {
             Ok(parsed) => parsed,
             Err(rejection) => return Decision::Now(Err(rejection)),
         };
-        match self.inner.verifier.refused_at_once(&digest, parsed.key_id()) {
+        match self.inner.verifier.refused_at_once(&digest, parsed.key_id(), now) {
             Some(refused) => Decision::Now(Err(self.verify_failed(refused, &parsed, now))),
             None => Decision::Later(self.cold(key, agent, policy)),
         }
@@ -180,10 +189,12 @@ impl Gate {
     /// Steps 3 and 4 failed: the verifier's answer as a refusal.
     fn verify_failed(&self, failure: Failure, parsed: &ParsedKey<'_>, now: Timestamp) -> Rejection {
         let denial = match failure {
-            // Throttled answers like any invalid key: never reveal that the id exists.
-            Failure::Invalid | Failure::Throttled => Denial::InvalidKey {
+            Failure::Invalid => Denial::InvalidKey {
                 key_id: Some(KeyId::from(parsed.key_id())),
             },
+            // 503, not 401: a client retries it, where it would drop a key answered 401.
+            // Guesses at unknown ids are throttled alike, so it reveals no id's existence.
+            Failure::Throttled { retry_after } => Denial::Unavailable { retry_after },
             Failure::Unavailable => Denial::Unavailable { retry_after: 1 },
         };
         self.deny_at(denial, now)
@@ -370,5 +381,60 @@ impl Gate {
 
     fn deny_at(&self, denial: Denial, now: Timestamp) -> Rejection {
         self.inner.renderer.render(denial, now.to_datetime(), None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue, StatusCode};
+
+    use super::LONGEST_KEY;
+    use crate::gate::Decision;
+    use crate::hash::Argon2Hasher;
+    use crate::key::{Environment, KeyFormat};
+    use crate::verify::HASHED;
+    use crate::{Denial, Gate, MemoryStore, NewKey, RoutePolicy};
+
+    fn decide_alone(gate: &Gate, value: &[u8]) -> (Decision, usize) {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", HeaderValue::from_bytes(value).unwrap());
+        let before = HASHED.with(|n| n.get());
+        let decision = gate.decide(&headers, &RoutePolicy::new());
+        (decision, HASHED.with(|n| n.get()) - before)
+    }
+
+    #[test]
+    fn a_value_longer_than_any_key_is_refused_before_its_sha256_is_taken() {
+        let gate = Gate::builder(MemoryStore::new()).build();
+        let (decision, hashed) = decide_alone(&gate, &vec![b'k'; 64 * 1024]);
+        let Decision::Now(Err(refused)) = decision else {
+            panic!("refused from memory");
+        };
+        assert_eq!(hashed, 0, "bytes put through SHA-256");
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(refused.denial(), &Denial::InvalidKey { key_id: None });
+        // The same bytes as any value the parser cannot read.
+        let (Decision::Now(Err(unreadable)), _) = decide_alone(&gate, b"garbage") else {
+            panic!("refused from memory");
+        };
+        assert_eq!(refused.body(), unreadable.body());
+        assert_eq!(refused.headers(), unreadable.headers());
+    }
+
+    #[tokio::test]
+    async fn a_key_as_long_as_the_parser_takes_is_still_verified() {
+        // The longest secret, and a brand as long as it takes to fill the rest.
+        let short = KeyFormat::new("_").secret_len(128).generate(Environment::Live).1;
+        let brand = "x".repeat(LONGEST_KEY - short.expose_secret().len()) + "_";
+        let gate = Gate::builder(MemoryStore::new())
+            .key_format(KeyFormat::new(brand).secret_len(128))
+            .hasher(Argon2Hasher::insecure_fast())
+            .build();
+        let created = gate.keys().create(NewKey::new("acct_1", "long")).await.unwrap();
+        let key = created.key.expose_secret().as_bytes();
+        assert_eq!(key.len(), LONGEST_KEY);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", HeaderValue::from_bytes(key).unwrap());
+        assert!(gate.admit(&headers, &RoutePolicy::new()).await.is_ok());
     }
 }

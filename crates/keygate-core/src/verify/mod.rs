@@ -6,31 +6,55 @@
 //!   store lookup and the argon2 verify; every request for the same key waits on that
 //!   task. Because the work is a task of its own, a waiter that goes away (a client
 //!   disconnecting) neither stalls nor fails the others, and the work is not repeated.
-//! - argon2 runs on `spawn_blocking` behind a semaphore sized to the cores. A second
-//!   semaphore bounds how many cold verifications may be pending at all; past it, new
-//!   cold keys are shed (503) at once, while cached keys never touch either semaphore.
+//! - argon2 runs on the gate's bounded pool (`verify/pool.rs`), shared with key creation:
+//!   a semaphore sized to the cores, and budgets past which new cold keys are shed (503)
+//!   at once, while cached keys never touch the pool.
 //! - Failures go to a small negative cache with a short TTL.
-//! - Wrong secrets are counted per key id: past `failure_limit` in `failure_window`,
-//!   further cold attempts on that id are refused without hashing (the same 401 as any
-//!   invalid key), so a flood of guesses against known ids costs a store lookup, not an
-//!   argon2 verify. A key already in the cache is not affected.
+//! - Failed attempts are counted per key id (`verify/lockout.rs`): past `failure_limit`
+//!   in `failure_window`, further cold attempts on that id are refused without hashing,
+//!   503 with `Retry-After`, so a flood of guesses against known ids costs a store lookup
+//!   at most, not an argon2 verify. A key proven within the last 24 hours is spared, and
+//!   a key in the cache is not affected.
 //! - Invalidation (revocation, rotation, the revocation feed) bumps an epoch and marks
 //!   the key id stale; a cached entry loaded before the mark is re-read from the store
-//!   on its next hit. The check costs one atomic load per hit.
+//!   on its next hit. The check costs one atomic load per hit. A verification in flight
+//!   across an invalidation of its key answers none of its requests: each verifies again,
+//!   on a fresh read of the record.
+//! - Warnings a flood could repeat per request (shed, throttled, store down) are logged
+//!   at most once a second, with the count of those held back (`verify/quiet.rs`).
+//!
+//! # What an answer reveals about a key id
+//!
+//! The bytes never tell an unknown id from a known one: a revoked key, an unknown id
+//! and a wrong secret all answer the same 401, and past the failure limit, guesses at an
+//! unknown id get the same 503 as guesses at a known one (the two are counted alike).
+//! The time does: an unknown id is answered after one store lookup, a known one after
+//! the lookup and an argon2 verify (tens of milliseconds with the default parameters),
+//! so a client that times its requests can tell whether an id exists. That is all it
+//! learns: not the owner, the scopes, nor whether the key is revoked or expired (those
+//! are checked after the secret, whose verify costs the same either way). Key ids are
+//! public (they are in every key, every 401 body and the logs), and the secret behind one
+//! has 128 bits or more, so knowing that an id exists does not help to forge its key.
+//! Making the two alike in time would cost an argon2 verify per unknown id: the
+//! cheapest flood there is (fresh random ids) would become the most expensive one, on
+//! the same cores that serve valid keys.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use moka::sync::Cache;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tracing::Instrument;
 
 use crate::background::UsageCell;
 mod cache;
+mod lockout;
+mod pool;
+mod quiet;
 
 use crate::clock::{Clock, Timestamp};
 use crate::hash::{HashError, KeyHasher, SecretHash};
@@ -38,7 +62,12 @@ use crate::key::KeyId;
 use crate::principal::Principal;
 use crate::store::DynKeyStore;
 use cache::HotCache;
+#[cfg(test)]
+pub(crate) use cache::HASHED;
 pub(crate) use cache::{digest, Digest};
+use lockout::Lockout;
+pub(crate) use pool::{HashPool, PoolError};
+use quiet::Hushed;
 
 /// A key whose secret has been proven, with the state needed on every request.
 pub(crate) struct Verified {
@@ -63,9 +92,13 @@ pub(crate) enum Failure {
     Invalid,
     /// Shed, or the store is down: retry later. Never cached.
     Unavailable,
-    /// Too many wrong secrets for this key id lately: refused without hashing, and not
-    /// cached, so the right secret works again once the window has passed.
-    Throttled,
+    /// Too many failed attempts on this key id lately, and this key was not proven
+    /// lately: refused without hashing, and not cached, so the right secret works again
+    /// once the window has passed.
+    Throttled {
+        /// Whole seconds until the window is over, at least 1.
+        retry_after: u64,
+    },
 }
 
 type Outcome = Result<Arc<Verified>, Failure>;
@@ -84,15 +117,28 @@ pub struct VerifierConfig {
     pub negative_ttl: Duration,
     /// Most failed keys remembered.
     pub negative_capacity: u64,
-    /// argon2 verifications running at once (the blocking pool's width).
+    /// argon2 calls running at once (the blocking pool's width), for verification and
+    /// key creation together.
     pub hash_workers: usize,
     /// Cold verifications allowed to wait for a worker; past it they are shed.
     pub hash_queue: usize,
-    /// Wrong secrets tolerated per key id within `failure_window` before further cold
-    /// attempts on that id are refused without hashing.
+    /// Key creations and rotations holding or waiting for a worker at once (1 to
+    /// `hash_workers`): half the cores by default, so that a burst of creations leaves
+    /// workers to cold verifications.
+    pub create_workers: usize,
+    /// Creations allowed to wait for their turn; past it a creation fails at once with
+    /// [`ManageError::Busy`](crate::manage::ManageError::Busy) (503 in self-service).
+    pub create_queue: usize,
+    /// Failed attempts (wrong secrets, unknown ids) tolerated per key id within
+    /// `failure_window` before further cold attempts on that id are refused without
+    /// hashing (503 with `Retry-After`).
     pub failure_limit: u32,
-    /// The window of `failure_limit`, counted from the first failure.
+    /// The window of `failure_limit`, counted from the first failure on the gate's clock.
     pub failure_window: Duration,
+    /// How long a key whose secret was proven is spared by `failure_limit`, and re-read
+    /// from the store without argon2 once its cache entry has expired (while the stored
+    /// hash is unchanged). At most `cache_capacity` proofs are kept.
+    pub proven_ttl: Duration,
 }
 
 impl Default for VerifierConfig {
@@ -105,8 +151,11 @@ impl Default for VerifierConfig {
             negative_capacity: 10_000,
             hash_workers: cores,
             hash_queue: cores * 16,
+            create_workers: (cores / 2).max(1),
+            create_queue: cores * 16,
             failure_limit: 20,
             failure_window: Duration::from_secs(60),
+            proven_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -124,17 +173,17 @@ pub(crate) struct Verifier {
     inflight: Mutex<HashMap<Digest, Flight>>,
     /// Key id -> the epoch at which it was invalidated.
     stale: Cache<KeyId, u64>,
-    /// Key id -> wrong secrets presented within the failure window.
-    failures: Cache<KeyId, Arc<AtomicU32>>,
-    failure_limit: u32,
+    /// Failed attempts per key id, and the keys proven lately.
+    lockout: Lockout,
     epoch: AtomicU64,
     /// The epoch of the last [`invalidate_all`](Self::invalidate_all): entries loaded
     /// before it are stale.
     cleared: AtomicU64,
-    /// Cold verifications admitted (running or waiting for a worker).
-    admitted: Arc<Semaphore>,
-    /// argon2 workers.
-    workers: Arc<Semaphore>,
+    /// Where argon2 runs; shared with the gate's key manager.
+    pool: Arc<HashPool>,
+    shed_log: Hushed,
+    throttle_log: Hushed,
+    store_log: Hushed,
 }
 
 impl Verifier {
@@ -142,9 +191,9 @@ impl Verifier {
         store: Arc<dyn DynKeyStore>,
         hasher: Arc<dyn KeyHasher>,
         clock: Arc<dyn Clock>,
+        pool: Arc<HashPool>,
         config: &VerifierConfig,
     ) -> Self {
-        let workers = config.hash_workers.max(1);
         Self {
             store,
             hasher,
@@ -162,15 +211,13 @@ impl Verifier {
             stale: Cache::builder()
                 .time_to_live(config.cache_ttl + Duration::from_secs(60))
                 .build(),
-            failures: Cache::builder()
-                .max_capacity(config.negative_capacity.max(10_000))
-                .time_to_live(config.failure_window)
-                .build(),
-            failure_limit: config.failure_limit.max(1),
+            lockout: Lockout::new(config),
             epoch: AtomicU64::new(0),
             cleared: AtomicU64::new(0),
-            admitted: Arc::new(Semaphore::new(workers + config.hash_queue)),
-            workers: Arc::new(Semaphore::new(workers)),
+            pool,
+            shed_log: Hushed::new(),
+            throttle_log: Hushed::new(),
+            store_log: Hushed::new(),
         }
     }
 
@@ -201,12 +248,6 @@ impl Verifier {
     /// Entries held by the positive cache (approximate; for tests and metrics).
     pub(crate) fn cached_len(&self) -> u64 {
         self.cache.len() as u64
-    }
-
-    fn throttled(&self, key_id: &str) -> bool {
-        self.failures
-            .get(key_id)
-            .is_some_and(|n| n.load(Ordering::Relaxed) >= self.failure_limit)
     }
 
     fn fresh_hit(&self, digest: &Digest, now: i64) -> Option<Arc<Verified>> {
@@ -245,24 +286,50 @@ impl Verifier {
             .get_with(digest, now.unix_nanos(), |hit| self.fresh(hit).then(|| f(hit)))
     }
 
-    /// The failure to answer at once for a key that is not cached: it failed lately
-    /// (the negative cache), or its id is throttled and no verification of this very
-    /// key is under way (one that is would be joined, as before the throttle).
-    pub(crate) fn refused_at_once(&self, digest: &Digest, key_id: &str) -> Option<Failure> {
-        if self.negative.contains_key(digest) {
-            return Some(Failure::Invalid);
-        }
-        let in_flight = || {
-            self.inflight
+    /// The failure to answer at once for a key that is not cached: its id is throttled,
+    /// the key was not proven lately and no verification of this very key is under way
+    /// (one that is would be joined, as before the throttle); or it failed lately (the
+    /// negative cache).
+    pub(crate) fn refused_at_once(&self, digest: &Digest, key_id: &str, now: Timestamp) -> Option<Failure> {
+        if let Some(retry_after) = self.lockout.refuses(digest, key_id, now.unix_nanos()) {
+            let in_flight = self
+                .inflight
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .contains_key(digest)
-        };
-        (self.throttled(key_id) && !in_flight()).then_some(Failure::Throttled)
+                .contains_key(digest);
+            if !in_flight {
+                return Some(Failure::Throttled { retry_after });
+            }
+        }
+        self.negative.contains_key(digest).then_some(Failure::Invalid)
     }
 
     /// Verifies `key` (already parsed and well-formed) whose id is `key_id`.
     pub(crate) async fn verify(
+        self: &Arc<Self>,
+        digest: Digest,
+        key_id: &str,
+        secret: &str,
+        now: Timestamp,
+    ) -> Outcome {
+        // A verification joined (or started) before an invalidation of its key may have
+        // read the record before the change: its answer is stale, and admits no one.
+        // Verify again, on a fresh read (the secret is not hashed again: its proof
+        // stands). Bounded, for a key invalidated again and again meanwhile.
+        let mut now = now;
+        for _ in 0..3 {
+            let verified = self.verify_once(digest, key_id, secret, now).await?;
+            if self.fresh(&verified) {
+                return Ok(verified);
+            }
+            tracing::debug!("verification overtaken by an invalidation; verifying again");
+            // The stale entry was cached after the request's time: read it at ours.
+            now = self.clock.timestamp();
+        }
+        Err(Failure::Unavailable)
+    }
+
+    async fn verify_once(
         self: &Arc<Self>,
         digest: Digest,
         key_id: &str,
@@ -310,12 +377,21 @@ impl Verifier {
         if self.negative.contains_key(&digest) {
             return Err(Failure::Invalid);
         }
-        // A throttled id is refused before any work: no task, no store read.
-        if self.throttled(key_id) {
-            return Err(Failure::Throttled);
+        // A throttled id is refused before any work: no task, no store read. Unless this
+        // key was proven: lately, or it has a (stale) cache entry.
+        if previous.is_none() {
+            if let Some(retry_after) = self.lockout.refuses(&digest, key_id, now) {
+                return Err(Failure::Throttled { retry_after });
+            }
         }
-        let Ok(permit) = self.admitted.clone().try_acquire_owned() else {
-            tracing::warn!(key_id, "cold verification shed: the hash pool is saturated");
+        let Some(permit) = self.pool.admit_verification() else {
+            if let Some(suppressed) = self.shed_log.admit(now) {
+                tracing::warn!(
+                    key_id,
+                    suppressed,
+                    "cold verification shed: the hash pool is saturated"
+                );
+            }
             return Err(Failure::Unavailable);
         };
         let (tx, rx) = watch::channel(None);
@@ -335,14 +411,14 @@ impl Verifier {
                     digest,
                     flight: ours,
                 };
-                let outcome = this.cold_verify(&key_id, secret, previous, permit).await;
+                let outcome = this.cold_verify(digest, &key_id, secret, previous, permit).await;
                 match &outcome {
                     Ok(verified) => {
                         this.cache
                             .insert(digest, verified.clone(), this.clock.timestamp().unix_nanos())
                     }
                     Err(Failure::Invalid) => this.negative.insert(digest, ()),
-                    Err(Failure::Unavailable | Failure::Throttled) => {}
+                    Err(Failure::Unavailable | Failure::Throttled { .. }) => {}
                 }
                 // Leave before answering: a request arriving after an invalidation must
                 // start a fresh flight, not join this finished one.
@@ -356,49 +432,59 @@ impl Verifier {
 
     async fn cold_verify(
         &self,
+        digest: Digest,
         key_id: &KeyId,
         secret: SecretString,
         previous: Option<Arc<Verified>>,
         _admitted: OwnedSemaphorePermit,
     ) -> Outcome {
         let loaded_epoch = self.epoch.load(Ordering::Acquire);
-        let record = match self.store.find(key_id).await {
+        let found = self.store.find(key_id).await;
+        let now = self.clock.timestamp().unix_nanos();
+        let record = match found {
             Ok(Some(record)) => record,
             Ok(None) => {
                 tracing::debug!("unknown key id");
+                // Counted like a wrong secret: guesses at an id get the same answers
+                // whether it exists or not.
+                self.lockout.failed(key_id, now);
                 return Err(Failure::Invalid);
             }
             Err(error) => {
-                tracing::error!(%error, "key store lookup failed");
+                if let Some(suppressed) = self.store_log.admit(now) {
+                    tracing::error!(%error, suppressed, "key store lookup failed");
+                }
                 return Err(Failure::Unavailable);
             }
         };
-        // A stale entry whose hash is unchanged was already proven: re-read, not re-hash.
-        let proven = previous.is_some_and(|p| p.secret_hash == record.secret_hash);
+        // Proven already (a stale entry, or a proof of the last 24 h) against this very
+        // hash: re-read, not re-hashed, and spared by the throttle.
+        let proven = previous.is_some_and(|p| p.secret_hash == record.secret_hash)
+            || self.lockout.proven(&digest, &record.secret_hash, now);
         if !proven {
-            let failed = self.failures.get(key_id);
-            if failed
-                .as_ref()
-                .is_some_and(|n| n.load(Ordering::Relaxed) >= self.failure_limit)
-            {
-                tracing::warn!("too many wrong secrets for this key id; refused without hashing");
-                return Err(Failure::Throttled);
+            if let Some(retry_after) = self.lockout.throttled(key_id.as_str(), now) {
+                if let Some(suppressed) = self.throttle_log.admit(now) {
+                    tracing::warn!(
+                        suppressed,
+                        "too many failed attempts for this key id; refused without hashing"
+                    );
+                }
+                return Err(Failure::Throttled { retry_after });
             }
             if !self.check_secret(secret, record.secret_hash.clone()).await? {
                 tracing::debug!("wrong secret");
-                let count = failed
-                    .unwrap_or_else(|| self.failures.get_with(key_id.clone(), Arc::default))
-                    .fetch_add(1, Ordering::Relaxed)
-                    + 1;
-                if count == self.failure_limit {
-                    tracing::warn!(
-                        count,
-                        "too many wrong secrets for this key id: further guesses are refused without hashing"
-                    );
+                if self.lockout.failed(key_id, now) {
+                    if let Some(suppressed) = self.throttle_log.admit(now) {
+                        tracing::warn!(
+                            suppressed,
+                            "too many failed attempts for this key id: further ones are refused without hashing"
+                        );
+                    }
                 }
                 return Err(Failure::Invalid);
             }
         }
+        self.lockout.prove(digest, &record.secret_hash, now);
         Ok(Arc::new(Verified {
             usage: Arc::new(UsageCell::new(record.key_id.clone())),
             principal: Principal::from_record(&record),
@@ -412,14 +498,12 @@ impl Verifier {
     }
 
     async fn check_secret(&self, secret: SecretString, stored: SecretHash) -> Result<bool, Failure> {
-        let Ok(_worker) = self.workers.acquire().await else {
-            return Err(Failure::Unavailable);
-        };
         let hasher = self.hasher.clone();
-        let verdict =
-            tokio::task::spawn_blocking(move || hasher.verify(secret.expose_secret().as_bytes(), &stored))
-                .await
-                .map_err(|_| Failure::Unavailable)?;
+        let verdict = self
+            .pool
+            .run(move || hasher.verify(secret.expose_secret().as_bytes(), &stored))
+            .await
+            .map_err(|_| Failure::Unavailable)?;
         match verdict {
             Ok(matches) => Ok(matches),
             Err(HashError::Corrupt(why)) => {
