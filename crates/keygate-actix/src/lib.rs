@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod headers;
 pub mod middleware;
 #[cfg(feature = "self-service")]
 pub mod self_service;

@@ -67,7 +67,8 @@ use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse, Scope};
 use keygate_core::Principal;
 use keygate_self_service::{Account, ApiResponse, Caller, SelfService};
 
-use crate::middleware::{core_response, ApiKeyMiddleware};
+use crate::headers::core_response;
+use crate::middleware::ApiKeyMiddleware;
 
 /// The self-service key API, mounted at `path` and wrapped in
 /// `ApiKeyMiddleware::new(gate).optional(true)`. Takes a [`Gate`](keygate_core::Gate),

@@ -45,6 +45,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use keygate_core::backend::BackendError;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 mod limiter;
 mod spend;
@@ -53,6 +54,31 @@ mod window;
 pub use limiter::{RedisRateLimiter, DEFAULT_TIMEOUT};
 pub use redis;
 pub use spend::RedisSpendMeter;
+
+/// Reconnection settings: connection attempts of a second, retries at most a second
+/// apart.
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_max_delay(Duration::from_secs(1))
+}
+
+/// A connection to the Redis at `url`, failing if it cannot be reached; once
+/// connected, it is re-established in the background whenever it drops.
+async fn connect(url: &str) -> Result<ConnectionManager, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    ConnectionManager::new_with_config(client, manager_config()).await
+}
+
+/// A connection made on the first call, so that an instance starts while Redis is
+/// down. Fails only on a malformed `url`, or outside a Tokio runtime.
+fn connect_lazy(url: &str) -> Result<ConnectionManager, redis::RedisError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err((redis::ErrorKind::Client, "connect_lazy needs a Tokio runtime").into());
+    }
+    let client = redis::Client::open(url)?;
+    ConnectionManager::new_lazy_with_config(client, manager_config())
+}
 
 /// Runs one Redis call within `timeout`: a failure or no answer in time is a
 /// [`BackendError`].

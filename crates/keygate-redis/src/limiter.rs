@@ -9,7 +9,7 @@ use keygate_core::backend::BackendError;
 use keygate_core::clock::Timestamp;
 use keygate_core::rate::{Bucket, RateDecision, RateLimiter, WindowState};
 use keygate_core::KeyId;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::Script;
 
 use crate::window::{decide, plan, MAX_INSTANT_MICROS};
@@ -125,24 +125,14 @@ impl RedisRateLimiter {
     /// reached (after retrying for a few seconds); once connected, the connection is
     /// re-established in the background whenever it drops.
     pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        Ok(Self::new(
-            ConnectionManager::new_with_config(client, manager_config()).await?,
-        ))
+        Ok(Self::new(crate::connect(url).await?))
     }
 
     /// Like [`connect`](Self::connect), but connects on the first call, so that an
     /// instance starts while Redis is down (its calls fail with [`BackendError`] until
     /// Redis is back). Fails only on a malformed `url`, or outside a Tokio runtime.
     pub fn connect_lazy(url: &str) -> Result<Self, redis::RedisError> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err((redis::ErrorKind::Client, "connect_lazy needs a Tokio runtime").into());
-        }
-        let client = redis::Client::open(url)?;
-        Ok(Self::new(ConnectionManager::new_lazy_with_config(
-            client,
-            manager_config(),
-        )?))
+        Ok(Self::new(crate::connect_lazy(url)?))
     }
 
     /// Sets how long a call waits for Redis before it fails with a [`BackendError`].
@@ -200,14 +190,6 @@ impl RedisRateLimiter {
         let reply: Vec<i64> = crate::call(self.timeout, invocation.invoke_async(&mut connection)).await?;
         decide(&windows, &reply)
     }
-}
-
-/// Reconnection settings: connection attempts of a second, retries at most a second
-/// apart.
-pub(crate) fn manager_config() -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_max_delay(Duration::from_secs(1))
 }
 
 impl RateLimiter for RedisRateLimiter {

@@ -9,7 +9,7 @@ use keygate_core::spend::{Month, SpendMeter};
 use keygate_core::KeyId;
 use redis::aio::ConnectionManager;
 
-use crate::limiter::{manager_config, DEFAULT_TIMEOUT};
+use crate::limiter::DEFAULT_TIMEOUT;
 
 /// A [`SpendMeter`] whose totals live in Redis, so that every instance meters one
 /// shared spend per key and month. Cheap to clone; clones share the connection.
@@ -66,23 +66,13 @@ impl RedisSpendMeter {
     /// Connects to the Redis at `url`, as
     /// [`RedisRateLimiter::connect`](crate::RedisRateLimiter::connect) does.
     pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        Ok(Self::new(
-            ConnectionManager::new_with_config(client, manager_config()).await?,
-        ))
+        Ok(Self::new(crate::connect(url).await?))
     }
 
     /// Connects on the first call, as
     /// [`RedisRateLimiter::connect_lazy`](crate::RedisRateLimiter::connect_lazy) does.
     pub fn connect_lazy(url: &str) -> Result<Self, redis::RedisError> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err((redis::ErrorKind::Client, "connect_lazy needs a Tokio runtime").into());
-        }
-        let client = redis::Client::open(url)?;
-        Ok(Self::new(ConnectionManager::new_lazy_with_config(
-            client,
-            manager_config(),
-        )?))
+        Ok(Self::new(crate::connect_lazy(url)?))
     }
 
     /// Sets how long a call waits for Redis before it fails with a [`BackendError`].
