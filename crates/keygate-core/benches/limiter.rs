@@ -28,10 +28,12 @@ fn roomy() -> [Bucket; 2] {
         Bucket {
             service: None,
             limit: RateLimit::per_minute(100_000),
+            account: None,
         },
         Bucket {
             service: Some(Arc::from("chat")),
             limit: RateLimit::per_hour(1_000_000),
+            account: None,
         },
     ]
 }
@@ -61,6 +63,7 @@ fn hot_key(c: &mut Criterion) {
     let full = [Bucket {
         service: None,
         limit: RateLimit::per_minute(100),
+        account: None,
     }];
     let now = start();
     let key = KeyId::from("kg_live_full0000");

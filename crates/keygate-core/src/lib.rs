@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod account;
 pub mod backend;
 pub mod background;
 pub mod clock;

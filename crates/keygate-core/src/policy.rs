@@ -131,11 +131,13 @@ impl RoutePolicy {
             let key = key_limits.iter().map(|limit| Bucket {
                 service: None,
                 limit: *limit,
+                account: None,
             });
             let service = self.0.service.iter().flat_map(|service| {
                 service.limits.iter().map(|limit| Bucket {
                     service: Some(service.name.clone()),
                     limit: *limit,
+                    account: None,
                 })
             });
             key.chain(service).collect()

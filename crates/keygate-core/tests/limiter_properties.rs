@@ -52,6 +52,7 @@ fn one_window(limit: u32, period: Duration) -> [Bucket; 1] {
     [Bucket {
         service: None,
         limit: RateLimit::new(limit, period),
+        account: None,
     }]
 }
 

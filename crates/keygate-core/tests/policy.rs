@@ -369,6 +369,7 @@ async fn a_refusal_for_spend_consumes_no_rate_quota() {
     let minute = [Bucket {
         service: None,
         limit: RateLimit::per_minute(2),
+        account: None,
     }];
     let decision = limiter.try_acquire(&key.record.key_id, &minute, clock.now());
     assert!(decision.allowed);

@@ -24,8 +24,8 @@
 //!     .timeout(Duration::from_millis(20));
 //! let key = KeyId::from("kg_live_a1b2c3d4");
 //! let buckets = [
-//!     Bucket { service: None, limit: RateLimit::per_minute(2) },
-//!     Bucket { service: Some("chat".into()), limit: RateLimit::per_hour(100) },
+//!     Bucket { service: None, limit: RateLimit::per_minute(2), account: None },
+//!     Bucket { service: Some("chat".into()), limit: RateLimit::per_hour(100), account: None },
 //! ];
 //! let now = chrono::Utc::now().into(); // ignored: the script reads Redis' TIME
 //! assert!(limiter.acquire(&key, &buckets, now).await?.allowed);

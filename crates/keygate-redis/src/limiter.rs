@@ -1,6 +1,7 @@
 //! [`RedisRateLimiter`]: the [`RateLimiter`] shared by every instance, one Lua script
 //! per request.
 
+use keygate_core::account::Holder;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +32,7 @@ const ACQUIRE: &str = include_str!("acquire.lua");
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let limiter = RedisRateLimiter::connect("redis://127.0.0.1:6379").await?;
-/// let buckets = [Bucket { service: None, limit: RateLimit::per_minute(100) }];
+/// let buckets = [Bucket { service: None, limit: RateLimit::per_minute(100), account: None }];
 /// let key = KeyId::from("kg_live_a1b2c3d4");
 /// // `now` is not read: the time is Redis' own.
 /// let decision = limiter.acquire(&key, &buckets, chrono::Utc::now().into()).await?;
@@ -83,7 +84,10 @@ const ACQUIRE: &str = include_str!("acquire.lua");
 /// One Redis string per counter, `{<key id>}:rl:<period µs>:-` for the key's own window
 /// and `{<key id>}:rl:<period µs>:s:<service>` for a service's. The hash tag `{<key
 /// id>}` puts every counter of a key in one slot of a Redis Cluster, so one script
-/// touches one slot. Each key expires (`PX`) when its window is whole again, when
+/// touches one slot. A call that also counts the owner's account-wide windows is tagged
+/// by the owner instead, `{a:<owner>}:k:<key id>:rl:…` for the key's counters and
+/// `{a:<owner>}:rl:…` for the account's, for the same reason: all of an owner's keys
+/// then share its slot. Each key expires (`PX`) when its window is whole again, when
 /// forgetting it changes no decision, so memory is bounded by the keys active within
 /// their longest window. A refused request writes nothing.
 ///
@@ -164,12 +168,14 @@ impl RedisRateLimiter {
                     reset_at: u64::try_from(now.unix_secs().max(0)).unwrap_or(0),
                 },
                 retry_after: 0,
+                holder: Holder::Key,
             });
         }
         let windows = plan(buckets)?;
         let mut invocation = self.script.prepare_invoke();
+        let account = windows.iter().find_map(|w| w.account.as_ref());
         for window in &windows {
-            invocation.key(window.redis_key(key_id));
+            invocation.key(window.redis_key(key_id, account));
         }
         if self.caller_time {
             let micros = i128::from(now.unix_nanos()).div_euclid(1000);

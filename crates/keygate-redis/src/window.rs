@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use keygate_core::account::Holder;
 use keygate_core::backend::BackendError;
 use keygate_core::rate::{Bucket, RateDecision, WindowState};
-use keygate_core::KeyId;
+use keygate_core::{KeyId, OwnerId};
 
 const MICROS_PER_SEC: i128 = 1_000_000;
 
@@ -24,6 +25,8 @@ pub(crate) const MAX_INSTANT_MICROS: i128 = 1 << 52;
 /// against, the smallest of the call's buckets with that identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Window {
+    /// The owner whose account-wide counter this is, or `None` for the key's own.
+    pub(crate) account: Option<OwnerId>,
     pub(crate) service: Option<Arc<str>>,
     pub(crate) limit: u32,
     /// The period in whole microseconds, at least 1.
@@ -35,7 +38,12 @@ pub(crate) struct Window {
 }
 
 impl Window {
-    fn new(service: Option<Arc<str>>, limit: u32, period: Duration) -> Result<Self, BackendError> {
+    fn new(
+        account: Option<OwnerId>,
+        service: Option<Arc<str>>,
+        limit: u32,
+        period: Duration,
+    ) -> Result<Self, BackendError> {
         let period_us = period.as_nanos().div_ceil(1000).max(1);
         let limit_or_one = u128::from(limit.max(1));
         let g = gcd(limit_or_one, period_us);
@@ -48,6 +56,7 @@ impl Window {
         }
         // Both below 2^52 after the check above.
         Ok(Self {
+            account,
             service,
             limit,
             period: period_us as u64,
@@ -56,13 +65,30 @@ impl Window {
         })
     }
 
-    /// The Redis key of this counter for `key_id`: hash-tagged by the key id, so that
-    /// every counter of one key lives in one Redis Cluster slot.
-    pub(crate) fn redis_key(&self, key_id: &KeyId) -> String {
-        match &self.service {
-            None => format!("{{{}}}:rl:{}:-", key_id.as_str(), self.period),
-            Some(service) => format!("{{{}}}:rl:{}:s:{service}", key_id.as_str(), self.period),
+    /// The Redis key of this counter for `key_id`. A call without account windows is
+    /// hash-tagged by the key id (`{<key id>}:rl:…`), so that every counter of one key
+    /// lives in one Redis Cluster slot. A call with them is tagged by the owner
+    /// (`{a:<owner>}:k:<key id>:rl:…` for the key's, `{a:<owner>}:rl:…` for the
+    /// account's), so that the one script still touches one slot: `account` is the
+    /// call's owner.
+    pub(crate) fn redis_key(&self, key_id: &KeyId, account: Option<&OwnerId>) -> String {
+        let counter = match &self.service {
+            None => format!("rl:{}:-", self.period),
+            Some(service) => format!("rl:{}:s:{service}", self.period),
+        };
+        match (account, &self.account) {
+            (None, _) => format!("{{{}}}:{counter}", key_id.as_str()),
+            (Some(owner), None) => format!("{{a:{}}}:k:{}:{counter}", owner.as_str(), key_id.as_str()),
+            (Some(owner), Some(_)) => format!("{{a:{}}}:{counter}", owner.as_str()),
         }
+    }
+}
+
+fn holder(w: &Window) -> Holder {
+    if w.account.is_some() {
+        Holder::Account
+    } else {
+        Holder::Key
     }
 }
 
@@ -78,10 +104,15 @@ fn gcd(mut a: u128, mut b: u128) -> u128 {
 pub(crate) fn plan(buckets: &[Bucket]) -> Result<Vec<Window>, BackendError> {
     let mut windows: Vec<Window> = Vec::with_capacity(buckets.len());
     for bucket in buckets {
-        let window = Window::new(bucket.service.clone(), bucket.limit.limit, bucket.limit.period)?;
+        let window = Window::new(
+            bucket.account.clone(),
+            bucket.service.clone(),
+            bucket.limit.limit,
+            bucket.limit.period,
+        )?;
         match windows
             .iter_mut()
-            .find(|w| w.service == window.service && w.period == window.period)
+            .find(|w| w.account == window.account && w.service == window.service && w.period == window.period)
         {
             Some(same) if window.limit < same.limit => *same = window,
             Some(_) => {}
@@ -187,6 +218,7 @@ pub(crate) fn decide(windows: &[Window], reply: &[i64]) -> Result<RateDecision, 
             allowed: false,
             tightest: state(w, used, 0, now),
             retry_after: u64::try_from(div_ceil(wait, MICROS_PER_SEC).max(1)).unwrap_or(u64::MAX),
+            holder: holder(w),
         });
     }
     let tightest = tightest.ok_or_else(malformed)?;
@@ -194,6 +226,7 @@ pub(crate) fn decide(windows: &[Window], reply: &[i64]) -> Result<RateDecision, 
         allowed: true,
         tightest: state(tightest.2, tightest.1, tightest.0, now),
         retry_after: 0,
+        holder: holder(tightest.2),
     })
 }
 
@@ -203,7 +236,11 @@ mod tests {
     use keygate_core::RateLimit;
 
     fn own(limit: RateLimit) -> Bucket {
-        Bucket { service: None, limit }
+        Bucket {
+            service: None,
+            limit,
+            account: None,
+        }
     }
 
     #[test]
@@ -219,6 +256,7 @@ mod tests {
         let chat = Bucket {
             service: Some("chat".into()),
             limit: RateLimit::per_minute(3),
+            account: None,
         };
         let windows = plan(&[
             own(RateLimit::per_minute(5)),
@@ -255,11 +293,36 @@ mod tests {
         let chat = Bucket {
             service: Some("chat".into()),
             limit: RateLimit::per_minute(3),
+            account: None,
         };
         let windows = plan(&[own(RateLimit::per_minute(5)), chat]).unwrap();
         let key = KeyId::from("kg_live_a1b2");
-        assert_eq!(windows[0].redis_key(&key), "{kg_live_a1b2}:rl:60000000:-");
-        assert_eq!(windows[1].redis_key(&key), "{kg_live_a1b2}:rl:60000000:s:chat");
+        assert_eq!(windows[0].redis_key(&key, None), "{kg_live_a1b2}:rl:60000000:-");
+        assert_eq!(
+            windows[1].redis_key(&key, None),
+            "{kg_live_a1b2}:rl:60000000:s:chat"
+        );
+    }
+
+    #[test]
+    fn a_call_with_account_windows_is_hash_tagged_by_the_owner() {
+        let owner = OwnerId::new("acct_1");
+        let account = Bucket::account(owner.clone(), RateLimit::per_minute(100));
+        let windows = plan(&[own(RateLimit::per_minute(5)), account]).unwrap();
+        let key = KeyId::from("kg_live_a1b2");
+        assert_eq!(
+            windows.len(),
+            2,
+            "the key's and the account's minute are two counters"
+        );
+        assert_eq!(
+            windows[0].redis_key(&key, Some(&owner)),
+            "{a:acct_1}:k:kg_live_a1b2:rl:60000000:-"
+        );
+        assert_eq!(
+            windows[1].redis_key(&key, Some(&owner)),
+            "{a:acct_1}:rl:60000000:-"
+        );
     }
 
     #[test]

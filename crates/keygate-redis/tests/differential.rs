@@ -48,6 +48,7 @@ fn bucket(rng: &mut StdRng, (service, period, limits): Identity) -> Bucket {
             limits[rng.gen_range(0..limits.len())],
             Duration::from_secs(period),
         ),
+        account: None,
     }
 }
 
@@ -122,6 +123,7 @@ async fn two_instances_share_one_limit() {
     let buckets: Arc<[Bucket]> = Arc::from([Bucket {
         service: None,
         limit: RateLimit::per_hour(10),
+        account: None,
     }]);
     let calls: Vec<_> = (0..30)
         .map(|i| {
@@ -154,10 +156,12 @@ async fn a_window_at_the_bounds_decides_as_in_memory() {
         Bucket {
             service: None,
             limit: RateLimit::new(4_294_967_291, Duration::from_micros(1 << 20)),
+            account: None,
         },
         Bucket {
             service: None,
             limit: RateLimit::new(3, Duration::from_secs(1)),
+            account: None,
         },
     ];
     let start: DateTime<Utc> = "2030-01-01T00:00:00Z".parse().unwrap();

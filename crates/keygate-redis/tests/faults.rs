@@ -15,6 +15,7 @@ fn buckets() -> [Bucket; 1] {
     [Bucket {
         service: None,
         limit: RateLimit::per_minute(100),
+        account: None,
     }]
 }
 

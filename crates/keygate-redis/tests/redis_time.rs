@@ -16,7 +16,11 @@ fn key(case: &str) -> KeyId {
 }
 
 fn own(limit: RateLimit) -> Bucket {
-    Bucket { service: None, limit }
+    Bucket {
+        service: None,
+        limit,
+        account: None,
+    }
 }
 
 /// 1990: far from Redis' clock, so a decision that used it would show.
@@ -62,6 +66,7 @@ async fn counters_are_hash_tagged_and_expire_when_whole_again() {
     let chat = Bucket {
         service: Some("chat".into()),
         limit: RateLimit::per_hour(10),
+        account: None,
     };
     let buckets = [own(RateLimit::per_minute(10)), chat];
     assert!(

@@ -16,7 +16,10 @@
 //! - every bucket must admit, and the request is then counted in all of them, atomically
 //!   (`N` concurrent calls against a limit `L` admit exactly `min(N, L)`);
 //! - a refused request counts nowhere;
-//! - counters are per (key id, service, period);
+//! - counters are per (key id, service, period), and an account bucket's per (owner,
+//!   service, period), shared by all the owner's keys; a decision's `holder` says whose
+//!   window `tightest` is (a key's counters may be kept apart for calls that name an
+//!   owner: the gate names its owner on every call of a key whose owner has windows);
 //! - an idle key may burst up to each window's limit;
 //! - `tightest` is the refusing window, or else the one with the fewest requests left;
 //! - `retry_after` is whole seconds, at least 1, rounded up, and exact: a retry after it
@@ -37,8 +40,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::Barrier;
 
+use crate::account::Holder;
 use crate::rate::{Bucket, RateDecision, RateLimiter};
-use crate::{KeyId, RateLimit};
+use crate::{KeyId, OwnerId, RateLimit};
 
 /// 2030-01-01T00:00:00Z.
 fn start() -> DateTime<Utc> {
@@ -63,7 +67,11 @@ fn key(case: &str) -> KeyId {
 }
 
 fn own(limit: RateLimit) -> Bucket {
-    Bucket { service: None, limit }
+    Bucket {
+        service: None,
+        limit,
+        account: None,
+    }
 }
 
 /// A service bucket with a freshly allocated name: counters follow the name, not the
@@ -72,6 +80,7 @@ fn service(name: &str, limit: RateLimit) -> Bucket {
     Bucket {
         service: Some(Arc::from(name)),
         limit,
+        account: None,
     }
 }
 
@@ -369,4 +378,164 @@ pub async fn a_window_is_whole_again_at_its_reset<L: RateLimiter>(limiter: L) {
         admit(&limiter, &k, &buckets, t0, "burst").await;
     }
     admit(&limiter, &k, &buckets, after_secs(t0, 60), "one period later").await;
+}
+
+/// An owner no earlier run used.
+fn owner(case: &str) -> OwnerId {
+    OwnerId::new(format!("conformance_{case}_{:016x}", rand::random::<u64>()))
+}
+
+/// A key's window and its owner's account-wide one, as the gate passes them.
+fn with_account(key_limit: RateLimit, owner: &OwnerId, account_limit: RateLimit) -> [Bucket; 2] {
+    [own(key_limit), Bucket::account(owner.clone(), account_limit)]
+}
+
+/// A key's own window, read through a call that still names its owner (with a roomy
+/// account window of another period, which changes nothing): the gate passes an owner's
+/// windows with every request of its keys, and a limiter may keep a key's counters
+/// apart from the ones of calls without them (the Redis one tags them by owner then).
+fn own_with(owner: &OwnerId, key_limit: RateLimit) -> [Bucket; 2] {
+    [
+        own(key_limit),
+        Bucket::account(owner.clone(), RateLimit::per_day(1_000_000)),
+    ]
+}
+
+/// Every key of an owner counts in the owner's window: an account of 3/min admits 3
+/// requests across its keys, whatever each key's own limit, then refuses each of them,
+/// naming the account; another owner's keys are not affected.
+pub async fn an_account_window_is_shared_by_its_keys<L: RateLimiter>(limiter: L) {
+    let acct = owner("shared");
+    let (a, b) = (key("shared_a"), key("shared_b"));
+    let buckets = with_account(RateLimit::per_minute(10), &acct, RateLimit::per_minute(3));
+    let now = start();
+    admit(&limiter, &a, &buckets, now, "a, first of the account's 3").await;
+    admit(&limiter, &b, &buckets, now, "b, second").await;
+    let third = admit(&limiter, &a, &buckets, now, "a, third").await;
+    assert_eq!(
+        third.holder,
+        Holder::Account,
+        "the account's window is the tightest: {third:?}"
+    );
+    assert_eq!(
+        (third.tightest.limit, third.tightest.remaining),
+        (3, 0),
+        "{third:?}"
+    );
+    for k in [&a, &b] {
+        let refused = refuse(&limiter, k, &buckets, now, "past the account's limit").await;
+        assert_eq!(
+            refused.holder,
+            Holder::Account,
+            "the account refused: {refused:?}"
+        );
+        assert_eq!(refused.tightest.limit, 3, "the refusing window: {refused:?}");
+    }
+    let other = with_account(
+        RateLimit::per_minute(10),
+        &owner("other"),
+        RateLimit::per_minute(3),
+    );
+    admit(&limiter, &key("other"), &other, now, "another owner's key").await;
+    let alone = admit(
+        &limiter,
+        &a,
+        &own_with(&acct, RateLimit::per_minute(10)),
+        now,
+        "a's own window",
+    )
+    .await;
+    assert_eq!(alone.holder, Holder::Key, "{alone:?}");
+    assert_eq!(
+        alone.tightest.remaining, 7,
+        "a counted twice, then this: {alone:?}"
+    );
+}
+
+/// All or nothing across the key and its account: a request the account refuses is not
+/// counted in the key's window, and one the key refuses is not counted in the account's.
+pub async fn a_request_refused_by_key_or_account_counts_in_neither<L: RateLimiter>(limiter: L) {
+    let now = start();
+    // Refused by the account: the key's window is untouched.
+    let acct = owner("refused_by_account");
+    let (k, other) = (key("by_account"), key("by_account_other"));
+    let buckets = with_account(RateLimit::per_minute(2), &acct, RateLimit::per_minute(2));
+    admit(&limiter, &k, &buckets, now, "k, the account's first").await;
+    admit(
+        &limiter,
+        &other,
+        &buckets,
+        now,
+        "another key, the account's second",
+    )
+    .await;
+    let refused = refuse(&limiter, &k, &buckets, now, "k, past the account").await;
+    assert_eq!(refused.holder, Holder::Account, "{refused:?}");
+    let alone = admit(
+        &limiter,
+        &k,
+        &own_with(&acct, RateLimit::per_minute(2)),
+        now,
+        "k's own second",
+    )
+    .await;
+    assert_eq!(
+        alone.tightest.remaining, 0,
+        "k counted once before, not by the refusal: {alone:?}"
+    );
+
+    // Refused by the key: the account's window is untouched.
+    let acct = owner("refused_by_key");
+    let (k, other) = (key("by_key"), key("by_key_other"));
+    let tight = with_account(RateLimit::per_minute(1), &acct, RateLimit::per_minute(2));
+    admit(&limiter, &k, &tight, now, "k, its only one").await;
+    let refused = refuse(&limiter, &k, &tight, now, "k, past its own").await;
+    assert_eq!(refused.holder, Holder::Key, "{refused:?}");
+    let roomy = with_account(RateLimit::per_minute(10), &acct, RateLimit::per_minute(2));
+    admit(
+        &limiter,
+        &other,
+        &roomy,
+        now,
+        "the account's second: the refusal took none",
+    )
+    .await;
+    let full = refuse(&limiter, &other, &roomy, now, "the account full").await;
+    assert_eq!(full.holder, Holder::Account, "{full:?}");
+}
+
+/// Concurrent calls from several keys of one owner admit exactly the account's limit.
+pub async fn concurrent_keys_of_one_account_admit_exactly_its_limit<L: RateLimiter>(limiter: L) {
+    let limiter = Arc::new(limiter);
+    let acct = owner("concurrent_account");
+    let keys: Vec<KeyId> = (0..4).map(|i| key(&format!("concurrent_account_{i}"))).collect();
+    let buckets: Arc<[Bucket]> = Arc::from(with_account(
+        RateLimit::per_minute(100),
+        &acct,
+        RateLimit::per_minute(7),
+    ));
+    let n = 32;
+    let barrier = Arc::new(Barrier::new(n));
+    let calls: Vec<_> = (0..n)
+        .map(|i| {
+            let (limiter, k, buckets, barrier) = (
+                limiter.clone(),
+                keys[i % keys.len()].clone(),
+                buckets.clone(),
+                barrier.clone(),
+            );
+            tokio::spawn(async move {
+                barrier.wait().await;
+                acquire(&*limiter, &k, &buckets, start()).await.allowed
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for call in calls {
+        admitted += usize::from(call.await.expect("a call completes"));
+    }
+    assert_eq!(
+        admitted, 7,
+        "{n} concurrent calls over 4 keys against an account of 7"
+    );
 }

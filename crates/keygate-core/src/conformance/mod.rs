@@ -108,6 +108,9 @@ macro_rules! limiter_tests {
             a_refused_request_counts_in_no_window,
             retry_after_is_whole_seconds_rounded_up_and_at_least_one,
             a_window_is_whole_again_at_its_reset,
+            an_account_window_is_shared_by_its_keys,
+            a_request_refused_by_key_or_account_counts_in_neither,
+            concurrent_keys_of_one_account_admit_exactly_its_limit,
         }
     };
     ($make:expr) => {

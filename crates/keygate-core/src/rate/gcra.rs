@@ -3,6 +3,7 @@
 //! ([`MemoryRateLimiter`](super::MemoryRateLimiter)) stores the counters; this file
 //! decides. Its semantics are documented on the limiter.
 
+use crate::account::Holder;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ const MAX_PERIOD_NANOS: i128 = 1000 * 365 * 86_400 * NANOS_PER_SEC;
 const IDLE_FLOOR: i128 = -(1 << 64);
 
 /// One GCRA counter: (service, period) identifies it within a key.
+#[derive(Clone)]
 pub(crate) struct Counter {
     pub(crate) service: Option<Arc<str>>,
     pub(crate) period: Duration,
@@ -267,6 +269,7 @@ pub(crate) fn decide_general(counters: &mut Vec<Counter>, buckets: &[Bucket], no
                 ..window.state(tat, now)
             },
             retry_after: u64::try_from(secs).unwrap_or(u64::MAX),
+            holder: Holder::Key,
         };
     }
     // Pass 2: every bucket admitted; count the request in each.
@@ -311,6 +314,7 @@ fn admitted(tightest: Option<(u32, i128, Window)>, now: &Now) -> RateDecision {
             |(remaining, used, window)| window.state_of(used, remaining, now),
         ),
         retry_after: 0,
+        holder: Holder::Key,
     }
 }
 
@@ -326,7 +330,11 @@ mod tests {
     }
 
     fn bucket(limit: RateLimit) -> Bucket {
-        Bucket { service: None, limit }
+        Bucket {
+            service: None,
+            limit,
+            account: None,
+        }
     }
 
     /// One key's counters, decided on as the limiter does under the key's lock.
@@ -437,6 +445,7 @@ mod tests {
         let chat = Bucket {
             service: Some("chat".into()),
             limit: RateLimit::per_minute(10),
+            account: None,
         };
         // The key's own minute, alone, then behind the service's window (another order),
         // then alone again: one minute counter throughout.

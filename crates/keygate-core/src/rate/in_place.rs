@@ -5,6 +5,7 @@
 
 use super::gcra::{find, same_identity, Counter, Now};
 use super::{Bucket, RateDecision, WindowState};
+use crate::account::Holder;
 
 /// The usual call, decided in two short passes in narrow integers: at most
 /// [`IN_PLACE`] buckets of distinct identities, each with a counter at an unchanged,
@@ -79,6 +80,7 @@ pub(super) fn admit_in_place(
             reset_at: (at / nanos_per_sec).saturating_add(full_in.div_ceil(nanos_per_sec)),
         },
         retry_after: 0,
+        holder: Holder::Key,
     })
 }
 
@@ -160,6 +162,7 @@ mod tests {
                             limit: if same { shared } else { limits[pick(limits.len())] },
                             period: periods[pick(periods.len())],
                         },
+                        account: None,
                     })
                     .collect();
             }

@@ -4,10 +4,11 @@
 //! Its user guide (the algorithm, its error bound, memory and cost) is the documentation
 //! of [`MemoryRateLimiter`].
 
+use crate::account::Holder;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -16,6 +17,7 @@ use super::{Bucket, RateDecision, RateLimiter, WindowState};
 use crate::backend::BackendError;
 use crate::clock::Timestamp;
 use crate::key::KeyId;
+use crate::record::OwnerId;
 
 /// Keys held by default before the least valuable entries are evicted.
 const DEFAULT_MAX_KEYS: u64 = 100_000;
@@ -31,8 +33,8 @@ const DEFAULT_MAX_KEYS: u64 = 100_000;
 /// let limiter = MemoryRateLimiter::new();
 /// let key = KeyId::from("kg_live_a1b2c3d4");
 /// let buckets = [
-///     Bucket { service: None, limit: RateLimit::per_minute(2) },
-///     Bucket { service: None, limit: RateLimit::per_hour(100) },
+///     Bucket { service: None, limit: RateLimit::per_minute(2), account: None },
+///     Bucket { service: None, limit: RateLimit::per_hour(100), account: None },
 /// ];
 /// let now: chrono::DateTime<chrono::Utc> = "2026-03-10T12:00:00Z".parse().unwrap();
 ///
@@ -111,6 +113,9 @@ const DEFAULT_MAX_KEYS: u64 = 100_000;
 #[derive(Clone)]
 pub struct MemoryRateLimiter {
     keys: Arc<KeyMap>,
+    /// Owners' account-wide counters, apart from the keys' so that a key's lock and its
+    /// owner's never share a shard.
+    accounts: Arc<KeyMap<OwnerId>>,
     max_keys: u64,
 }
 
@@ -123,17 +128,17 @@ impl fmt::Debug for MemoryRateLimiter {
     }
 }
 
-type Shard = RwLock<HashMap<KeyId, KeyState, IdHashing>>;
+type Shard<K> = RwLock<HashMap<K, KeyState, IdHashing>>;
 
 /// Keys and their counters, spread over shards so that different keys rarely share a
 /// lock, and the hot path takes only a read lock.
-struct KeyMap {
-    shards: Box<[Shard]>,
+struct KeyMap<K = KeyId> {
+    shards: Box<[Shard<K>]>,
     hashing: IdHashing,
     max_per_shard: usize,
 }
 
-impl KeyMap {
+impl<K: Hash + Eq + Clone> KeyMap<K> {
     fn new(max_keys: u64) -> Self {
         let max_keys = usize::try_from(max_keys).unwrap_or(usize::MAX).max(1);
         let shards = max_keys.min(16);
@@ -147,7 +152,7 @@ impl KeyMap {
         }
     }
 
-    fn shard(&self, key_id: &KeyId) -> &Shard {
+    fn shard(&self, key_id: &K) -> &Shard<K> {
         // The middle bits: the map itself uses the low ones, and the top seven.
         let index = (self.hashing.hash_one(key_id) >> 32) as usize % self.shards.len();
         &self.shards[index]
@@ -158,7 +163,7 @@ impl KeyMap {
     /// after any panic, so lock poisoning is ignored.
     fn with_state<R>(
         &self,
-        key_id: &KeyId,
+        key_id: &K,
         now: i64,
         longest: u64,
         windows: usize,
@@ -175,8 +180,8 @@ impl KeyMap {
     #[cold]
     fn insert_with<R>(
         &self,
-        shard: &Shard,
-        key_id: &KeyId,
+        shard: &Shard<K>,
+        key_id: &K,
         now: i64,
         longest: u64,
         windows: usize,
@@ -221,7 +226,7 @@ impl KeyMap {
 }
 
 /// Drops the keys idle for at least their longest window at `now`.
-fn sweep(map: &mut HashMap<KeyId, KeyState, IdHashing>, now: i64) {
+fn sweep<K>(map: &mut HashMap<K, KeyState, IdHashing>, now: i64) {
     map.retain(|_, state| {
         let idle = now.saturating_sub(state.last_seen.load(Ordering::Relaxed));
         u64::try_from(idle).unwrap_or(0) < state.idle_nanos.load(Ordering::Relaxed)
@@ -296,6 +301,7 @@ impl MemoryRateLimiter {
     fn with_max_keys(max_keys: u64) -> Self {
         Self {
             keys: Arc::new(KeyMap::new(max_keys)),
+            accounts: Arc::new(KeyMap::new(max_keys)),
             max_keys,
         }
     }
@@ -308,14 +314,21 @@ impl MemoryRateLimiter {
     /// Drops every key idle for at least its longest window at `now` (this also happens
     /// on its own as new keys arrive).
     pub fn evict_idle(&self, now: impl Into<Timestamp>) {
-        self.keys.sweep_all(now.into().unix_nanos());
+        let now = now.into().unix_nanos();
+        self.keys.sweep_all(now);
+        self.accounts.sweep_all(now);
     }
 
     /// The synchronous form of [`RateLimiter::acquire`]: checks every bucket for
-    /// `key_id` at `now` and counts the request in each only if all admit.
+    /// `key_id` at `now` and counts the request in each only if all admit. Account
+    /// buckets ([`Bucket::account`]) count in their owner's counters, shared by all its
+    /// keys, in the same all-or-nothing step.
     pub fn try_acquire(&self, key_id: &KeyId, buckets: &[Bucket], now: impl Into<Timestamp>) -> RateDecision {
         let at = now.into();
         let now = Now::new(at);
+        if buckets.iter().any(|b| b.account.is_some()) {
+            return self.acquire_with_account(key_id, buckets, &now, at);
+        }
         if buckets.is_empty() {
             return RateDecision {
                 allowed: true,
@@ -326,25 +339,93 @@ impl MemoryRateLimiter {
                     reset_at: u64::try_from(now.secs.max(0)).unwrap_or(0),
                 },
                 retry_after: 0,
+                holder: Holder::Key,
             };
         }
-        let longest = longest_period(buckets);
-        let seen = at.unix_nanos();
+        let (longest, seen) = (longest_period(buckets), at.unix_nanos());
         self.keys
             .with_state(key_id, seen, longest, buckets.len(), |state| {
-                // The counters are plain integers, valid after any panic: ignore poisoning.
-                let mut counters = state.counters.lock().unwrap_or_else(|p| p.into_inner());
-                // Under the key's lock, so plain loads and stores keep both monotonic.
-                // A route with a longer window than the entry was created for extends its
-                // idle time.
-                if state.idle_nanos.load(Ordering::Relaxed) < longest {
-                    state.idle_nanos.store(longest, Ordering::Relaxed);
-                }
-                if state.last_seen.load(Ordering::Relaxed) < seen {
-                    state.last_seen.store(seen, Ordering::Relaxed);
-                }
-                decide(&mut counters, buckets, &now)
+                decide(&mut state.lock(longest, seen), buckets, &now)
             })
+    }
+
+    /// A call with account buckets: the key's windows decided under the key's lock, then,
+    /// still under it, the owner's under the owner's; if the owner's refuse, the key's
+    /// counters are put back as they were, so a refused request is counted nowhere.
+    /// Locks are always taken key first, owner second (and owners live in a map of their
+    /// own), so two keys of one owner never wait on each other in a cycle.
+    #[cold]
+    fn acquire_with_account(
+        &self,
+        key_id: &KeyId,
+        buckets: &[Bucket],
+        now: &Now,
+        at: Timestamp,
+    ) -> RateDecision {
+        let seen = at.unix_nanos();
+        let (account, own): (Vec<Bucket>, Vec<Bucket>) =
+            buckets.iter().cloned().partition(|b| b.account.is_some());
+        let Some(owner) = account.first().and_then(|b| b.account.clone()) else {
+            return self.try_acquire(key_id, &own, at);
+        };
+        let decide_account = || {
+            let longest = longest_period(&account);
+            let decided = self
+                .accounts
+                .with_state(&owner, seen, longest, account.len(), |state| {
+                    decide(&mut state.lock(longest, seen), &account, now)
+                });
+            RateDecision {
+                holder: Holder::Account,
+                ..decided
+            }
+        };
+        if own.is_empty() {
+            return decide_account();
+        }
+        let longest = longest_period(&own);
+        self.keys.with_state(key_id, seen, longest, own.len(), |state| {
+            let mut counters = state.lock(longest, seen);
+            let before = counters.clone();
+            let mine = decide(&mut counters, &own, now);
+            if !mine.allowed {
+                return mine;
+            }
+            let theirs = decide_account();
+            if !theirs.allowed {
+                *counters = before;
+                return theirs;
+            }
+            tighter(mine, theirs)
+        })
+    }
+}
+
+/// The tighter of two admitting decisions: the fewer requests left, then the later reset.
+fn tighter(a: RateDecision, b: RateDecision) -> RateDecision {
+    let (x, y) = (a.tightest, b.tightest);
+    if y.remaining < x.remaining || (y.remaining == x.remaining && y.reset_at > x.reset_at) {
+        b
+    } else {
+        a
+    }
+}
+
+impl KeyState {
+    /// The counters, locked, with the entry's idle time and last sighting brought up to
+    /// this call. The counters are plain integers, valid after any panic: poisoning is
+    /// ignored.
+    fn lock(&self, longest: u64, seen: i64) -> std::sync::MutexGuard<'_, Vec<Counter>> {
+        let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        // Under the key's lock, so plain loads and stores keep both monotonic. A route
+        // with a longer window than the entry was created for extends its idle time.
+        if self.idle_nanos.load(Ordering::Relaxed) < longest {
+            self.idle_nanos.store(longest, Ordering::Relaxed);
+        }
+        if self.last_seen.load(Ordering::Relaxed) < seen {
+            self.last_seen.store(seen, Ordering::Relaxed);
+        }
+        counters
     }
 }
 
@@ -383,7 +464,11 @@ mod tests {
     }
 
     fn bucket(limit: RateLimit) -> Bucket {
-        Bucket { service: None, limit }
+        Bucket {
+            service: None,
+            limit,
+            account: None,
+        }
     }
 
     #[test]
@@ -405,6 +490,7 @@ mod tests {
         let service = Bucket {
             service: Some("reports".into()),
             limit: RateLimit::per_day(5),
+            account: None,
         };
         limiter.try_acquire(&b, &[bucket(RateLimit::per_minute(10)), service], now);
         limiter.evict_idle(now + chrono::Duration::seconds(59));

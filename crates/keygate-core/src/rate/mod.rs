@@ -8,10 +8,11 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::account::Holder;
 use crate::backend::BackendError;
 use crate::clock::Timestamp;
 use crate::key::KeyId;
-use crate::record::RateLimit;
+use crate::record::{OwnerId, RateLimit};
 use crate::store::BoxFuture;
 
 mod gcra;
@@ -20,13 +21,47 @@ mod memory;
 
 pub use memory::MemoryRateLimiter;
 
-/// One counter a request is checked against: a key's window, overall or in a service.
+/// One counter a request is checked against: a key's window, overall or in a service,
+/// or its owner's account-wide window.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Bucket {
     /// The service, or `None` for the key's own limits.
     pub service: Option<Arc<str>>,
     /// The window.
     pub limit: RateLimit,
+    /// `Some(owner)`: the owner's account-wide counter, which every key of the owner
+    /// counts in (the key id passed with it then only says who asks); `None`: the key's
+    /// own. The account buckets of one call all name one owner.
+    pub account: Option<OwnerId>,
+}
+
+impl Bucket {
+    /// A window of the key's own.
+    pub fn key(limit: RateLimit) -> Self {
+        Self {
+            service: None,
+            limit,
+            account: None,
+        }
+    }
+
+    /// A window of the key's in `service`.
+    pub fn service(service: impl Into<Arc<str>>, limit: RateLimit) -> Self {
+        Self {
+            service: Some(service.into()),
+            limit,
+            account: None,
+        }
+    }
+
+    /// A window of `owner`'s account, shared by all its keys.
+    pub fn account(owner: OwnerId, limit: RateLimit) -> Self {
+        Self {
+            service: None,
+            limit,
+            account: Some(owner),
+        }
+    }
 }
 
 /// The state of one window after a check, for the `X-RateLimit-*` headers.
@@ -52,6 +87,9 @@ pub struct RateDecision {
     pub tightest: WindowState,
     /// When refused: whole seconds until a retry can succeed, at least 1.
     pub retry_after: u64,
+    /// Whose window `tightest` is: the key's, or its owner's account-wide one (which
+    /// then refused, when the request is refused).
+    pub holder: Holder,
 }
 
 /// Counts requests per key in windows. The in-memory and the Redis limiters implement
