@@ -32,10 +32,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::account::{spend_subject, OwnerLimits};
 use crate::clock::{Clock, SystemClock};
 use crate::hash::{Argon2Hasher, HashError, KeyHasher};
 use crate::key::{ApiKey, KeyFormat, KeyId};
-use crate::record::{KeyRecord, KeyStatus, NewKey, OwnerId, Usage};
+use crate::record::{KeyRecord, KeyStatus, NewKey, OwnerId, RateLimit, Usage};
+use crate::spend::Month;
 use crate::store::{DynKeyStore, KeyStore, Page, StoreError};
 use crate::verify::{HashPool, PoolError, VerifierConfig};
 
@@ -357,6 +359,61 @@ impl KeyManager {
             }
         }
         Err(ManageError::Store(StoreError::Conflict))
+    }
+
+    /// An owner's account-wide limits, `None` when none were set.
+    pub async fn owner_limits(&self, owner: &OwnerId) -> Result<Option<OwnerLimits>, ManageError> {
+        Ok(self.store.owner_limits(owner).await?)
+    }
+
+    /// Sets an owner's account-wide limits (replacing any before; empty limits lift
+    /// them), dated now. Every key of the owner joins the change feed, so every
+    /// instance re-reads them, and this gate's cache forgets them before this returns.
+    /// Limits of 0 (a window of 0 requests, a cap of 0) are allowed: they stop the
+    /// account.
+    pub async fn set_owner_limits(
+        &self,
+        owner: &OwnerId,
+        rate_limits: Vec<RateLimit>,
+        spend_cap: Option<u64>,
+    ) -> Result<OwnerLimits, ManageError> {
+        if owner.as_str().is_empty() || owner.as_str().contains('\0') {
+            return Err(ManageError::Invalid(
+                "owner must be non-empty text without NUL".into(),
+            ));
+        }
+        let limits = OwnerLimits {
+            owner: owner.clone(),
+            rate_limits,
+            spend_cap,
+            updated_at: self.clock.now(),
+        };
+        self.store.set_owner_limits(&limits).await?;
+        if self.invalidate.is_some() {
+            let mut offset = 0;
+            loop {
+                let page = self
+                    .store
+                    .list_by_owner(owner, Page::new(offset, Page::MAX_LIMIT))
+                    .await?;
+                for record in &page {
+                    self.forget(&record.key_id);
+                }
+                if page.len() < Page::MAX_LIMIT as usize {
+                    break;
+                }
+                offset += page.len() as u64;
+            }
+        }
+        tracing::info!(owner = %owner.as_str(), "owner limits set");
+        Ok(limits)
+    }
+
+    /// What an owner's keys have spent together in `month`, as recorded in the store
+    /// (a running gate writes its charges behind, so the last seconds may be missing).
+    /// Counted from when the owner first had limits.
+    pub async fn owner_spent(&self, owner: &OwnerId, month: Month) -> Result<u64, ManageError> {
+        Ok(self.store.spent(&spend_subject(owner), month).await?)
     }
 
     fn forget(&self, key_id: &KeyId) {

@@ -1,7 +1,6 @@
 //! [`RedisRateLimiter`]: the [`RateLimiter`] shared by every instance, one Lua script
 //! per request.
 
-use keygate_core::account::Holder;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +13,7 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 
 use crate::window::{decide, plan, MAX_INSTANT_MICROS};
+use keygate_core::account::Holder;
 
 /// How long a call waits for Redis by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);

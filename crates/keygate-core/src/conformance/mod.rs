@@ -20,6 +20,7 @@ use std::future::Future;
 use crate::store::BoxFuture;
 
 pub mod limiter;
+mod owners;
 mod rotation;
 pub mod store;
 mod store_fixtures;
@@ -73,6 +74,8 @@ macro_rules! store_tests {
             revoke_is_idempotent_and_keeps_the_first_revocation_time,
             set_expiry_sets_and_clears_the_expiry,
             rotate_issues_a_replacement_and_expires_the_old_key,
+            owner_limits_are_kept_and_put_the_owners_keys_on_the_feed,
+            an_accounts_spend_is_recorded_under_its_subject,
             replace_is_one_step_and_a_key_is_replaced_once,
             record_usage_adds_counts_and_keeps_the_latest_use,
             changes_since_reports_revoked_and_rotated_keys_after_a_cursor,

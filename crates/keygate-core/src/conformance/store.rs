@@ -22,6 +22,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
+pub use super::owners::{
+    an_accounts_spend_is_recorded_under_its_subject,
+    owner_limits_are_kept_and_put_the_owners_keys_on_the_feed,
+};
 pub use super::rotation::{
     replace_is_one_step_and_a_key_is_replaced_once, rotate_issues_a_replacement_and_expires_the_old_key,
 };

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretSlice};
 
 use super::settle::{After, Pending};
 use super::{Admission, Cold, Decision, Gate};
+use crate::account::Holder;
 use crate::backend::{BackendError, FailMode};
 use crate::clock::Timestamp;
 use crate::credential::{extract, HeaderSource, Presented};
@@ -103,14 +104,13 @@ impl Gate {
             .map_err(|failure| self.verify_failed(failure, &parsed, clock.timestamp()))?;
         let now = clock.timestamp();
         self.check_state(&verified, policy, now)?;
-        let principal = &verified.principal;
-        match self.spend_now(principal, now) {
+        match self.spend_now(&verified, now) {
             Some(checked) => checked?,
-            None => self.spend(principal, now).await?,
+            None => self.spend(&verified, now).await?,
         }
-        let rate = match self.rate_now(principal, policy, now) {
+        let rate = match self.rate_now(&verified, policy, now) {
             Some(checked) => checked?,
-            None => self.rate(principal, policy, now).await?,
+            None => self.rate(&verified, policy, now).await?,
         };
         Ok(self.admitted(&verified, rate, policy, agent, now))
     }
@@ -127,12 +127,11 @@ impl Gate {
         if let Err(rejection) = self.check_state(verified, policy, now) {
             return Some(Err(rejection));
         }
-        let principal = &verified.principal;
-        if let Err(rejection) = self.spend_now(principal, now)? {
+        if let Err(rejection) = self.spend_now(verified, now)? {
             return Some(Err(rejection));
         }
         // Last: the limiter counts the request, so nothing may return `None` after it.
-        let rate = match self.rate_now(principal, policy, now)? {
+        let rate = match self.rate_now(verified, policy, now)? {
             Ok(rate) => rate,
             Err(rejection) => return Some(Err(rejection)),
         };
@@ -234,37 +233,47 @@ impl Gate {
         Err(self.deny_at(Denial::InsufficientScope { required }, now))
     }
 
-    /// Step 6, the spend cap, from memory; `None` when the meter needs I/O.
-    fn spend_now(&self, principal: &Principal, now: Timestamp) -> Option<Result<(), Rejection>> {
-        let (Some(meter), Some(cap)) = (&self.inner.meter, principal.spend_cap()) else {
+    /// Step 6, the spend caps (the key's, then its owner's), from memory; `None` when
+    /// the meter needs I/O.
+    fn spend_now(&self, verified: &Verified, now: Timestamp) -> Option<Result<(), Rejection>> {
+        let Some(meter) = &self.inner.meter else {
             return Some(Ok(()));
         };
         let month = Month::of(now.to_datetime());
-        let spent = meter.spent_now(principal.key_id(), month)?;
-        Some(self.spend_verdict(spent, cap, month, now))
+        for (id, cap, holder) in caps(verified) {
+            let spent = meter.spent_now(id, month)?;
+            if let Err(rejection) = self.spend_verdict(spent, cap, holder, month, now) {
+                return Some(Err(rejection));
+            }
+        }
+        Some(Ok(()))
     }
 
-    /// Step 6, the spend cap, awaiting the meter.
-    async fn spend(&self, principal: &Principal, now: Timestamp) -> Result<(), Rejection> {
-        let (Some(meter), Some(cap)) = (&self.inner.meter, principal.spend_cap()) else {
+    /// Step 6, the spend caps, awaiting the meter.
+    async fn spend(&self, verified: &Verified, now: Timestamp) -> Result<(), Rejection> {
+        let Some(meter) = &self.inner.meter else {
             return Ok(());
         };
         let month = Month::of(now.to_datetime());
-        let spent = meter.spent(principal.key_id(), month).await;
-        self.spend_verdict(spent, cap, month, now)
+        for (id, cap, holder) in caps(verified) {
+            let spent = meter.spent(id, month).await;
+            self.spend_verdict(spent, cap, holder, month, now)?;
+        }
+        Ok(())
     }
 
     fn spend_verdict(
         &self,
         spent: Result<u64, BackendError>,
         cap: u64,
+        holder: Holder,
         month: Month,
         now: Timestamp,
     ) -> Result<(), Rejection> {
         match spent {
             Ok(spent) if spent >= cap => {
                 let resets_at = month.next().start();
-                Err(self.deny_at(Denial::QuotaExceeded { resets_at }, now))
+                Err(self.deny_at(Denial::QuotaExceeded { resets_at, holder }, now))
             }
             Ok(_) => Ok(()),
             Err(error) => self.backend_failed(&error, now),
@@ -275,14 +284,15 @@ impl Gate {
     /// counted).
     fn rate_now(
         &self,
-        principal: &Principal,
+        verified: &Verified,
         policy: &RoutePolicy,
         now: Timestamp,
     ) -> Option<Result<Option<RateHeaders>, Rejection>> {
         let Some(limiter) = &self.inner.limiter else {
             return Some(Ok(None));
         };
-        let buckets = self.buckets(principal, policy);
+        let principal = &verified.principal;
+        let buckets = self.buckets(verified, policy);
         if buckets.is_empty() {
             return Some(Ok(None));
         }
@@ -293,14 +303,15 @@ impl Gate {
     /// Step 6, the rate limits, awaiting the limiter.
     async fn rate(
         &self,
-        principal: &Principal,
+        verified: &Verified,
         policy: &RoutePolicy,
         now: Timestamp,
     ) -> Result<Option<RateHeaders>, Rejection> {
         let Some(limiter) = &self.inner.limiter else {
             return Ok(None);
         };
-        let buckets = self.buckets(principal, policy);
+        let principal = &verified.principal;
+        let buckets = self.buckets(verified, policy);
         if buckets.is_empty() {
             return Ok(None);
         }
@@ -308,10 +319,16 @@ impl Gate {
         self.rate_verdict(principal, answer, now)
     }
 
-    fn buckets<'p>(&self, principal: &Principal, policy: &'p RoutePolicy) -> Cow<'p, [Bucket]> {
-        match principal.rate_limits() {
+    /// The key's windows on this route, and its owner's when the owner has any (one
+    /// allocation per request for such keys; none otherwise).
+    fn buckets<'p>(&self, verified: &Verified, policy: &'p RoutePolicy) -> Cow<'p, [Bucket]> {
+        let key = match verified.principal.rate_limits() {
             Some(own) => policy.buckets(self.inner.id, own, false),
             None => policy.buckets(self.inner.id, &self.inner.default_limits, true),
+        };
+        match verified.account.as_ref().map(|a| &a.buckets[..]) {
+            None | Some([]) => key,
+            Some(account) => Cow::Owned(key.iter().chain(account).cloned().collect()),
         }
     }
 
@@ -332,6 +349,7 @@ impl Gate {
         }
         tracing::debug!(key_id = %principal.key_id(), "rate limited");
         let denial = Denial::RateLimited {
+            holder: decision.holder,
             retry_after: decision.retry_after.max(1),
         };
         Err(self
@@ -366,6 +384,7 @@ impl Gate {
         let charge = self.inner.meter.is_some().then(|| Pending {
             gate: self.clone(),
             key_id: principal.key_id().clone(),
+            account: verified.account.as_ref().map(|a| a.subject.clone()),
             fixed: policy.fixed_cost(),
             at: now,
         });
@@ -382,6 +401,20 @@ impl Gate {
     fn deny_at(&self, denial: Denial, now: Timestamp) -> Rejection {
         self.inner.renderer.render(denial, now.to_datetime(), None)
     }
+}
+
+/// The caps a request is checked against, each with the id it is metered under: the
+/// key's own, then its owner's.
+fn caps(verified: &Verified) -> impl Iterator<Item = (&KeyId, u64, Holder)> {
+    let principal = &verified.principal;
+    let key = principal
+        .spend_cap()
+        .map(|cap| (principal.key_id(), cap, Holder::Key));
+    let account = verified
+        .account
+        .as_ref()
+        .and_then(|a| Some((&a.subject, a.spend_cap?, Holder::Account)));
+    key.into_iter().chain(account)
 }
 
 #[cfg(test)]

@@ -57,6 +57,9 @@ pub struct After {
 pub(super) struct Pending {
     pub(super) gate: Gate,
     pub(super) key_id: KeyId,
+    /// The owner's metered id ([`spend_subject`](crate::account::spend_subject)) when
+    /// the owner has limits: the account is charged with the key.
+    pub(super) account: Option<KeyId>,
     /// The route's fixed cost, charged when the handler declares none.
     pub(super) fixed: Option<u64>,
     /// When the request was admitted: its spend belongs to that month, whenever the
@@ -82,6 +85,7 @@ impl Pending {
             month: Month::of(self.at.to_datetime()),
             gate: self.gate,
             key_id: self.key_id,
+            account: self.account,
             cost,
         }
     }
@@ -134,6 +138,7 @@ impl After {
 pub struct Charge {
     gate: Gate,
     key_id: KeyId,
+    account: Option<KeyId>,
     /// The month the request was admitted in.
     month: Month,
     cost: u64,
@@ -154,14 +159,20 @@ impl Charge {
         self.cost
     }
 
-    /// Adds the cost to the key's spend this month. A meter that fails is logged, never
-    /// turned into an error response: the request has already been served.
+    /// Adds the cost to the key's spend this month, and to its owner's when the owner
+    /// has limits. A meter that fails is logged, never turned into an error response:
+    /// the request has already been served.
     pub async fn apply(self) {
         let Some(meter) = &self.gate.inner.meter else {
             return;
         };
         if let Err(error) = meter.charge(&self.key_id, self.month, self.cost).await {
             tracing::error!(key_id = %self.key_id, %error, "could not record spend");
+        }
+        if let Some(account) = &self.account {
+            if let Err(error) = meter.charge(account, self.month, self.cost).await {
+                tracing::error!(key_id = %self.key_id, %error, "could not record the account's spend");
+            }
         }
     }
 }

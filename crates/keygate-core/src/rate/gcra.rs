@@ -3,12 +3,12 @@
 //! ([`MemoryRateLimiter`](super::MemoryRateLimiter)) stores the counters; this file
 //! decides. Its semantics are documented on the limiter.
 
-use crate::account::Holder;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::in_place;
 use super::{Bucket, RateDecision, WindowState};
+use crate::account::Holder;
 use crate::clock::Timestamp;
 
 const NANOS_PER_SEC: i128 = 1_000_000_000;

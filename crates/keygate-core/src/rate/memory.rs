@@ -4,7 +4,6 @@
 //! Its user guide (the algorithm, its error bound, memory and cost) is the documentation
 //! of [`MemoryRateLimiter`].
 
-use crate::account::Holder;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
@@ -14,6 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::gcra::{decide, Counter, Now};
 use super::{Bucket, RateDecision, RateLimiter, WindowState};
+use crate::account::Holder;
 use crate::backend::BackendError;
 use crate::clock::Timestamp;
 use crate::key::KeyId;

@@ -4,6 +4,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use super::{rfc3339, to_json, Denial, ErrorFormat};
+use crate::account::Holder;
 use crate::key::KeyId;
 use crate::record::Scopes;
 
@@ -30,6 +31,16 @@ struct RateLimited {
     status_code: u16,
     retry_after: u64,
     timestamp: String,
+    /// `"account"` when the owner's window refused; absent for the key's own (the
+    /// documented bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<Holder>,
+}
+
+/// The holder named in a body: only an account, so a key's own refusal keeps its
+/// documented bytes.
+pub(crate) fn account(holder: Holder) -> Option<Holder> {
+    (holder == Holder::Account).then_some(Holder::Account)
 }
 
 impl ErrorFormat for DefaultFormat {
@@ -70,23 +81,27 @@ impl ErrorFormat for DefaultFormat {
                 }
                 envelope(denial, D { required })
             }
-            Denial::QuotaExceeded { resets_at } => {
+            Denial::QuotaExceeded { resets_at, holder } => {
                 #[derive(Serialize)]
                 struct D {
                     resets_at: String,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    limit: Option<Holder>,
                 }
                 envelope(
                     denial,
                     D {
                         resets_at: rfc3339(*resets_at),
+                        limit: account(*holder),
                     },
                 )
             }
-            Denial::RateLimited { retry_after } => to_json(&RateLimited {
+            Denial::RateLimited { retry_after, holder } => to_json(&RateLimited {
                 error: "Rate limit exceeded",
                 status_code: 429,
                 retry_after: *retry_after,
                 timestamp: now.to_rfc3339_opts(SecondsFormat::Millis, true),
+                limit: account(*holder),
             }),
             Denial::Unavailable { .. } => envelope(denial, Empty {}),
             Denial::BadRequest { .. } | Denial::NotFound { .. } => to_json(&Envelope {
@@ -197,7 +212,10 @@ mod tests {
                 r#"{"success":false,"error":{"code":"EXPIRED_API_KEY","message":"The API key has expired","details":{"expired_at":"2024-01-01T00:00:00Z"}}}"#,
             ),
             (
-                Denial::RateLimited { retry_after: 60 },
+                Denial::RateLimited {
+                    retry_after: 60,
+                    holder: Holder::Key,
+                },
                 r#"{"error":"Rate limit exceeded","status_code":429,"retry_after":60,"timestamp":"2025-08-30T09:19:31.245Z"}"#,
             ),
         ];
@@ -216,6 +234,7 @@ mod tests {
         let quota = DefaultFormat.body(
             &Denial::QuotaExceeded {
                 resets_at: at("2026-12-01T00:00:00Z"),
+                holder: Holder::Key,
             },
             now,
         );
@@ -252,7 +271,13 @@ mod tests {
             .unwrap(),
             r#"Bearer realm="api", error="insufficient_scope", scope="read write""#
         );
-        assert_eq!(header(Denial::RateLimited { retry_after: 3 }), None);
+        assert_eq!(
+            header(Denial::RateLimited {
+                retry_after: 3,
+                holder: Holder::Key,
+            }),
+            None
+        );
     }
 
     #[test]

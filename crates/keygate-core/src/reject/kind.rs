@@ -136,6 +136,7 @@ impl<F: ErrorFormat + ?Sized> ErrorFormat for Arc<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::account::Holder;
     use crate::record::Scopes;
     use crate::reject::Renderer;
     use http::header::{CONTENT_TYPE, RETRY_AFTER};
@@ -161,8 +162,12 @@ mod tests {
             },
             Denial::QuotaExceeded {
                 resets_at: at("2026-12-01T00:00:00Z"),
+                holder: Holder::Key,
             },
-            Denial::RateLimited { retry_after: 60 },
+            Denial::RateLimited {
+                retry_after: 60,
+                holder: Holder::Key,
+            },
             Denial::Unavailable { retry_after: 1 },
             Denial::BadRequest {
                 message: "name is required".into(),
@@ -239,7 +244,10 @@ mod tests {
 
     #[test]
     fn rendered_rejections_carry_each_formats_content_type() {
-        let denial = Denial::RateLimited { retry_after: 2 };
+        let denial = Denial::RateLimited {
+            retry_after: 2,
+            holder: Holder::Key,
+        };
         let now = Utc::now();
         for (kind, content_type) in [
             (ErrorFormatKind::Default, "application/json"),

@@ -24,6 +24,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER
 use http::StatusCode;
 use serde::Serialize;
 
+use crate::account::Holder;
 use crate::key::KeyId;
 use crate::record::Scopes;
 
@@ -67,11 +68,16 @@ pub enum Denial {
     QuotaExceeded {
         /// The first instant of the next month (UTC).
         resets_at: DateTime<Utc>,
+        /// Whose cap: the key's, or its owner's account-wide one (said in the body).
+        holder: Holder,
     },
     /// A rate limit is exhausted.
     RateLimited {
         /// Whole seconds to wait, at least 1.
         retry_after: u64,
+        /// Whose window refused: the key's, or its owner's account-wide one (said in
+        /// the body).
+        holder: Holder,
     },
     /// Verification is saturated or the store is down; retry later.
     Unavailable {
@@ -129,6 +135,10 @@ impl Denial {
             Denial::InvalidKey { .. } => "The provided API key is invalid",
             Denial::ExpiredKey { .. } => "The API key has expired",
             Denial::InsufficientScope { .. } => "The API key lacks the scopes this route requires",
+            Denial::QuotaExceeded {
+                holder: Holder::Account,
+                ..
+            } => "The account's monthly spend cap is exhausted",
             Denial::QuotaExceeded { .. } => "The API key's monthly spend cap is exhausted",
             Denial::RateLimited { .. } => "Rate limit exceeded",
             Denial::Unavailable { .. } => "Authentication is temporarily unavailable, retry later",
@@ -150,7 +160,9 @@ impl Denial {
     /// Seconds for a `Retry-After` header, when the denial has one.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Denial::RateLimited { retry_after } | Denial::Unavailable { retry_after } => Some(*retry_after),
+            Denial::RateLimited { retry_after, .. } | Denial::Unavailable { retry_after } => {
+                Some(*retry_after)
+            }
             _ => None,
         }
     }

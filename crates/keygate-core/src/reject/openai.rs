@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{rfc3339, to_json, Denial, ErrorFormat};
+use crate::account::Holder;
 use crate::record::Scopes;
 
 /// OpenAI-compatible bodies: `{"error":{"message","type","param","code"}}`.
@@ -83,17 +84,21 @@ impl ErrorFormat for OpenAiFormat {
                 "invalid_request_error",
                 Some("missing_scope"),
             ),
-            Denial::QuotaExceeded { resets_at } => (
+            Denial::QuotaExceeded { resets_at, holder } => (
                 format!(
-                    "You exceeded your current quota, please check your plan and billing details. \
+                    "You exceeded your {} quota, please check your plan and billing details. \
                      The quota resets at {}.",
+                    if *holder == Holder::Account { "account's" } else { "current" },
                     rfc3339(*resets_at)
                 ),
                 "insufficient_quota",
                 Some("insufficient_quota"),
             ),
-            Denial::RateLimited { retry_after } => (
-                format!("Rate limit reached for requests. Please try again in {retry_after}s."),
+            Denial::RateLimited { retry_after, holder } => (
+                format!(
+                    "Rate limit reached for {}. Please try again in {retry_after}s.",
+                    if *holder == Holder::Account { "the account's requests" } else { "requests" }
+                ),
                 "requests",
                 Some("rate_limit_exceeded"),
             ),

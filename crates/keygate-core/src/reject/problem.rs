@@ -5,8 +5,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::default::account;
 use super::openai::scope_list;
 use super::{rfc3339, to_json, Denial, ErrorFormat};
+use crate::account::Holder;
 use crate::key::KeyId;
 use crate::record::Scopes;
 
@@ -24,7 +26,10 @@ use crate::record::Scopes;
 /// use keygate_core::Denial;
 ///
 /// let format = ProblemFormat::new().type_base("https://api.example.com/problems/");
-/// let body = format.body(&Denial::RateLimited { retry_after: 3 }, chrono::Utc::now());
+/// let body = format.body(
+///     &Denial::RateLimited { retry_after: 3, holder: keygate_core::account::Holder::Key },
+///     chrono::Utc::now(),
+/// );
 /// assert_eq!(
 ///     body,
 ///     r#"{"type":"https://api.example.com/problems/rate-limit-exceeded","title":"Rate limit exceeded","status":429,"detail":"Too many requests for this API key; retry in 3 seconds.","code":"RATE_LIMIT_EXCEEDED","retry_after":3}"#
@@ -148,26 +153,38 @@ impl ErrorFormat for ProblemFormat {
                 let detail = format!("This request requires the scopes: {}.", scope_list(required));
                 self.problem(denial, detail, E { required })
             }
-            Denial::QuotaExceeded { resets_at } => {
+            Denial::QuotaExceeded { resets_at, holder } => {
                 #[derive(Serialize)]
                 struct E {
                     resets_at: String,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    limit: Option<Holder>,
                 }
                 let resets_at = rfc3339(*resets_at);
-                let detail = format!("The API key's monthly spend cap is exhausted until {resets_at}.");
-                self.problem(denial, detail, E { resets_at })
+                let whose = whose(*holder);
+                let detail = format!("{whose} monthly spend cap is exhausted until {resets_at}.");
+                let limit = account(*holder);
+                self.problem(denial, detail, E { resets_at, limit })
             }
-            Denial::RateLimited { retry_after } => {
+            Denial::RateLimited { retry_after, holder } => {
                 #[derive(Serialize)]
                 struct E {
                     retry_after: u64,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    limit: Option<Holder>,
                 }
                 let retry_after = (*retry_after).max(1);
+                let whom = if *holder == Holder::Account {
+                    "this account"
+                } else {
+                    "this API key"
+                };
                 let detail = format!(
-                    "Too many requests for this API key; retry in {retry_after} {}.",
+                    "Too many requests for {whom}; retry in {retry_after} {}.",
                     secs(retry_after)
                 );
-                self.problem(denial, detail, E { retry_after })
+                let limit = account(*holder);
+                self.problem(denial, detail, E { retry_after, limit })
             }
             Denial::Unavailable { retry_after } => {
                 #[derive(Serialize)]
@@ -187,6 +204,14 @@ impl ErrorFormat for ProblemFormat {
                 self.problem(denial, denial.detail().into_owned(), E {})
             }
         }
+    }
+}
+
+/// The owner of a cap, as a sentence starts.
+fn whose(holder: Holder) -> &'static str {
+    match holder {
+        Holder::Key => "The API key's",
+        Holder::Account => "The account's",
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 
 use super::{Changes, KeyStore, Page, StoreError};
+use crate::account::OwnerLimits;
 use crate::clock::Month;
 use crate::key::KeyId;
 use crate::record::{KeyRecord, OwnerId, SpendDelta, UsageDelta};
@@ -20,6 +21,8 @@ struct MemoryInner {
     replaced: HashSet<KeyId>,
     /// The record of spend, per key and month.
     spend: HashMap<(KeyId, Month), u64>,
+    /// Owners' account-wide limits.
+    owners: HashMap<OwnerId, OwnerLimits>,
 }
 
 /// Keys in process memory. The default for tests and the first run of an example;
@@ -196,5 +199,27 @@ impl KeyStore for MemoryStore {
 
     async fn is_empty(&self) -> Result<bool, StoreError> {
         self.read(|inner| inner.records.is_empty())
+    }
+
+    async fn owner_limits(&self, owner: &OwnerId) -> Result<Option<OwnerLimits>, StoreError> {
+        self.read(|inner| inner.owners.get(owner).cloned())
+    }
+
+    async fn set_owner_limits(&self, limits: &OwnerLimits) -> Result<(), StoreError> {
+        self.write(|inner| {
+            inner.owners.insert(limits.owner.clone(), limits.clone());
+            let mut keys: Vec<KeyId> = inner
+                .records
+                .values()
+                .filter(|r| r.owner == limits.owner)
+                .map(|r| r.key_id.clone())
+                .collect();
+            keys.sort();
+            for key_id in keys {
+                inner.next_seq += 1;
+                let seq = inner.next_seq;
+                inner.changes.push((seq, key_id));
+            }
+        })
     }
 }

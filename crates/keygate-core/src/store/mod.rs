@@ -44,6 +44,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
+use crate::account::OwnerLimits;
 use crate::clock::Month;
 use crate::key::KeyId;
 use crate::record::{KeyRecord, OwnerId, SpendDelta, UsageDelta};
@@ -67,6 +68,9 @@ pub enum StoreError {
     /// The store holds data this version cannot read.
     #[error("store holds unreadable data: {0}")]
     Corrupt(String),
+    /// The store does not keep this (a custom store without owner limits).
+    #[error("this store does not keep {0}")]
+    Unsupported(&'static str),
 }
 
 /// A page of a listing: `limit` records after skipping `offset`, oldest first.
@@ -189,6 +193,24 @@ pub trait KeyStore: Send + Sync + 'static {
         async { Ok(self.list(Page::new(0, 1)).await?.is_empty()) }
     }
 
+    /// An owner's account-wide limits ([`OwnerLimits`]), `None` when none were set. Read
+    /// with each key on its cold verification. The default keeps none.
+    fn owner_limits(
+        &self,
+        owner: &OwnerId,
+    ) -> impl Future<Output = Result<Option<OwnerLimits>, StoreError>> + Send {
+        let _ = owner;
+        std::future::ready(Ok(None))
+    }
+
+    /// Sets (replaces) an owner's limits and appends every key of the owner to the
+    /// change feed, in one transaction, so that every instance re-reads them. The
+    /// default refuses: [`StoreError::Unsupported`].
+    fn set_owner_limits(&self, limits: &OwnerLimits) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = limits;
+        std::future::ready(Err(StoreError::Unsupported("owner limits")))
+    }
+
     /// Pushes every change as it commits, when the store can (PostgreSQL): the gate's
     /// background task then forgets a key revoked by another process within
     /// milliseconds, and keeps polling the change feed as the backstop. `None` (the
@@ -246,6 +268,13 @@ pub trait DynKeyStore: Send + Sync + 'static {
     fn is_empty(&self) -> BoxFuture<'_, Result<bool, StoreError>>;
     /// See [`KeyStore::subscribe`].
     fn subscribe(&self) -> BoxFuture<'_, Option<mpsc::Receiver<Pushed>>>;
+    /// See [`KeyStore::owner_limits`].
+    fn owner_limits<'a>(
+        &'a self,
+        owner: &'a OwnerId,
+    ) -> BoxFuture<'a, Result<Option<OwnerLimits>, StoreError>>;
+    /// See [`KeyStore::set_owner_limits`].
+    fn set_owner_limits<'a>(&'a self, limits: &'a OwnerLimits) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
 impl<S: KeyStore> DynKeyStore for S {
@@ -304,6 +333,15 @@ impl<S: KeyStore> DynKeyStore for S {
     }
     fn subscribe(&self) -> BoxFuture<'_, Option<mpsc::Receiver<Pushed>>> {
         Box::pin(KeyStore::subscribe(self))
+    }
+    fn owner_limits<'a>(
+        &'a self,
+        owner: &'a OwnerId,
+    ) -> BoxFuture<'a, Result<Option<OwnerLimits>, StoreError>> {
+        Box::pin(KeyStore::owner_limits(self, owner))
+    }
+    fn set_owner_limits<'a>(&'a self, limits: &'a OwnerLimits) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(KeyStore::set_owner_limits(self, limits))
     }
 }
 
@@ -364,5 +402,14 @@ impl<S: KeyStore> KeyStore for Arc<S> {
     }
     fn subscribe(&self) -> impl Future<Output = Option<mpsc::Receiver<Pushed>>> + Send {
         S::subscribe(self)
+    }
+    fn owner_limits(
+        &self,
+        owner: &OwnerId,
+    ) -> impl Future<Output = Result<Option<OwnerLimits>, StoreError>> + Send {
+        S::owner_limits(self, owner)
+    }
+    fn set_owner_limits(&self, limits: &OwnerLimits) -> impl Future<Output = Result<(), StoreError>> + Send {
+        S::set_owner_limits(self, limits)
     }
 }

@@ -50,7 +50,9 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tracing::Instrument;
 
+use crate::account::{spend_subject, OwnerLimits};
 use crate::background::UsageCell;
+use crate::rate::Bucket;
 mod cache;
 mod lockout;
 mod pool;
@@ -72,6 +74,8 @@ use quiet::Hushed;
 /// A key whose secret has been proven, with the state needed on every request.
 pub(crate) struct Verified {
     pub(crate) principal: Principal,
+    /// The owner's account-wide limits, when it has any, read with the key.
+    pub(crate) account: Option<Account>,
     pub(crate) revoked: bool,
     pub(crate) expires_at: Option<DateTime<Utc>>,
     /// `expires_at` as the request path compares it.
@@ -83,6 +87,28 @@ pub(crate) struct Verified {
     checked_epoch: AtomicU64,
     /// Requests counted for this key since the last usage flush.
     pub(crate) usage: Arc<UsageCell>,
+}
+
+/// An owner's limits as the request path uses them: the limits, the account buckets
+/// made once, and the id its spend is metered under.
+pub(crate) struct Account {
+    pub(crate) spend_cap: Option<u64>,
+    pub(crate) buckets: Box<[Bucket]>,
+    pub(crate) subject: KeyId,
+}
+
+impl Account {
+    fn new(limits: OwnerLimits) -> Self {
+        Self {
+            spend_cap: limits.spend_cap,
+            buckets: limits
+                .rate_limits
+                .iter()
+                .map(|limit| Bucket::account(limits.owner.clone(), *limit))
+                .collect(),
+            subject: spend_subject(&limits.owner),
+        }
+    }
 }
 
 /// Why verification failed.
@@ -485,7 +511,17 @@ impl Verifier {
             }
         }
         self.lockout.prove(digest, &record.secret_hash, now);
+        let account = match self.store.owner_limits(&record.owner).await {
+            Ok(limits) => limits.filter(|l| !l.is_empty()).map(Account::new),
+            Err(error) => {
+                if let Some(suppressed) = self.store_log.admit(now) {
+                    tracing::error!(%error, suppressed, "owner limits lookup failed");
+                }
+                return Err(Failure::Unavailable);
+            }
+        };
         Ok(Arc::new(Verified {
+            account,
             usage: Arc::new(UsageCell::new(record.key_id.clone())),
             principal: Principal::from_record(&record),
             revoked: record.revoked_at.is_some(),

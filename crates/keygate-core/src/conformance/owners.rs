@@ -1,0 +1,86 @@
+//! The store cases of accounts: an owner's limits kept, replaced and lifted, every key of
+//! the owner on the change feed when they change, and the account's spend recorded
+//! under its subject id. Part of [`conformance::store`](crate::conformance::store).
+
+use super::store_fixtures::{create, setup, start};
+use crate::account::{spend_subject, OwnerLimits};
+use crate::clock::Month;
+use crate::record::SpendDelta;
+use crate::store::StoreError;
+use crate::{KeyStore, NewKey, OwnerId, RateLimit};
+
+/// `set_owner_limits` keeps an owner's windows and cap, replaces them on the next call,
+/// and puts exactly that owner's keys on the change feed. A store that keeps no owner
+/// limits answers [`StoreError::Unsupported`] and `None` (its gates then enforce keys'
+/// limits only); every other error fails the case.
+pub async fn owner_limits_are_kept_and_put_the_owners_keys_on_the_feed<S: KeyStore>(store: S) {
+    let (store, keys, _clock) = setup(store);
+    let owner = OwnerId::new("acct_owners");
+    assert_eq!(store.owner_limits(&owner).await.expect("owner_limits"), None);
+    let a = create(&keys, NewKey::new("acct_owners", "a")).await;
+    let b = create(&keys, NewKey::new("acct_owners", "b")).await;
+    create(&keys, NewKey::new("acct_other", "c")).await;
+    let cursor = store.changes_since(u64::MAX).await.expect("changes_since").cursor;
+    let limits = OwnerLimits {
+        owner: owner.clone(),
+        rate_limits: vec![RateLimit::per_minute(100), RateLimit::per_day(10_000)],
+        spend_cap: Some(5000),
+        updated_at: start(),
+    };
+    match store.set_owner_limits(&limits).await {
+        Ok(()) => {}
+        Err(StoreError::Unsupported(_)) => {
+            assert_eq!(store.owner_limits(&owner).await.expect("owner_limits"), None);
+            return;
+        }
+        Err(other) => panic!("set_owner_limits: {other}"),
+    }
+    assert_eq!(
+        store.owner_limits(&owner).await.expect("owner_limits"),
+        Some(limits.clone())
+    );
+    let mut changed = store.changes_since(cursor).await.expect("changes_since").keys;
+    changed.sort();
+    let mut expected = vec![a.key_id.clone(), b.key_id.clone()];
+    expected.sort();
+    assert_eq!(
+        changed, expected,
+        "the owner's keys, and only them, are on the feed"
+    );
+    assert_eq!(
+        store
+            .owner_limits(&OwnerId::new("acct_other"))
+            .await
+            .expect("owner_limits"),
+        None
+    );
+
+    let lifted = OwnerLimits::new(owner.clone(), start());
+    store
+        .set_owner_limits(&lifted)
+        .await
+        .expect("set_owner_limits again");
+    let now = store.owner_limits(&owner).await.expect("owner_limits");
+    assert!(
+        now.as_ref().is_none_or(|l| *l == lifted),
+        "replaced, not merged: {now:?}"
+    );
+}
+
+/// The account's month of spend is recorded under its subject id like a key's: a store
+/// must accept that id (it starts with a control character) and keep it apart.
+pub async fn an_accounts_spend_is_recorded_under_its_subject<S: KeyStore>(store: S) {
+    let owner = OwnerId::new("acct_spend");
+    let subject = spend_subject(&owner);
+    let month = Month::of(start());
+    let batch = [SpendDelta {
+        key_id: subject.clone(),
+        month,
+        micro_cents: 1500,
+    }];
+    store.record_spend(&batch).await.expect("record_spend");
+    store.record_spend(&batch).await.expect("record_spend");
+    assert_eq!(store.spent(&subject, month).await.expect("spent"), 3000);
+    let other = spend_subject(&OwnerId::new("acct_spend_other"));
+    assert_eq!(store.spent(&other, month).await.expect("spent"), 0);
+}
