@@ -32,6 +32,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         "spend",
         include_str!("../migrations/sqlite/20261201000100_spend.sql"),
     ),
+    (
+        20261201000200,
+        "owners",
+        include_str!("../migrations/sqlite/20261201000200_owners.sql"),
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -50,6 +55,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         20261201000100,
         "spend",
         include_str!("../migrations/postgres/20261201000100_spend.sql"),
+    ),
+    (
+        20261201000200,
+        "owners",
+        include_str!("../migrations/postgres/20261201000200_owners.sql"),
     ),
 ];
 

@@ -5,6 +5,7 @@
 //! per driver by [`on_backend!`], because sqlx's query types are per driver.
 
 use chrono::{DateTime, Utc};
+use keygate_core::account::OwnerLimits;
 use keygate_core::clock::Month;
 use keygate_core::hash::SecretHash;
 use keygate_core::record::{KeyRecord, SpendDelta, Usage, UsageDelta};
@@ -377,7 +378,17 @@ impl KeyStore for SqlStore {
             Ok(row.is_none())
         })
     }
+
+    async fn owner_limits(&self, owner: &OwnerId) -> Result<Option<OwnerLimits>, StoreError> {
+        self.find_owner_limits(owner).await
+    }
+
+    async fn set_owner_limits(&self, limits: &OwnerLimits) -> Result<(), StoreError> {
+        self.store_owner_limits(limits).await
+    }
 }
+
+mod owners;
 
 impl SqlStore {
     /// Runs `update` (binding the key id and `value`) and appends the key to the change
