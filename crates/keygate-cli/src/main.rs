@@ -5,6 +5,8 @@
 //! keygate keys create --owner acct_1 --name "CI Pipeline" --scopes read,write --expires-in 90d
 //! keygate keys list --owner acct_1
 //! keygate keys revoke kg_live_a1b2c3d4
+//! keygate owners set acct_1 --spend-cap 5000000 --rate 100/min,10000/day
+//! keygate owners show acct_1 --json
 //! ```
 //!
 //! The store is `--database-url` or `KEYGATE_DATABASE_URL` (default `sqlite://keygate.db`);
@@ -16,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod output;
+mod owners;
 
 use std::fmt;
 use std::process::ExitCode;
@@ -60,6 +63,9 @@ enum Command {
     /// Create, list, show, revoke and rotate keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Set and show owners' (accounts') limits, shared by all their keys.
+    #[command(subcommand)]
+    Owners(owners::OwnersCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -229,6 +235,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let keys = manager(open(url).await?);
             let record = keys.revoke(&KeyId::new(key_id.as_str())).await?;
             output::revoked(&record, keys.status(&record), json)
+        }
+        Command::Owners(command) => {
+            command.check()?;
+            command.run(manager(open(url).await?)).await
         }
         Command::Keys(KeysCommand::Rotate { key_id, grace, json }) => {
             let grace = parse_duration(&grace)?;

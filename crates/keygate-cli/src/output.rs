@@ -181,7 +181,7 @@ fn with_key(mut value: Value, key: &ApiKey) -> Value {
     value
 }
 
-fn print_json(value: &Value) -> Result<(), Failure> {
+pub(crate) fn print_json(value: &Value) -> Result<(), Failure> {
     let text =
         serde_json::to_string_pretty(value).map_err(|e| Failure(format!("cannot render JSON: {e}")))?;
     // Pretty JSON's own line breaks are not controls inside strings; only those are escaped.
@@ -230,13 +230,13 @@ fn escape_controls(json: &str) -> String {
 }
 
 /// Names and agents are user text: no control characters may break a line or a table.
-fn clean(text: &str) -> String {
+pub(crate) fn clean(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
 }
 
-fn time(at: DateTime<Utc>) -> String {
+pub(crate) fn time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 

@@ -368,3 +368,58 @@ fn migrate_is_idempotent_and_the_database_never_holds_the_plaintext_key() {
         "the secret is not stored, in any file of the database"
     );
 }
+
+#[test]
+fn owners_set_and_show_an_accounts_limits_keeping_what_is_not_given() {
+    let kg = Keygate::new();
+    let unset = kg.json(&["owners", "show", "acct_1", "--json"]);
+    assert_eq!(unset["spend_cap"], Value::Null);
+    assert_eq!(unset["rate_limits"], serde_json::json!([]));
+    assert_eq!(unset["spent"], 0);
+
+    let set = kg.json(&[
+        "owners",
+        "set",
+        "acct_1",
+        "--spend-cap",
+        "3000",
+        "--rate",
+        "10/min,1000/day",
+        "--json",
+    ]);
+    assert_eq!(set["owner"], "acct_1");
+    assert_eq!(set["spend_cap"], 3000);
+    assert_eq!(set["rate_limits"], serde_json::json!(["10/min", "1000/day"]));
+    // Only the cap changes: the windows are kept.
+    kg.ok(&["owners", "set", "acct_1", "--spend-cap", "5000"]);
+    let shown = kg.json(&["owners", "show", "acct_1", "--json"]);
+    assert_eq!(shown["spend_cap"], 5000);
+    assert_eq!(shown["rate_limits"], serde_json::json!(["10/min", "1000/day"]));
+    assert!(shown["month"].as_str().unwrap().len() == 7, "{shown}");
+    let text = kg.ok(&["owners", "show", "acct_1"]);
+    assert!(text.contains("spend cap:   5000 micro-cents a month"), "{text}");
+    assert!(text.contains("rate limits: 10/min,1000/day"), "{text}");
+    // `none` lifts each.
+    kg.ok(&["owners", "set", "acct_1", "--spend-cap", "none", "--rate", "none"]);
+    let lifted = kg.json(&["owners", "show", "acct_1", "--json"]);
+    assert_eq!(
+        (lifted["spend_cap"].clone(), lifted["rate_limits"].clone()),
+        (Value::Null, serde_json::json!([]))
+    );
+}
+
+#[test]
+fn owners_set_refuses_bad_input_and_writes_nothing() {
+    let kg = Keygate::new();
+    kg.ok(&["owners", "set", "acct_1", "--spend-cap", "100"]);
+    for args in [
+        &["owners", "set", "acct_1"][..],
+        &["owners", "set", "acct_1", "--spend-cap", "-5"],
+        &["owners", "set", "acct_1", "--spend-cap", "lots"],
+        &["owners", "set", "acct_1", "--rate", "10/fortnight"],
+        &["owners", "set", " ", "--spend-cap", "1"],
+    ] {
+        kg.fails(args);
+    }
+    assert_eq!(kg.json(&["owners", "show", "acct_1", "--json"])["spend_cap"], 100);
+}
