@@ -407,3 +407,110 @@ mod on_postgres {
         database.drop().await;
     }
 }
+
+/// Runs the built `keygate` CLI on `database`; its stdout. Fails the test on an error.
+fn keygate_cli(database: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(built("bin", "keygate"))
+        .args(["--database-url", database])
+        .args(args)
+        .output()
+        .expect("run keygate");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+/// A key of `owner` made by the CLI; the plaintext.
+fn cli_key(database: &str, owner: &str, scopes: &str) -> String {
+    let created = keygate_cli(
+        database,
+        &[
+            "keys", "create", "--owner", owner, "--name", "e2e", "--scopes", scopes, "--json",
+        ],
+    );
+    let created: serde_json::Value = serde_json::from_str(&created).expect("create --json");
+    created["key"].as_str().expect("key").to_string()
+}
+
+/// The accounts issue's acceptance against an example: an owner capped at 3000
+/// micro-cents gets 3 chat completions (1000 each) across its two keys, then 402 on both,
+/// naming the account; an owner limited to 10/min gets exactly 10 of 30 requests split
+/// across its two keys, the rest 429 naming the account. Limits are set with the CLI.
+async fn accounts_share_their_limits(example: &str) {
+    if !built("bin", "keygate").exists() {
+        panic!("the keygate CLI is not built next to the tests");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = sqlite_url(&dir);
+    // The store exists (migrated) before the CLI writes to it.
+    keygate_cli(&database, &["migrate"]);
+    keygate_cli(
+        &database,
+        &["owners", "set", "acct_capped", "--spend-cap", "3000"],
+    );
+    keygate_cli(&database, &["owners", "set", "acct_limited", "--rate", "10/min"]);
+    let capped = [
+        cli_key(&database, "acct_capped", "write"),
+        cli_key(&database, "acct_capped", "write"),
+    ];
+    let limited = [
+        cli_key(&database, "acct_limited", "read"),
+        cli_key(&database, "acct_limited", "read"),
+    ];
+    let service = Service::start(example, &database).await;
+
+    let chat = r#"{"model":"kova-chat-1","messages":[{"role":"user","content":"hi"}]}"#;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let key = &capped[i % 2];
+        let (status, body) = http(
+            &service.addr,
+            "POST",
+            "/v1/chat/completions",
+            Some(key),
+            Some(chat),
+        )
+        .await;
+        if status == 402 {
+            assert!(body.contains(r#""limit":"account""#), "{body}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 402, 402, 402],
+        "3 completions of 1000 within 3000"
+    );
+
+    let (mut admitted, mut refused) = (0, 0);
+    for i in 0..30 {
+        let (status, body) = service.get("/v1/models", Some(&limited[i % 2])).await;
+        match status {
+            200 => admitted += 1,
+            429 => {
+                assert!(body.contains(r#""limit":"account""#), "{body}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(
+        (admitted, refused),
+        (10, 20),
+        "an account of 10/min over two keys"
+    );
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_example_shares_an_accounts_cap_and_window_across_its_keys() {
+    accounts_share_their_limits("axum_service").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_example_shares_an_accounts_cap_and_window_across_its_keys() {
+    accounts_share_their_limits("actix_service").await;
+}
