@@ -3,7 +3,8 @@
 //! The same API as `axum_service` (the example-service contract in `docs/ARCHITECTURE.md`):
 //! `GET /v1/health`, `GET /v1/whoami`, `GET /v1/models`, `POST /v1/translate`,
 //! `POST /v1/chat/completions` (declares a cost of 1000 micro-cents), `GET /v1/hello`
-//! (optional mode) and the self-service key API at `/api/v1/api-keys`. The demo key it
+//! (optional mode), the self-service key API at `/api/v1/api-keys` and the account's
+//! own limits at `/api/v1/account` (`GET`; `PUT` tightens them). The demo key it
 //! prints on first start is the account's admin key (owner `demo`, scopes
 //! `read,write,admin`), so it manages the owner's keys there too. A host with its own
 //! login would also insert a `keygate::Account` with `req.extensions_mut()` in a
@@ -19,7 +20,7 @@ mod common;
 
 use actix_web::dev::HttpServiceFactory;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use keygate::{self_service_scope, ApiKeyMiddleware, Cost, Gate, Principal, RoutePolicy};
+use keygate::{account_scope, self_service_scope, ApiKeyMiddleware, Cost, Gate, Principal, RoutePolicy};
 
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(common::health())
@@ -91,6 +92,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ))
             .service(guarded(gate, "/v1/hello", policies.hello, web::get().to(hello)))
             .service(self_service_scope("/api/v1/api-keys", gate.clone()))
+            .service(account_scope("/api/v1/account", gate.clone()))
     })
     .bind(&settings.addr)?;
     tracing::info!(addr = %settings.addr, "actix_service listening");

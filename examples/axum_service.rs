@@ -5,7 +5,8 @@
 //! (scope `read`, service `translation` 100/min), `POST /v1/chat/completions` (scope
 //! `write`, service `chat` 50/min, 1000 micro-cents declared by the handler),
 //! `GET /v1/hello` (optional mode: greets a key's owner, or a guest with no key), and
-//! the self-service key API at `/api/v1/api-keys`.
+//! the self-service key API at `/api/v1/api-keys`, with the account's own limits at
+//! `/api/v1/account` (`GET`; `PUT` tightens them).
 //!
 //! ```sh
 //! cargo run --example axum_service
@@ -29,7 +30,7 @@ mod common;
 
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Json, Router};
-use keygate::{self_service_router, ApiKeyLayer, Cost, Principal, RoutePolicy};
+use keygate::{account_router, self_service_router, ApiKeyLayer, Cost, Principal, RoutePolicy};
 
 async fn health() -> Json<serde_json::Value> {
     Json(common::health())
@@ -97,7 +98,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .merge(guarded("/v1/translate", post(translate), policies.translate))
         .merge(guarded("/v1/chat/completions", post(chat), policies.chat))
         .merge(guarded("/v1/hello", get(hello), policies.hello))
-        .nest("/api/v1/api-keys", self_service_router(gate.clone()));
+        .nest("/api/v1/api-keys", self_service_router(gate.clone()))
+        .nest("/api/v1/account", account_router(gate.clone()));
 
     let listener = tokio::net::TcpListener::bind(&settings.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "axum_service listening");

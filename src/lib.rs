@@ -74,7 +74,7 @@ pub use keygate_tower::{ApiKeyLayer, ApiKeyService};
 /// The self-service key API as an axum `Router`, behind its own `ApiKeyLayer`.
 #[cfg(all(feature = "axum", feature = "self-service"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "axum", feature = "self-service"))))]
-pub use keygate_tower::self_service_router;
+pub use keygate_tower::{account_router, self_service_router};
 
 #[cfg(feature = "actix")]
 #[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
@@ -83,7 +83,7 @@ pub use keygate_actix::ApiKeyMiddleware;
 /// The self-service key API as an actix-web `Scope`, wrapped in its own `ApiKeyMiddleware`.
 #[cfg(all(feature = "actix", feature = "self-service"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "actix", feature = "self-service"))))]
-pub use keygate_actix::self_service_scope;
+pub use keygate_actix::{account_scope, self_service_scope};
 
 /// The rate limiter and spend meter on Redis, shared by many instances.
 #[cfg(feature = "redis")]

@@ -502,6 +502,39 @@ async fn accounts_share_their_limits(example: &str) {
         (10, 20),
         "an account of 10/min over two keys"
     );
+
+    // The account route shows the cap and the month's spend of both keys together.
+    let admin = cli_key(&database, "acct_capped", "admin");
+    let (status, body) = service.get("/api/v1/account", Some(&admin)).await;
+    assert_eq!(status, 200, "{body}");
+    let shown: serde_json::Value = serde_json::from_str(&body).expect("account json");
+    assert_eq!(shown["owner"], "acct_capped", "{shown}");
+    assert_eq!(
+        (shown["spend_cap"].as_u64(), shown["spent"].as_u64()),
+        (Some(3000), Some(3000)),
+        "{shown}"
+    );
+    // Raising its own cap is refused; lowering it is not.
+    let raise = r#"{"spend_cap":1000000}"#;
+    assert_eq!(
+        http(&service.addr, "PUT", "/api/v1/account", Some(&admin), Some(raise))
+            .await
+            .0,
+        403
+    );
+    let lower = r#"{"spend_cap":2000}"#;
+    assert_eq!(
+        http(&service.addr, "PUT", "/api/v1/account", Some(&admin), Some(lower))
+            .await
+            .0,
+        200
+    );
+    // A key at the account's cap still reaches the (free) key API, to be told it lacks
+    // admin; the account's window exhausted still answers 429 there.
+    let (status, _) = service.get("/api/v1/account", Some(&capped[0])).await;
+    assert_eq!(status, 403, "a key without admin");
+    let (status, _) = service.get("/api/v1/account", Some(&limited[0])).await;
+    assert_eq!(status, 429, "rate limits apply to the key API too");
     service.stop().await;
 }
 

@@ -49,4 +49,4 @@ pub mod self_service;
 
 pub use middleware::{ApiKeyMiddleware, ApiKeyMiddlewareService};
 #[cfg(feature = "self-service")]
-pub use self_service::self_service_scope;
+pub use self_service::{account_scope, self_service_scope};

@@ -71,7 +71,8 @@ use crate::headers::core_response;
 use crate::middleware::ApiKeyMiddleware;
 
 /// The self-service key API, mounted at `path` and wrapped in
-/// `ApiKeyMiddleware::new(gate).optional(true)`. Takes a [`Gate`](keygate_core::Gate),
+/// `ApiKeyMiddleware::new(gate)` with [`SelfService::route_policy`] (optional mode, free
+/// of spend caps). Takes a [`Gate`](keygate_core::Gate),
 /// or a [`SelfService`] to configure (its manage scope). Insert the host's [`Account`]
 /// in a middleware around it.
 pub fn self_service_scope(
@@ -97,7 +98,44 @@ pub fn self_service_scope(
         )
         .service(web::resource("/{key_id}").route(web::delete().to(revoke)))
         .service(web::resource("/{key_id}/rotate").route(web::post().to(rotate)))
-        .wrap(ApiKeyMiddleware::new(gate).optional(true))
+        .wrap(ApiKeyMiddleware::new(gate).policy(SelfService::route_policy()))
+}
+
+/// The account routes of the self-service API, mounted at `path` (`/api/v1/account`):
+/// `GET` shows the caller's owner's own limits (shared by all its keys) and this month's
+/// spend of its keys together, `PUT` tightens them ([`SelfService::account`],
+/// [`SelfService::set_account`]). The same callers and middleware as
+/// [`self_service_scope`].
+pub fn account_scope(
+    path: &str,
+    api: impl Into<SelfService>,
+) -> Scope<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<EitherBody<BoxBody>>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
+    let api = api.into();
+    let gate = api.gate().clone();
+    web::scope(path)
+        .app_data(Data::new(api))
+        .service(
+            web::resource("")
+                .route(web::get().to(account))
+                .route(web::put().to(set_account)),
+        )
+        .wrap(ApiKeyMiddleware::new(gate).policy(SelfService::route_policy()))
+}
+
+async fn account(api: Data<SelfService>, req: HttpRequest) -> HttpResponse {
+    respond(api.account(&caller(&req)).await)
+}
+
+async fn set_account(api: Data<SelfService>, req: HttpRequest, body: Bytes) -> HttpResponse {
+    respond(api.set_account(&caller(&req), &body).await)
 }
 
 /// The caller from the request's extensions: the host's account, else the key's principal.

@@ -21,6 +21,7 @@ pub struct ServiceLimits {
 struct PolicyInner {
     scopes: Scopes,
     optional: bool,
+    free: bool,
     service: Option<ServiceLimits>,
     cost: Option<u64>,
     /// The gate's default buckets followed by this route's service buckets, built on
@@ -58,6 +59,7 @@ impl RoutePolicy {
         let mut inner = Arc::try_unwrap(self.0).unwrap_or_else(|shared| PolicyInner {
             scopes: shared.scopes.clone(),
             optional: shared.optional,
+            free: shared.free,
             service: shared.service.clone(),
             cost: shared.cost,
             buckets: std::sync::OnceLock::new(),
@@ -81,6 +83,18 @@ impl RoutePolicy {
     /// principal; one that looks like ours but fails is still refused.
     pub fn optional(self, optional: bool) -> Self {
         self.edit(|p| p.optional = optional)
+    }
+
+    /// A free route: served past a spend cap (the key's or its owner's), and never
+    /// charged. For keygate's own routes (key management, the account's view of its
+    /// spend), which a key at its cap must still reach; rate limits still apply.
+    pub fn free(self, free: bool) -> Self {
+        self.edit(|p| p.free = free)
+    }
+
+    /// Whether the route is free ([`free`](Self::free)).
+    pub fn is_free(&self) -> bool {
+        self.0.free
     }
 
     /// Puts the route in a service with limits of its own ("chat": 50/min), counted per

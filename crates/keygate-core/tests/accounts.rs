@@ -257,3 +257,35 @@ async fn an_owner_id_with_nul_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("NUL"), "{err}");
 }
+
+#[tokio::test]
+async fn a_free_route_serves_a_key_past_its_caps_and_charges_nothing() {
+    let clock = ManualClock::new(t0());
+    let meter = MemorySpendMeter::new();
+    let gate = gate(&clock, &meter);
+    let owner = OwnerId::new("acct_free_route");
+    gate.keys()
+        .set_owner_limits(&owner, vec![], Some(1000))
+        .await
+        .unwrap();
+    let key = gate
+        .keys()
+        .create(NewKey::new("acct_free_route", "k").spend_cap(1000))
+        .await
+        .unwrap();
+    spend(&gate, &key, 1000).await.unwrap();
+    assert_eq!(
+        admit(&gate, &key).await.unwrap_err().status(),
+        StatusCode::PAYMENT_REQUIRED
+    );
+    let free = RoutePolicy::new().cost(500).free(true);
+    let admitted = gate.admit(&headers(&key), &free).await.unwrap();
+    gate.settle(&admitted, Some(Cost(250))).await;
+    let month = Month::of(t0());
+    assert_eq!(
+        meter.spent(&key.record.key_id, month).await.unwrap(),
+        1000,
+        "nothing charged"
+    );
+    assert_eq!(meter.spent(&spend_subject(&owner), month).await.unwrap(), 1000);
+}

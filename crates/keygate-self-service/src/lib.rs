@@ -29,6 +29,14 @@
 //! | `DELETE /{key_id}` | [`revoke`](SelfService::revoke) | 200: the revoked record |
 //! | `POST /{key_id}/rotate` | [`rotate`](SelfService::rotate) | 201: the new record with `key`, and `old` |
 //!
+//! The account routes (mounted apart, `/api/v1/account` in the examples) show and
+//! tighten the owner's own limits, shared by all its keys:
+//!
+//! | route | method | answer |
+//! | --- | --- | --- |
+//! | `GET /` | [`account`](SelfService::account) | 200: `{"owner","rate_limits","spend_cap","month","spent","updated_at"}` |
+//! | `PUT /` | [`set_account`](SelfService::set_account) | 200: the same, tightened; 403 for anything looser |
+//!
 //! # Example
 //! ```
 //! use http::{HeaderMap, StatusCode};
@@ -80,6 +88,7 @@ use keygate_core::store::Page;
 use keygate_core::{Denial, Gate, RoutePolicy, Scopes};
 use serde::Serialize;
 
+mod account;
 mod body;
 mod caller;
 mod response;
@@ -136,6 +145,14 @@ impl SelfService {
         };
         self.manage = scope;
         self
+    }
+
+    /// The policy the adapters put in front of these routes: optional mode (an account
+    /// caller needs no key; a key in the gate's format is verified) and free (a key at
+    /// its spend cap, or whose owner is at the account's, may still manage keys and see
+    /// its spend; nothing here is charged). Rate limits apply.
+    pub fn route_policy() -> RoutePolicy {
+        RoutePolicy::new().optional(true).free(true)
     }
 
     /// The gate.

@@ -49,4 +49,4 @@ pub mod self_service;
 
 pub use api_key::{ApiKeyLayer, ApiKeyService};
 #[cfg(feature = "self-service")]
-pub use self_service::self_service_router;
+pub use self_service::{account_router, self_service_router};

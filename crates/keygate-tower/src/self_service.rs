@@ -77,7 +77,8 @@ use keygate_self_service::{Caller, SelfService};
 
 use crate::api_key::ApiKeyLayer;
 
-/// The self-service key API, behind `ApiKeyLayer::new(gate).optional(true)`. Takes a
+/// The self-service key API, behind `ApiKeyLayer::new(gate)` with
+/// [`SelfService::route_policy`] (optional mode, free of spend caps). Takes a
 /// [`Gate`](keygate_core::Gate), or a [`SelfService`] to configure (its manage scope).
 /// Nest it: `Router::new().nest("/api/v1/api-keys", router)`; insert the host's
 /// [`Account`](keygate_self_service::Account) in a layer around it.
@@ -87,8 +88,33 @@ pub fn self_service_router(api: impl Into<SelfService>) -> Router {
         .route("/", get(list).post(create))
         .route("/{key_id}", delete(revoke))
         .route("/{key_id}/rotate", post(rotate))
-        .route_layer(ApiKeyLayer::new(api.gate().clone()).optional(true))
+        .route_layer(ApiKeyLayer::new(api.gate().clone()).policy(SelfService::route_policy()))
         .with_state(api)
+}
+
+/// The account routes of the self-service API as an axum [`Router`], to nest where you
+/// like (`/api/v1/account`): `GET /` shows the caller's owner's own limits (shared by
+/// all its keys) and this month's spend of its keys together, `PUT /` tightens them
+/// ([`SelfService::account`], [`SelfService::set_account`]). The same callers and the
+/// same layer as [`self_service_router`].
+pub fn account_router(api: impl Into<SelfService>) -> Router {
+    let api = api.into();
+    Router::new()
+        .route("/", get(account).put(set_account))
+        .route_layer(ApiKeyLayer::new(api.gate().clone()).policy(SelfService::route_policy()))
+        .with_state(api)
+}
+
+async fn account(State(api): State<SelfService>, FromExtensions(caller): FromExtensions) -> Response {
+    api.account(&caller).await.into_response::<Body>()
+}
+
+async fn set_account(
+    State(api): State<SelfService>,
+    FromExtensions(caller): FromExtensions,
+    body: Bytes,
+) -> Response {
+    api.set_account(&caller, &body).await.into_response::<Body>()
 }
 
 /// The caller from the request's extensions: the host's account, else the key's principal.

@@ -59,7 +59,7 @@ use std::task::{Context, Poll};
 use chrono::{DateTime, Utc};
 use http::HeaderName;
 
-use crate::backend::FailMode;
+use crate::backend::{BackendError, FailMode};
 use crate::background::{self, Background, BackgroundTask, UsageBuffer};
 use crate::clock::Clock;
 use crate::credential::{CredentialSource, HeaderSource, Lookup};
@@ -69,7 +69,7 @@ use crate::policy::RoutePolicy;
 use crate::rate::DynRateLimiter;
 use crate::record::RateLimit;
 use crate::reject::{Denial, Rejection, Renderer};
-use crate::spend::DynSpendMeter;
+use crate::spend::{DynSpendMeter, Month};
 use crate::verify::Verifier;
 
 mod builder;
@@ -231,6 +231,23 @@ impl Gate {
         match &self.inner.meter {
             Some(meter) => meter.flush().await,
             None => 0,
+        }
+    }
+
+    /// What `key_id` has spent in `month`, as this gate's meter counts it (live, with
+    /// its charges not yet written behind); as the store recorded it when the gate
+    /// meters nothing. An owner's spend is under
+    /// [`spend_subject`](crate::account::spend_subject).
+    pub async fn spent(&self, key_id: &KeyId, month: Month) -> Result<u64, BackendError> {
+        match &self.inner.meter {
+            Some(meter) => meter.spent(key_id, month).await,
+            None => self
+                .inner
+                .keys
+                .store_ref()
+                .spent(key_id, month)
+                .await
+                .map_err(|e| BackendError(e.to_string())),
         }
     }
 

@@ -104,9 +104,9 @@ impl Gate {
             .map_err(|failure| self.verify_failed(failure, &parsed, clock.timestamp()))?;
         let now = clock.timestamp();
         self.check_state(&verified, policy, now)?;
-        match self.spend_now(&verified, now) {
+        match self.spend_now(&verified, policy, now) {
             Some(checked) => checked?,
-            None => self.spend(&verified, now).await?,
+            None => self.spend(&verified, policy, now).await?,
         }
         let rate = match self.rate_now(&verified, policy, now) {
             Some(checked) => checked?,
@@ -127,7 +127,7 @@ impl Gate {
         if let Err(rejection) = self.check_state(verified, policy, now) {
             return Some(Err(rejection));
         }
-        if let Err(rejection) = self.spend_now(verified, now)? {
+        if let Err(rejection) = self.spend_now(verified, policy, now)? {
             return Some(Err(rejection));
         }
         // Last: the limiter counts the request, so nothing may return `None` after it.
@@ -235,8 +235,13 @@ impl Gate {
 
     /// Step 6, the spend caps (the key's, then its owner's), from memory; `None` when
     /// the meter needs I/O.
-    fn spend_now(&self, verified: &Verified, now: Timestamp) -> Option<Result<(), Rejection>> {
-        let Some(meter) = &self.inner.meter else {
+    fn spend_now(
+        &self,
+        verified: &Verified,
+        policy: &RoutePolicy,
+        now: Timestamp,
+    ) -> Option<Result<(), Rejection>> {
+        let Some(meter) = self.inner.meter.as_ref().filter(|_| !policy.is_free()) else {
             return Some(Ok(()));
         };
         let month = Month::of(now.to_datetime());
@@ -250,8 +255,13 @@ impl Gate {
     }
 
     /// Step 6, the spend caps, awaiting the meter.
-    async fn spend(&self, verified: &Verified, now: Timestamp) -> Result<(), Rejection> {
-        let Some(meter) = &self.inner.meter else {
+    async fn spend(
+        &self,
+        verified: &Verified,
+        policy: &RoutePolicy,
+        now: Timestamp,
+    ) -> Result<(), Rejection> {
+        let Some(meter) = self.inner.meter.as_ref().filter(|_| !policy.is_free()) else {
             return Ok(());
         };
         let month = Month::of(now.to_datetime());
@@ -381,7 +391,7 @@ impl Gate {
             usage.record(&verified.usage, now, agent);
         }
         let principal = &verified.principal;
-        let charge = self.inner.meter.is_some().then(|| Pending {
+        let charge = (self.inner.meter.is_some() && !policy.is_free()).then(|| Pending {
             gate: self.clone(),
             key_id: principal.key_id().clone(),
             account: verified.account.as_ref().map(|a| a.subject.clone()),
