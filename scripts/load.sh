@@ -5,11 +5,12 @@
 #   interleaved so that machine noise hits every mode alike (the budget is in
 #   instructions: scripts/instructions.sh, docs/ARCHITECTURE.md),
 #   with requests/s and the server's CPU time per request;
-# - valid-key throughput alone and under a flood of well-formed wrong keys (4 flood
-#   connections beside 32 valid ones), with and without the per-key-id failure limit
-#   (budget: >= 0.8 of the unflooded value), in a first round (which pays for the
-#   guesses hashed before the limit) and a second. Both wrk processes share core 1, so
-#   the flood also takes load-generator time from the valid traffic.
+# - valid-key throughput alone and under a flood of well-formed wrong keys sent at a
+#   fixed rate (KEYGATE_FLOOD_RATE, default 2000/s, by the `flood` generator beside 32
+#   valid wrk connections), with and without the per-key-id failure limit (budget:
+#   >= 0.8 of the unflooded value), in a first round (which pays for the guesses hashed
+#   before the limit) and a second. The generator shares core 1 with wrk: a fixed
+#   slice of it.
 #
 #   scripts/load.sh [seconds per run] [rounds]     (defaults: 5 and 3)
 #
@@ -30,6 +31,7 @@ addr=127.0.0.1:3900
 
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }
 server="${CARGO_TARGET_DIR:-target}/release/load_server"
+flood_bin="${CARGO_TARGET_DIR:-target}/release/flood"
 
 cpu_ticks() { # pid -> user + system clock ticks so far
     awk '{print $14 + $15}' "/proc/$1/stat"
@@ -68,7 +70,7 @@ case "${KEYGATE_LOAD_FRAMEWORK:-axum}" in
     *) echo "KEYGATE_LOAD_FRAMEWORK is axum or actix" >&2; exit 1 ;;
 esac
 build() { # cargo flags -> load_server built, and its modes in $known ("mode reference" lines)
-    cargo build --release -q -p keygate-bench "$@" --bin load_server
+    cargo build --release -q -p keygate-bench "$@" --bin load_server --bin flood
     known=$("$server" --modes)
 }
 reference() { # mode -> the mode it is compared with, or nothing if it is no mode
@@ -169,14 +171,17 @@ flood() { # mode -> "alone under_first flood_rps_first under_steady flood_rps_st
 }
 
 flooded() { # valid key, flood key file -> "valid_rps flood_rps" while both run
+    # The flood is open-loop at a fixed rate (KEYGATE_FLOOD_RATE requests/s, default
+    # 2000, over 4 connections), from its own generator (crates/keygate-bench/src/bin/flood.rs),
+    # not a second closed-loop wrk: its size is then a setting, whatever the server does.
     local fout fpid under
     fout=$(mktemp)
-    FLOOD_KEYS="$2" taskset -c 1 wrk -t1 -c4 -d"${secs}s" -s scripts/flood.lua "http://$addr/v1/ping" >"$fout" &
+    taskset -c 1 "$flood_bin" "$addr" "$2" "${KEYGATE_FLOOD_RATE:-2000}" "$secs" 4 >"$fout" &
     fpid=$!
     under=$(taskset -c 1 wrk -t1 -c32 -d"${secs}s" -H "Authorization: Bearer $1" "http://$addr/v1/ping" |
         awk '/Requests\/sec/ {print $2}')
     wait "$fpid" || true
-    echo "$under $(awk '/Requests\/sec/ {print $2}' "$fout")"
+    echo "$under $(sed -n 's/.* rate=\([0-9]*\)\/s.*/\1/p' "$fout")"
     rm -f "$fout"
 }
 
