@@ -59,13 +59,26 @@ fn guarded(gate: &Gate, path: &str, policy: RoutePolicy, route: actix_web::Route
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (settings, gate, background) = common::start().await?;
+    let metrics = common::metrics_recorder()?;
 
     let server_gate = gate.clone();
     let server = HttpServer::new(move || {
         let gate = &server_gate;
         let policies = common::Policies::new();
+        let (metrics_gate, metrics) = (gate.clone(), metrics.clone());
         App::new()
             .route("/v1/health", web::get().to(health))
+            .route(
+                "/metrics",
+                web::get().to(move || {
+                    let body = common::render_metrics(&metrics_gate, &metrics);
+                    async move {
+                        HttpResponse::Ok()
+                            .content_type("text/plain; version=0.0.4")
+                            .body(body)
+                    }
+                }),
+            )
             .service(guarded(
                 gate,
                 "/v1/whoami",

@@ -83,6 +83,8 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (settings, gate, background) = common::start().await?;
+    let metrics = common::metrics_recorder()?;
+    let metrics_gate = gate.clone();
 
     let policies = common::Policies::new();
     // One route, behind the layer with that route's policy (scopes, service limits).
@@ -93,6 +95,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let app = Router::new()
         .route("/v1/health", get(health))
+        .route(
+            "/metrics",
+            get(move || async move { common::render_metrics(&metrics_gate, &metrics) }),
+        )
         .merge(guarded("/v1/whoami", get(whoami), policies.whoami))
         .merge(guarded("/v1/models", get(models), policies.models))
         .merge(guarded("/v1/translate", post(translate), policies.translate))

@@ -535,6 +535,27 @@ async fn accounts_share_their_limits(example: &str) {
     assert_eq!(status, 403, "a key without admin");
     let (status, _) = service.get("/api/v1/account", Some(&limited[0])).await;
     assert_eq!(status, 429, "rate limits apply to the key API too");
+
+    // /metrics counts what happened, by outcome and path, with no key id in a label.
+    let (status, metrics) = service.get("/metrics", None).await;
+    assert_eq!(status, 200, "{metrics}");
+    let count = |outcome: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("keygate_requests_total{") && l.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert!(count("admitted") >= 13, "{metrics}");
+    assert_eq!(count("INSUFFICIENT_QUOTA"), 3, "{metrics}");
+    assert!(count("RATE_LIMIT_EXCEEDED") >= 20, "{metrics}");
+    assert!(metrics.contains("keygate_cold_verification_seconds"), "{metrics}");
+    assert!(
+        !metrics.contains("kg_live_") && !metrics.contains("acct_"),
+        "{metrics}"
+    );
     service.stop().await;
 }
 

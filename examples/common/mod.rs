@@ -11,6 +11,7 @@ use keygate::reject::ErrorFormatKind;
 use keygate::spend::RecordSpendMeter;
 use keygate::store::Page;
 use keygate::{Gate, NewKey, RateLimit, RoutePolicy, SqlStore};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -123,6 +124,19 @@ impl Policies {
             hello: RoutePolicy::new().optional(true),
         }
     }
+}
+
+/// Installs the Prometheus recorder of the `metrics` facade, for `GET /metrics`.
+pub fn metrics_recorder() -> Result<PrometheusHandle, Box<dyn Error>> {
+    Ok(PrometheusBuilder::new().install_recorder()?)
+}
+
+/// `GET /metrics`: the gate's counters (requests admitted and refused by code, cache
+/// hits and misses, shed verifications, wrong secrets, backend errors) and the cold
+/// verifications' latency, in Prometheus text format. No key id or owner is a label.
+pub fn render_metrics(gate: &Gate, metrics: &PrometheusHandle) -> String {
+    gate.stats().publish();
+    metrics.render()
 }
 
 pub fn health() -> Value {

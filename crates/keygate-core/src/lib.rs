@@ -38,6 +38,7 @@ pub mod headers;
 mod invalid;
 pub mod key;
 pub mod manage;
+pub mod observe;
 pub mod policy;
 pub mod principal;
 pub mod rate;

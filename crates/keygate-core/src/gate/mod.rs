@@ -251,6 +251,13 @@ impl Gate {
         }
     }
 
+    /// What this gate has counted since it was built: requests by outcome and where they
+    /// were decided, shed verifications, wrong secrets, backend errors. Export it with
+    /// [`Stats::publish`](crate::observe::Stats::publish) (the `metrics` facade).
+    pub fn stats(&self) -> crate::observe::Stats {
+        self.inner.verifier.counters.snapshot()
+    }
+
     /// Keys currently cached as verified (approximate).
     pub fn cached_keys(&self) -> u64 {
         self.inner.verifier.cached_len()

@@ -15,6 +15,7 @@ use crate::clock::Timestamp;
 use crate::credential::{extract, HeaderSource, Presented};
 use crate::headers::RateHeaders;
 use crate::key::{KeyId, ParsedKey};
+use crate::observe::{Counters, Path};
 use crate::policy::RoutePolicy;
 use crate::principal::Principal;
 use crate::rate::{Bucket, RateDecision};
@@ -41,13 +42,16 @@ impl Gate {
     ) -> Decision {
         let (key, agent) = match self.presented(headers, policy) {
             Ok(found) => found,
-            Err(answered) => return Decision::Now(answered),
+            Err(answered) => return self.decided(Path::Memory, answered),
         };
         // One clock read serves the cache, the key's expiry and the limits.
         let now = self.inner.clock.timestamp();
         if key.len() > LONGEST_KEY {
             tracing::debug!("malformed key: longer than any key");
-            return Decision::Now(Err(self.deny_at(Denial::InvalidKey { key_id: None }, now)));
+            return self.decided(
+                Path::Memory,
+                Err(self.deny_at(Denial::InvalidKey { key_id: None }, now)),
+            );
         }
         // A hit needs no parsing: only keys whose secret was proven are cached, under
         // the SHA-256 of the whole key.
@@ -56,33 +60,42 @@ impl Gate {
         // (nothing below touches the verifier's caches).
         let decide = |verified: &Verified| self.decide_now(verified, policy, agent, now);
         match self.inner.verifier.with_fresh(&digest, now, decide) {
-            Some(Some(decided)) => return Decision::Now(decided),
+            Some(Some(decided)) => return self.decided(Path::Cache, decided),
             // Cached, but the meter or the limiter needs I/O.
-            Some(None) => return Decision::Later(self.cold(key, agent, policy)),
+            Some(None) => return Decision::Later(self.cold(key, agent, policy, Path::Cache)),
             None => {}
         }
         // Not cached. A malformed key is refused here, with no I/O; a well-formed one
         // at once if it failed lately or its id is throttled, and is cold otherwise.
         let parsed = match self.parse(key, now) {
             Ok(parsed) => parsed,
-            Err(rejection) => return Decision::Now(Err(rejection)),
+            Err(rejection) => return self.decided(Path::Memory, Err(rejection)),
         };
         match self.inner.verifier.refused_at_once(&digest, parsed.key_id(), now) {
-            Some(refused) => Decision::Now(Err(self.verify_failed(refused, &parsed, now))),
-            None => Decision::Later(self.cold(key, agent, policy)),
+            Some(refused) => self.decided(Path::Memory, Err(self.verify_failed(refused, &parsed, now))),
+            None => Decision::Later(self.cold(key, agent, policy, Path::Cold)),
         }
+    }
+
+    /// A decision made now, counted.
+    fn decided(&self, path: Path, decided: Result<Admission, Rejection>) -> Decision {
+        self.inner.verifier.counters.count(path, &decided);
+        Decision::Now(decided)
     }
 
     /// The future of a cold key. It owns a copy of the key, zeroed when dropped, so
     /// that the adapter may move the request meanwhile.
-    fn cold(&self, key: &[u8], agent: Option<&[u8]>, policy: &RoutePolicy) -> Cold {
+    fn cold(&self, key: &[u8], agent: Option<&[u8]>, policy: &RoutePolicy, path: Path) -> Cold {
         let gate = self.clone();
         let policy = policy.clone();
         let key = SecretSlice::from(key.to_vec());
         let agent: Option<Box<[u8]>> = agent.map(Into::into);
         Cold(Box::pin(async move {
-            gate.admit_cold(key.expose_secret(), agent.as_deref(), &policy)
-                .await
+            let decided = gate
+                .admit_cold(key.expose_secret(), agent.as_deref(), &policy)
+                .await;
+            gate.inner.verifier.counters.count(path, &decided);
+            decided
         }))
     }
 
@@ -369,6 +382,7 @@ impl Gate {
     }
 
     fn backend_failed(&self, error: &BackendError, now: Timestamp) -> Result<(), Rejection> {
+        Counters::bump(&self.inner.verifier.counters.backend_errors);
         tracing::error!(%error, "policy backend failed");
         match self.inner.fail_mode {
             FailMode::Open => Ok(()),

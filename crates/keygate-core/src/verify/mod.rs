@@ -61,6 +61,7 @@ mod quiet;
 use crate::clock::{Clock, Timestamp};
 use crate::hash::{HashError, KeyHasher, SecretHash};
 use crate::key::KeyId;
+use crate::observe::{cold_verification, Counters};
 use crate::principal::Principal;
 use crate::store::DynKeyStore;
 use cache::HotCache;
@@ -210,6 +211,8 @@ pub(crate) struct Verifier {
     shed_log: Hushed,
     throttle_log: Hushed,
     store_log: Hushed,
+    /// The gate's counters (`observe.rs`), here where most of them are counted.
+    pub(crate) counters: Counters,
 }
 
 impl Verifier {
@@ -244,6 +247,7 @@ impl Verifier {
             shed_log: Hushed::new(),
             throttle_log: Hushed::new(),
             store_log: Hushed::new(),
+            counters: Counters::default(),
         }
     }
 
@@ -411,6 +415,7 @@ impl Verifier {
             }
         }
         let Some(permit) = self.pool.admit_verification() else {
+            Counters::bump(&self.counters.shed);
             if let Some(suppressed) = self.shed_log.admit(now) {
                 tracing::warn!(
                     key_id,
@@ -473,6 +478,7 @@ impl Verifier {
                 tracing::debug!("unknown key id");
                 // Counted like a wrong secret: guesses at an id get the same answers
                 // whether it exists or not.
+                Counters::bump(&self.counters.wrong_secrets);
                 self.lockout.failed(key_id, now);
                 return Err(Failure::Invalid);
             }
@@ -497,8 +503,12 @@ impl Verifier {
                 }
                 return Err(Failure::Throttled { retry_after });
             }
-            if !self.check_secret(secret, record.secret_hash.clone()).await? {
+            let started = std::time::Instant::now();
+            let matches = self.check_secret(secret, record.secret_hash.clone()).await;
+            cold_verification(started.elapsed().as_secs_f64());
+            if !matches? {
                 tracing::debug!("wrong secret");
+                Counters::bump(&self.counters.wrong_secrets);
                 if self.lockout.failed(key_id, now) {
                     if let Some(suppressed) = self.throttle_log.admit(now) {
                         tracing::warn!(
