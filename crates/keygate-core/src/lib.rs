@@ -46,6 +46,7 @@ pub mod record;
 pub mod reject;
 pub mod spend;
 pub mod store;
+pub mod usage;
 pub mod verify;
 
 #[cfg(any(feature = "axum", feature = "actix"))]

@@ -37,6 +37,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         "owners",
         include_str!("../migrations/sqlite/20261201000200_owners.sql"),
     ),
+    (
+        20261201000300,
+        "usage daily",
+        include_str!("../migrations/sqlite/20261201000300_usage_daily.sql"),
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -60,6 +65,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         20261201000200,
         "owners",
         include_str!("../migrations/postgres/20261201000200_owners.sql"),
+    ),
+    (
+        20261201000300,
+        "usage daily",
+        include_str!("../migrations/postgres/20261201000300_usage_daily.sql"),
     ),
 ];
 

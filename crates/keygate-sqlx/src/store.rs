@@ -4,12 +4,14 @@
 //! expressions, so each statement is written once. Each method body is expanded once
 //! per driver by [`on_backend!`], because sqlx's query types are per driver.
 
+use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
 use keygate_core::account::OwnerLimits;
 use keygate_core::clock::Month;
 use keygate_core::hash::SecretHash;
 use keygate_core::record::{KeyRecord, SpendDelta, Usage, UsageDelta};
 use keygate_core::store::{Changes, Page, Pushed, StoreError};
+use keygate_core::usage::{day_of, DailyUsage, RETENTION_DAYS};
 use keygate_core::{KeyId, KeyStore, OwnerId, RateLimit, Scopes};
 use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, Row, Type};
@@ -102,6 +104,19 @@ const RECORD_SPEND: &str = "INSERT INTO keygate_spend (key_id, month, micro_cent
      ON CONFLICT (key_id, month) DO UPDATE SET micro_cents = CASE \
          WHEN keygate_spend.micro_cents > 9223372036854775807 - excluded.micro_cents \
          THEN 9223372036854775807 ELSE keygate_spend.micro_cents + excluded.micro_cents END";
+
+// Only for a known key (the SELECT finds no row otherwise); saturating like the rest.
+const RECORD_DAILY: &str = "INSERT INTO keygate_usage_daily (key_id, day, requests) \
+     SELECT key_id, $2, $3 FROM keygate_keys WHERE key_id = $1 \
+     ON CONFLICT (key_id, day) DO UPDATE SET requests = CASE \
+         WHEN keygate_usage_daily.requests > 9223372036854775807 - excluded.requests \
+         THEN 9223372036854775807 ELSE keygate_usage_daily.requests + excluded.requests END";
+
+const PRUNE_DAILY: &str = "DELETE FROM keygate_usage_daily WHERE day < $1";
+
+const DAILY_USAGE: &str = "SELECT d.key_id, d.day, d.requests FROM keygate_usage_daily d \
+     JOIN keygate_keys k ON k.key_id = d.key_id WHERE k.owner = $1 AND d.day >= $2 \
+     ORDER BY d.key_id, d.day";
 
 const SPENT: &str = "SELECT micro_cents FROM keygate_spend WHERE key_id = $1 AND month = $2";
 
@@ -295,8 +310,46 @@ impl KeyStore for SqlStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(store_error)?;
+                sqlx::query(RECORD_DAILY)
+                    .bind(delta.key_id.as_str())
+                    .bind(day_of(delta.last_used_at).to_string())
+                    .bind(saturating_i64(delta.requests))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_error)?;
+            }
+            if let Some(latest) = sorted.iter().map(|d| d.last_used_at).max() {
+                let cutoff = day_of(latest) - chrono::Days::new(u64::from(RETENTION_DAYS));
+                sqlx::query(PRUNE_DAILY)
+                    .bind(cutoff.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_error)?;
             }
             tx.commit().await.map_err(store_error)
+        })
+    }
+
+    async fn daily_usage(&self, owner: &OwnerId, since: NaiveDate) -> Result<Vec<DailyUsage>, StoreError> {
+        on_backend!(self, pool => {
+            let rows = sqlx::query(DAILY_USAGE)
+                .bind(owner.as_str())
+                .bind(since.to_string())
+                .fetch_all(pool)
+                .await
+                .map_err(store_error)?;
+            rows.iter()
+                .map(|row| {
+                    let day: String = row.try_get("day").map_err(store_error)?;
+                    Ok(DailyUsage {
+                        key_id: KeyId::new(row.try_get::<String, _>("key_id").map_err(store_error)?),
+                        day: day
+                            .parse()
+                            .map_err(|e| StoreError::Corrupt(format!("keygate_usage_daily.day: {e}")))?,
+                        requests: non_negative(row.try_get("requests").map_err(store_error)?, "keygate_usage_daily.requests")?,
+                    })
+                })
+                .collect()
         })
     }
 

@@ -76,6 +76,7 @@ macro_rules! store_tests {
             rotate_issues_a_replacement_and_expires_the_old_key,
             owner_limits_are_kept_and_put_the_owners_keys_on_the_feed,
             an_accounts_spend_is_recorded_under_its_subject,
+            daily_usage_is_kept_per_key_and_day,
             replace_is_one_step_and_a_key_is_replaced_once,
             record_usage_adds_counts_and_keeps_the_latest_use,
             changes_since_reports_revoked_and_rotated_keys_after_a_cursor,

@@ -1,13 +1,14 @@
 //! The store cases of accounts: an owner's limits kept, replaced and lifted, every key of
 //! the owner on the change feed when they change, and the account's spend recorded
-//! under its subject id. Part of [`conformance::store`](crate::conformance::store).
+//! under its subject id; and daily usage. Part of [`conformance::store`](crate::conformance::store).
 
 use super::store_fixtures::{create, setup, start};
 use crate::account::{spend_subject, OwnerLimits};
 use crate::clock::Month;
-use crate::record::SpendDelta;
+use crate::record::{SpendDelta, UsageDelta};
 use crate::store::StoreError;
-use crate::{KeyStore, NewKey, OwnerId, RateLimit};
+use crate::usage::{day_of, DailyUsage};
+use crate::{KeyId, KeyStore, NewKey, OwnerId, RateLimit};
 
 /// `set_owner_limits` keeps an owner's windows and cap, replaces them on the next call,
 /// and puts exactly that owner's keys on the change feed. A store that keeps no owner
@@ -83,4 +84,82 @@ pub async fn an_accounts_spend_is_recorded_under_its_subject<S: KeyStore>(store:
     assert_eq!(store.spent(&subject, month).await.expect("spent"), 3000);
     let other = spend_subject(&OwnerId::new("acct_spend_other"));
     assert_eq!(store.spent(&other, month).await.expect("spent"), 0);
+}
+
+/// `record_usage` adds each delta's requests to its key's day (the UTC day of
+/// `last_used_at`), and `daily_usage` gives back the owner's keys' days from `since`,
+/// by key id then day, nothing of another owner's or an unknown key's. A store that
+/// keeps no daily usage (the trait's default) returns nothing and passes.
+pub async fn daily_usage_is_kept_per_key_and_day<S: KeyStore>(store: S) {
+    let (store, keys, _clock) = setup(store);
+    let a = create(&keys, NewKey::new("acct_daily", "a")).await;
+    let b = create(&keys, NewKey::new("acct_daily", "b")).await;
+    let other = create(&keys, NewKey::new("acct_other", "c")).await;
+    let day = |n: i64| start() + chrono::Duration::days(n) + chrono::Duration::hours(13);
+    let delta = |key: &KeyId, requests: u64, at| UsageDelta {
+        key_id: key.clone(),
+        requests,
+        last_used_at: at,
+        last_user_agent: None,
+    };
+    let unknown = KeyId::from("kg_live_unknown0");
+    store
+        .record_usage(&[
+            delta(&a.key_id, 5, day(0)),
+            delta(&b.key_id, 2, day(0)),
+            delta(&unknown, 9, day(0)),
+        ])
+        .await
+        .expect("record_usage");
+    store
+        .record_usage(&[
+            delta(&a.key_id, 3, day(0)),
+            delta(&a.key_id, 7, day(1)),
+            delta(&other.key_id, 4, day(1)),
+        ])
+        .await
+        .expect("record_usage");
+    let kept = store
+        .daily_usage(&OwnerId::new("acct_daily"), day_of(day(0)))
+        .await
+        .expect("daily_usage");
+    if kept.is_empty() {
+        return; // This store keeps no daily usage.
+    }
+    let (first, second) = if a.key_id < b.key_id { (&a, &b) } else { (&b, &a) };
+    let mut expected = vec![
+        DailyUsage {
+            key_id: a.key_id.clone(),
+            day: day_of(day(0)),
+            requests: 8,
+        },
+        DailyUsage {
+            key_id: a.key_id.clone(),
+            day: day_of(day(1)),
+            requests: 7,
+        },
+        DailyUsage {
+            key_id: b.key_id.clone(),
+            day: day_of(day(0)),
+            requests: 2,
+        },
+    ];
+    expected.sort_by(|x, y| (&x.key_id, x.day).cmp(&(&y.key_id, y.day)));
+    assert_eq!(
+        kept, expected,
+        "ordered by key id ({} then {}), then day",
+        first.key_id, second.key_id
+    );
+    let later = store
+        .daily_usage(&OwnerId::new("acct_daily"), day_of(day(1)))
+        .await
+        .expect("daily_usage");
+    assert_eq!(
+        later,
+        vec![expected
+            .iter()
+            .find(|d| d.requests == 7)
+            .expect("a's day 1")
+            .clone()]
+    );
 }

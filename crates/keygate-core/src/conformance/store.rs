@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde_json::json;
 
 pub use super::owners::{
-    an_accounts_spend_is_recorded_under_its_subject,
+    an_accounts_spend_is_recorded_under_its_subject, daily_usage_is_kept_per_key_and_day,
     owner_limits_are_kept_and_put_the_owners_keys_on_the_feed,
 };
 pub use super::rotation::{

@@ -1,15 +1,16 @@
 //! [`MemoryStore`]: keys in process memory, for tests and single-process services.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{Changes, KeyStore, Page, StoreError};
 use crate::account::OwnerLimits;
 use crate::clock::Month;
 use crate::key::KeyId;
 use crate::record::{KeyRecord, OwnerId, SpendDelta, UsageDelta};
+use crate::usage::{day_of, DailyUsage};
 
 #[derive(Default)]
 struct MemoryInner {
@@ -23,6 +24,8 @@ struct MemoryInner {
     spend: HashMap<(KeyId, Month), u64>,
     /// Owners' account-wide limits.
     owners: HashMap<OwnerId, OwnerLimits>,
+    /// Requests per key per UTC day.
+    daily: BTreeMap<(KeyId, NaiveDate), u64>,
 }
 
 /// Keys in process memory. The default for tests and the first run of an example;
@@ -162,6 +165,9 @@ impl KeyStore for MemoryStore {
             for delta in batch {
                 if let Some(r) = inner.records.get_mut(&delta.key_id) {
                     r.usage.request_count = r.usage.request_count.saturating_add(delta.requests);
+                    let day = (delta.key_id.clone(), day_of(delta.last_used_at));
+                    let on_day = inner.daily.entry(day).or_default();
+                    *on_day = on_day.saturating_add(delta.requests);
                     if r.usage.last_used_at.is_none_or(|t| t <= delta.last_used_at) {
                         r.usage.last_used_at = Some(delta.last_used_at);
                         r.usage.last_user_agent.clone_from(&delta.last_user_agent);
@@ -199,6 +205,23 @@ impl KeyStore for MemoryStore {
 
     async fn is_empty(&self) -> Result<bool, StoreError> {
         self.read(|inner| inner.records.is_empty())
+    }
+
+    async fn daily_usage(&self, owner: &OwnerId, since: NaiveDate) -> Result<Vec<DailyUsage>, StoreError> {
+        self.read(|inner| {
+            inner
+                .daily
+                .iter()
+                .filter(|((key_id, day), _)| {
+                    *day >= since && inner.records.get(key_id).is_some_and(|r| &r.owner == owner)
+                })
+                .map(|((key_id, day), requests)| DailyUsage {
+                    key_id: key_id.clone(),
+                    day: *day,
+                    requests: *requests,
+                })
+                .collect()
+        })
     }
 
     async fn owner_limits(&self, owner: &OwnerId) -> Result<Option<OwnerLimits>, StoreError> {

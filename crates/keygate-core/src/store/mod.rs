@@ -41,13 +41,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use tokio::sync::mpsc;
 
 use crate::account::OwnerLimits;
 use crate::clock::Month;
 use crate::key::KeyId;
 use crate::record::{KeyRecord, OwnerId, SpendDelta, UsageDelta};
+use crate::usage::DailyUsage;
 
 mod memory;
 
@@ -193,6 +194,20 @@ pub trait KeyStore: Send + Sync + 'static {
         async { Ok(self.list(Page::new(0, 1)).await?.is_empty()) }
     }
 
+    /// The owner's keys' requests per UTC day from `since` on, ordered by key id, then
+    /// day (days without use are absent). `record_usage` adds each delta's requests to
+    /// the day of its `last_used_at`; days older than
+    /// [`RETENTION_DAYS`](crate::usage::RETENTION_DAYS) may be dropped. The default
+    /// keeps none.
+    fn daily_usage(
+        &self,
+        owner: &OwnerId,
+        since: NaiveDate,
+    ) -> impl Future<Output = Result<Vec<DailyUsage>, StoreError>> + Send {
+        let _ = (owner, since);
+        std::future::ready(Ok(Vec::new()))
+    }
+
     /// An owner's account-wide limits ([`OwnerLimits`]), `None` when none were set. Read
     /// with each key on its cold verification. The default keeps none.
     fn owner_limits(
@@ -275,6 +290,12 @@ pub trait DynKeyStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<OwnerLimits>, StoreError>>;
     /// See [`KeyStore::set_owner_limits`].
     fn set_owner_limits<'a>(&'a self, limits: &'a OwnerLimits) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// See [`KeyStore::daily_usage`].
+    fn daily_usage<'a>(
+        &'a self,
+        owner: &'a OwnerId,
+        since: NaiveDate,
+    ) -> BoxFuture<'a, Result<Vec<DailyUsage>, StoreError>>;
 }
 
 impl<S: KeyStore> DynKeyStore for S {
@@ -342,6 +363,13 @@ impl<S: KeyStore> DynKeyStore for S {
     }
     fn set_owner_limits<'a>(&'a self, limits: &'a OwnerLimits) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(KeyStore::set_owner_limits(self, limits))
+    }
+    fn daily_usage<'a>(
+        &'a self,
+        owner: &'a OwnerId,
+        since: NaiveDate,
+    ) -> BoxFuture<'a, Result<Vec<DailyUsage>, StoreError>> {
+        Box::pin(KeyStore::daily_usage(self, owner, since))
     }
 }
 
@@ -411,5 +439,12 @@ impl<S: KeyStore> KeyStore for Arc<S> {
     }
     fn set_owner_limits(&self, limits: &OwnerLimits) -> impl Future<Output = Result<(), StoreError>> + Send {
         S::set_owner_limits(self, limits)
+    }
+    fn daily_usage(
+        &self,
+        owner: &OwnerId,
+        since: NaiveDate,
+    ) -> impl Future<Output = Result<Vec<DailyUsage>, StoreError>> + Send {
+        S::daily_usage(self, owner, since)
     }
 }
