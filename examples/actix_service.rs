@@ -4,7 +4,8 @@
 //! `GET /v1/health`, `GET /v1/whoami`, `GET /v1/models`, `POST /v1/translate`,
 //! `POST /v1/chat/completions` (declares a cost of 1000 micro-cents), `GET /v1/hello`
 //! (optional mode), the self-service key API at `/api/v1/api-keys` and the account's
-//! own limits at `/api/v1/account` (`GET`; `PUT` tightens them). The demo key it
+//! own limits at `/api/v1/account` (`GET`; `PUT` tightens them), usage per key per day
+//! at `/api/v1/usage?days=30`, and `/metrics` (Prometheus). The demo key it
 //! prints on first start is the account's admin key (owner `demo`, scopes
 //! `read,write,admin`), so it manages the owner's keys there too. A host with its own
 //! login would also insert a `keygate::Account` with `req.extensions_mut()` in a
@@ -105,7 +106,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ))
             .service(guarded(gate, "/v1/hello", policies.hello, web::get().to(hello)))
             .service(self_service_scope("/api/v1/api-keys", gate.clone()))
-            .service(account_scope("/api/v1/account", gate.clone()))
+            .service(account_scope("/api/v1", gate.clone()))
     })
     .bind(&settings.addr)?;
     tracing::info!(addr = %settings.addr, "actix_service listening");

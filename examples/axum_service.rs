@@ -6,7 +6,8 @@
 //! `write`, service `chat` 50/min, 1000 micro-cents declared by the handler),
 //! `GET /v1/hello` (optional mode: greets a key's owner, or a guest with no key), and
 //! the self-service key API at `/api/v1/api-keys`, with the account's own limits at
-//! `/api/v1/account` (`GET`; `PUT` tightens them).
+//! `/api/v1/account` (`GET`; `PUT` tightens them), usage per key per day at
+//! `/api/v1/usage?days=30`, and `/metrics` (Prometheus).
 //!
 //! ```sh
 //! cargo run --example axum_service
@@ -105,7 +106,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .merge(guarded("/v1/chat/completions", post(chat), policies.chat))
         .merge(guarded("/v1/hello", get(hello), policies.hello))
         .nest("/api/v1/api-keys", self_service_router(gate.clone()))
-        .nest("/api/v1/account", account_router(gate.clone()));
+        .nest("/api/v1", account_router(gate.clone()));
 
     let listener = tokio::net::TcpListener::bind(&settings.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "axum_service listening");

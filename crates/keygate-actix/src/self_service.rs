@@ -101,11 +101,12 @@ pub fn self_service_scope(
         .wrap(ApiKeyMiddleware::new(gate).policy(SelfService::route_policy()))
 }
 
-/// The account routes of the self-service API, mounted at `path` (`/api/v1/account`):
-/// `GET` shows the caller's owner's own limits (shared by all its keys) and this month's
-/// spend of its keys together, `PUT` tightens them ([`SelfService::account`],
-/// [`SelfService::set_account`]). The same callers and middleware as
-/// [`self_service_scope`].
+/// The account routes of the self-service API, mounted at `path` (`/api/v1`): `GET
+/// /account` shows the caller's owner's own limits (shared by all its keys) and this
+/// month's spend of its keys together, `PUT /account` tightens them
+/// ([`SelfService::account`], [`SelfService::set_account`]); `GET /usage?days=30` gives
+/// each key's requests per day, spend and flags of unusual activity
+/// ([`SelfService::usage`]). The same callers and middleware as [`self_service_scope`].
 pub fn account_scope(
     path: &str,
     api: impl Into<SelfService>,
@@ -123,15 +124,21 @@ pub fn account_scope(
     web::scope(path)
         .app_data(Data::new(api))
         .service(
-            web::resource("")
+            web::resource("/account")
                 .route(web::get().to(account))
                 .route(web::put().to(set_account)),
         )
+        .service(web::resource("/usage").route(web::get().to(usage)))
         .wrap(ApiKeyMiddleware::new(gate).policy(SelfService::route_policy()))
 }
 
 async fn account(api: Data<SelfService>, req: HttpRequest) -> HttpResponse {
     respond(api.account(&caller(&req)).await)
+}
+
+async fn usage(api: Data<SelfService>, req: HttpRequest) -> HttpResponse {
+    let query = Some(req.query_string()).filter(|q| !q.is_empty());
+    respond(api.usage(&caller(&req), query).await)
 }
 
 async fn set_account(api: Data<SelfService>, req: HttpRequest, body: Bytes) -> HttpResponse {

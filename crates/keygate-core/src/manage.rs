@@ -409,6 +409,16 @@ impl KeyManager {
         Ok(limits)
     }
 
+    /// The owner's keys' requests per UTC day from `since` on, as the store recorded them
+    /// ([`KeyStore::daily_usage`]).
+    pub async fn daily_usage(
+        &self,
+        owner: &OwnerId,
+        since: chrono::NaiveDate,
+    ) -> Result<Vec<crate::usage::DailyUsage>, ManageError> {
+        Ok(self.store.daily_usage(owner, since).await?)
+    }
+
     /// What an owner's keys have spent together in `month`, as recorded in the store
     /// (a running gate writes its charges behind, so the last seconds may be missing).
     /// Counted from when the owner first had limits.

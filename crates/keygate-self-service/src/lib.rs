@@ -93,6 +93,7 @@ mod body;
 mod caller;
 mod response;
 mod rules;
+mod usage;
 
 pub use caller::{Account, Caller};
 pub use response::ApiResponse;
@@ -111,6 +112,8 @@ pub struct SelfService {
     manage: Scopes,
     /// A policy that requires a key, to have the gate render its own 401.
     keyed: RoutePolicy,
+    /// What the usage route flags as unusual.
+    watch: keygate_core::usage::UsageWatch,
 }
 
 impl From<Gate> for SelfService {
@@ -127,6 +130,7 @@ impl SelfService {
             gate,
             manage: Scopes::new([Scopes::ADMIN]),
             keyed: RoutePolicy::new(),
+            watch: keygate_core::usage::UsageWatch::default(),
         }
     }
 

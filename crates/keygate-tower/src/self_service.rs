@@ -93,20 +93,31 @@ pub fn self_service_router(api: impl Into<SelfService>) -> Router {
 }
 
 /// The account routes of the self-service API as an axum [`Router`], to nest where you
-/// like (`/api/v1/account`): `GET /` shows the caller's owner's own limits (shared by
-/// all its keys) and this month's spend of its keys together, `PUT /` tightens them
-/// ([`SelfService::account`], [`SelfService::set_account`]). The same callers and the
-/// same layer as [`self_service_router`].
+/// like (`/api/v1`): `GET /account` shows the caller's owner's own limits (shared by all
+/// its keys) and this month's spend of its keys together, `PUT /account` tightens them
+/// ([`SelfService::account`], [`SelfService::set_account`]); `GET /usage?days=30` gives
+/// each key's requests per day, spend and flags of unusual activity
+/// ([`SelfService::usage`]). The same callers and the same layer as
+/// [`self_service_router`].
 pub fn account_router(api: impl Into<SelfService>) -> Router {
     let api = api.into();
     Router::new()
-        .route("/", get(account).put(set_account))
+        .route("/account", get(account).put(set_account))
+        .route("/usage", get(usage))
         .route_layer(ApiKeyLayer::new(api.gate().clone()).policy(SelfService::route_policy()))
         .with_state(api)
 }
 
 async fn account(State(api): State<SelfService>, FromExtensions(caller): FromExtensions) -> Response {
     api.account(&caller).await.into_response::<Body>()
+}
+
+async fn usage(
+    State(api): State<SelfService>,
+    FromExtensions(caller): FromExtensions,
+    RawQuery(query): RawQuery,
+) -> Response {
+    api.usage(&caller, query.as_deref()).await.into_response::<Body>()
 }
 
 async fn set_account(

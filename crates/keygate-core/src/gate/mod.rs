@@ -258,6 +258,12 @@ impl Gate {
         self.inner.verifier.counters.snapshot()
     }
 
+    /// Wrong secrets this gate saw lately for the existing key `key_id` (how many, the
+    /// first and the latest), kept a day in a bounded map: what the usage route flags.
+    pub fn wrong_secrets(&self, key_id: &KeyId) -> Option<crate::verify::WrongSecrets> {
+        self.inner.verifier.wrong_secrets(key_id)
+    }
+
     /// Keys currently cached as verified (approximate).
     pub fn cached_keys(&self) -> u64 {
         self.inner.verifier.cached_len()

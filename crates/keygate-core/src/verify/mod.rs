@@ -57,6 +57,7 @@ mod cache;
 mod lockout;
 mod pool;
 mod quiet;
+mod suspects;
 
 use crate::clock::{Clock, Timestamp};
 use crate::hash::{HashError, KeyHasher, SecretHash};
@@ -71,6 +72,8 @@ pub(crate) use cache::{digest, Digest};
 use lockout::Lockout;
 pub(crate) use pool::{HashPool, PoolError};
 use quiet::Hushed;
+use suspects::Suspects;
+pub use suspects::WrongSecrets;
 
 /// A key whose secret has been proven, with the state needed on every request.
 pub(crate) struct Verified {
@@ -213,6 +216,8 @@ pub(crate) struct Verifier {
     store_log: Hushed,
     /// The gate's counters (`observe.rs`), here where most of them are counted.
     pub(crate) counters: Counters,
+    /// Ids that received wrong secrets lately (`verify/suspects.rs`).
+    suspects: Suspects,
 }
 
 impl Verifier {
@@ -248,6 +253,7 @@ impl Verifier {
             throttle_log: Hushed::new(),
             store_log: Hushed::new(),
             counters: Counters::default(),
+            suspects: Suspects::new(),
         }
     }
 
@@ -320,8 +326,14 @@ impl Verifier {
     /// the key was not proven lately and no verification of this very key is under way
     /// (one that is would be joined, as before the throttle); or it failed lately (the
     /// negative cache).
+    /// Wrong secrets this verifier saw lately for `key_id`, if any.
+    pub(crate) fn wrong_secrets(&self, key_id: &KeyId) -> Option<WrongSecrets> {
+        self.suspects.of(key_id)
+    }
+
     pub(crate) fn refused_at_once(&self, digest: &Digest, key_id: &str, now: Timestamp) -> Option<Failure> {
         if let Some(retry_after) = self.lockout.refuses(digest, key_id, now.unix_nanos()) {
+            self.suspects.guessed_again(key_id, now.unix_nanos());
             let in_flight = self
                 .inflight
                 .lock()
@@ -495,6 +507,7 @@ impl Verifier {
             || self.lockout.proven(&digest, &record.secret_hash, now);
         if !proven {
             if let Some(retry_after) = self.lockout.throttled(key_id.as_str(), now) {
+                self.suspects.guessed_again(key_id.as_str(), now);
                 if let Some(suppressed) = self.throttle_log.admit(now) {
                     tracing::warn!(
                         suppressed,
@@ -509,6 +522,7 @@ impl Verifier {
             if !matches? {
                 tracing::debug!("wrong secret");
                 Counters::bump(&self.counters.wrong_secrets);
+                self.suspects.wrong_secret(key_id, now);
                 if self.lockout.failed(key_id, now) {
                     if let Some(suppressed) = self.throttle_log.admit(now) {
                         tracing::warn!(
