@@ -5,7 +5,8 @@
 //! (scope `read`, service `translation` 100/min), `POST /v1/chat/completions` (scope
 //! `write`, service `chat` 50/min, 1000 micro-cents declared by the handler),
 //! `GET /v1/hello` (optional mode: greets a key's owner, or a guest with no key), and
-//! the self-service key API at `/api/v1/api-keys`.
+//! the self-service key API at `/api/v1/api-keys`, its OpenAPI document at
+//! `/api/v1/openapi.json`, and the key dashboard at `/app/keys` and `/app/usage`.
 //!
 //! ```sh
 //! cargo run --example axum_service
@@ -29,7 +30,9 @@ mod common;
 
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Json, Router};
-use keygate::{self_service_router, ApiKeyLayer, Cost, Principal, RoutePolicy};
+use keygate::{
+    dashboard_router, openapi_route, self_service_router, ApiKeyLayer, Cost, Dashboard, Principal, RoutePolicy,
+};
 
 async fn health() -> Json<serde_json::Value> {
     Json(common::health())
@@ -97,7 +100,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .merge(guarded("/v1/translate", post(translate), policies.translate))
         .merge(guarded("/v1/chat/completions", post(chat), policies.chat))
         .merge(guarded("/v1/hello", get(hello), policies.hello))
-        .nest("/api/v1/api-keys", self_service_router(gate.clone()));
+        .nest("/api/v1/api-keys", self_service_router(gate.clone()))
+        // The OpenAPI document of that API, and the pages over it (they call `/api/v1`).
+        .route("/api/v1/openapi.json", openapi_route(Dashboard::new()))
+        .nest("/app", dashboard_router(Dashboard::new()));
 
     let listener = tokio::net::TcpListener::bind(&settings.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "axum_service listening");
