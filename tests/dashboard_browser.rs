@@ -265,7 +265,8 @@ async fn a_new_user_manages_keys_in_the_dashboard_of_both_examples() {
     }
     let driver = Driver::start(Path::new(CHROMEDRIVER), free_port()).await;
     for example in ["axum_service", "actix_service"] {
-        works_in_a_browser(example, &driver).await;
+        // Boxed: the whole walk is one large future.
+        Box::pin(works_in_a_browser(example, &driver)).await;
         println!("{example}: dashboard passed; screenshots in {}", screens().display());
     }
 }

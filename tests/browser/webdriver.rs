@@ -239,8 +239,37 @@ async fn request(addr: &str, method: &str, path: &str, body: Option<&Value>) -> 
     );
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body.as_bytes()).await?;
+    // chromedriver keeps the connection open after its answer: read by Content-Length.
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
+    let mut buffer = vec![0u8; 64 * 1024];
+    let (head_len, length) = loop {
+        let n = stream.read(&mut buffer).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("connection closed before the answer's head"));
+        }
+        response.extend_from_slice(&buffer[..n]);
+        if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
+            let length = head.lines().find_map(|line| {
+                line.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok())
+            });
+            break (end + 4, length);
+        }
+    };
+    match length {
+        Some(length) => {
+            while response.len() < head_len + length {
+                let n = stream.read(&mut buffer).await?;
+                if n == 0 {
+                    break;
+                }
+                response.extend_from_slice(&buffer[..n]);
+            }
+        }
+        None => {
+            stream.read_to_end(&mut response).await?;
+        }
+    }
     let text = String::from_utf8_lossy(&response);
     let status = text
         .split(' ')
