@@ -82,6 +82,11 @@
     return node;
   };
 
+  // A table cell whose content is one element: on a phone, the label is one column and
+  // the content the other.
+  const cell = (label, attrs, ...children) =>
+    el('td', Object.assign({ 'data-label': label }, attrs), el('span', { class: 'cell' }, ...children));
+
   function when(iso, none) {
     if (!iso) return none;
     const date = new Date(iso);
@@ -123,15 +128,17 @@
     storeKey(null);
     state.keys = [];
     clearNewKey();
-    showSignIn(message);
+    showSignIn();
+    if (message) say(message);
   }
 
   // Refusals of the caller itself send it back to the sign-in form.
   function handle(error, errorField) {
     if (!state.session.account && (error.status === 401 || error.status === 403)) {
-      signOut(error.status === 401
+      signOut();
+      $('signin-error').textContent = error.status === 401
         ? 'That API key was refused: ' + error.message
-        : 'That API key may not manage keys (it needs the admin scope).');
+        : 'That API key may not manage keys (it needs the admin scope).';
       return;
     }
     if (errorField) errorField.textContent = error.message; else say(error.message);
@@ -181,15 +188,15 @@
     const label = key.name + ' (' + key.key_id + ')';
     const scopes = Array.isArray(key.scopes) ? key.scopes.join(', ') : '';
     const row = el('tr', { class: active ? null : 'inactive', 'data-key-id': key.key_id },
-      el('td', { 'data-label': 'Name' }, key.name),
-      el('td', { 'data-label': 'Key id' }, el('code', {}, key.key_id)),
-      el('td', { 'data-label': 'Scopes' }, scopes || 'none'),
-      el('td', { 'data-label': 'Environment' }, key.environment),
-      el('td', { 'data-label': 'Created' }, when(key.created_at, '')),
-      el('td', { 'data-label': 'Expires' }, when(key.expires_at, 'never')),
-      el('td', { 'data-label': 'Last used' }, when(key.last_used_at, 'never')),
-      el('td', { 'data-label': 'Status' }, el('span', { class: 'badge ' + key.status }, key.status)),
-      el('td', { 'data-label': 'Actions', class: 'actions' },
+      cell('Name', {}, key.name),
+      cell('Key id', {}, el('code', {}, key.key_id)),
+      cell('Scopes', {}, scopes || 'none'),
+      cell('Environment', {}, key.environment),
+      cell('Created', {}, when(key.created_at, '')),
+      cell('Expires', {}, when(key.expires_at, 'never')),
+      cell('Last used', {}, when(key.last_used_at, 'never')),
+      cell('Status', {}, el('span', { class: 'badge ' + key.status }, key.status)),
+      cell('Actions', { class: 'actions' },
         el('button', { type: 'button', class: 'secondary small', 'data-action': 'rotate',
           'aria-label': 'Rotate ' + label, disabled: !active }, 'Rotate'),
         el('button', { type: 'button', class: 'danger small', 'data-action': 'revoke',
@@ -352,12 +359,12 @@
       const spend = days ? money(days.reduce((n, d) => n + d.spend, 0)) : 'not reported';
       const cap = key.spend_cap === null || key.spend_cap === undefined ? 'no cap' : money(key.spend_cap);
       return el('tr', { class: key.status === 'active' ? null : 'inactive', 'data-key-id': key.key_id },
-        el('td', { 'data-label': 'Key' }, key.name, ' ', el('code', {}, key.key_id),
+        cell('Key', {}, key.name, ' ', el('code', {}, key.key_id),
           key.status === 'active' ? null : el('span', { class: 'badge ' + key.status }, key.status)),
-        el('td', { 'data-label': 'Requests', class: 'num' }, requests.toLocaleString('en-US')),
-        el('td', { 'data-label': 'Last used' }, when(key.last_used_at, 'never')),
-        el('td', { 'data-label': 'Last user agent' }, key.last_user_agent || '—'),
-        el('td', { 'data-label': 'Spend / monthly cap' }, spend + ' / ' + cap));
+        cell('Requests', { class: 'num' }, requests.toLocaleString('en-US')),
+        cell('Last used', {}, when(key.last_used_at, 'never')),
+        cell('Last user agent', {}, key.last_user_agent || '—'),
+        cell('Spend / monthly cap', {}, spend + ' / ' + cap));
     });
     $('usage').tBodies[0].replaceChildren(...rows);
     $('usage-empty').hidden = keys.length > 0;
@@ -371,9 +378,10 @@
   // One horizontal bar per key: its requests so far.
   function totalsChart(keys) {
     const rowHeight = 30;
-    const width = 640;
-    const labelWidth = 220;
-    const barSpace = width - labelWidth - 70;
+    // In the box's own pixels, so that its text is as large as the page's on any screen.
+    const width = Math.max(260, Math.min(900, $('chart').clientWidth || 640));
+    const labelWidth = Math.round(width * 0.36);
+    const barSpace = width - labelWidth - 60;
     const max = Math.max(1, ...keys.map((k) => k.request_count || 0));
     const height = Math.max(1, keys.length) * rowHeight + 10;
     const total = keys.reduce((n, k) => n + (k.request_count || 0), 0);
@@ -383,7 +391,8 @@
     keys.forEach((key, i) => {
       const count = key.request_count || 0;
       const y = i * rowHeight + 5;
-      const name = key.name.length > 26 ? key.name.slice(0, 25) + '…' : key.name;
+      const room = Math.max(6, Math.floor(labelWidth / 8));
+      const name = key.name.length > room ? key.name.slice(0, room - 1) + '…' : key.name;
       const bar = Math.max(count ? 2 : 0, Math.round((count / max) * barSpace));
       root.append(
         svg('text', { x: 0, y: y + 19 }, name),
@@ -402,7 +411,7 @@
       for (const d of days) byDate.set(d.date, (byDate.get(d.date) || 0) + d.requests);
     }
     const dates = [...byDate.keys()].sort();
-    const width = 640;
+    const width = Math.max(260, Math.min(900, $('chart').clientWidth || 640));
     const height = 220;
     const plot = height - 30;
     const max = Math.max(1, ...byDate.values());
@@ -417,7 +426,7 @@
       const x = i * step + 2;
       root.append(svg('rect', { class: 'bar', x, y: plot - h, width: Math.max(1, step - 4), height: h },
         svg('title', {}, date + ': ' + count + ' requests')));
-      if (i % 5 === 0) root.append(svg('text', { x, y: height - 8 }, date.slice(5)));
+      if (i % (width < 480 ? 10 : 5) === 0) root.append(svg('text', { x, y: height - 8 }, date.slice(5)));
     });
     root.append(svg('line', { class: 'axis', x1: 0, y1: plot, x2: width, y2: plot }));
     return root;

@@ -1,7 +1,7 @@
 //! The embeddable key and usage pages of keygate: a "Keys" page (create, filter, rotate,
 //! revoke, the new key shown once) and a "Usage" page (requests per key as an inline SVG
-//! chart beside a table), mounted in one line in axum ([`dashboard_router`], feature
-//! `axum`) or actix-web ([`dashboard_scope`], feature `actix`).
+//! chart beside a table), mounted in one line in axum (`dashboard_router`, feature
+//! `axum`) or actix-web (`dashboard_scope`, feature `actix`).
 //!
 //! Everything is served from the binary: two HTML pages, one stylesheet and one small
 //! script, compiled in. No CDN, no build step. The pages decide nothing: the script calls
@@ -21,7 +21,7 @@
 //!
 //! | path below the mount | answer |
 //! | --- | --- |
-//! | `` or `/` | 302 to `keys` |
+//! | the mount point itself, or `/` | 302 to `keys` (axum routes no `/app/` to a router nested at `/app`) |
 //! | `/keys`, `/usage` | the pages (`text/html`) |
 //! | `/assets/dashboard.css`, `/assets/dashboard.js`, `/assets/icon.svg` | the assets |
 //! | `/session` | `{"account":bool,"owner":string or null,"api_base":"/api/v1"}`, `no-store` |
@@ -35,7 +35,7 @@
 //! `GET` and `HEAD` get 405.
 //!
 //! [`Dashboard::openapi`] serves the OpenAPI 3.1 document of the self-service API
-//! ([`openapi_route`] in axum, [`openapi_resource`] in actix-web), its server URL the
+//! (`openapi_route` in axum, `openapi_resource` in actix-web), its server URL the
 //! API base.
 //!
 //! # Example
