@@ -21,8 +21,8 @@ mod common;
 use actix_web::dev::HttpServiceFactory;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use keygate::{
-    dashboard_scope, openapi_resource, self_service_scope, ApiKeyMiddleware, Cost, Dashboard, Gate, Principal,
-    RoutePolicy,
+    dashboard_scope, openapi_resource, self_service_scope, ApiKeyMiddleware, Cost, Dashboard, Gate,
+    Principal, RoutePolicy,
 };
 
 async fn health() -> HttpResponse {

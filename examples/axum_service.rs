@@ -31,7 +31,8 @@ mod common;
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Json, Router};
 use keygate::{
-    dashboard_router, openapi_route, self_service_router, ApiKeyLayer, Cost, Dashboard, Principal, RoutePolicy,
+    dashboard_router, openapi_route, self_service_router, ApiKeyLayer, Cost, Dashboard, Principal,
+    RoutePolicy,
 };
 
 async fn health() -> Json<serde_json::Value> {

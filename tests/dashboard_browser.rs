@@ -7,7 +7,12 @@
 //!
 //! Skipped, saying so, without `/usr/bin/chromium` and `/usr/bin/chromedriver`, unless
 //! `KEYGATE_REQUIRE_SERVICES=1` (CI, whose `.ci/run` installs them).
-#![cfg(all(feature = "axum", feature = "actix", feature = "sqlite", feature = "dashboard"))]
+#![cfg(all(
+    feature = "axum",
+    feature = "actix",
+    feature = "sqlite",
+    feature = "dashboard"
+))]
 
 #[path = "browser/service.rs"]
 mod service;
@@ -15,6 +20,8 @@ mod service;
 mod webdriver;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -101,7 +108,9 @@ async fn works_in_a_browser(example: &str, driver: &Driver) {
     browser.keys(&demo).await;
     browser.keys(TAB).await;
     assert_eq!(
-        browser.js("return document.activeElement.textContent;", vec![]).await,
+        browser
+            .js("return document.activeElement.textContent;", vec![])
+            .await,
         "Sign in"
     );
     browser.keys(ENTER).await;
@@ -110,14 +119,19 @@ async fn works_in_a_browser(example: &str, driver: &Driver) {
     browser.find(&demo_row).await;
     assert_not_shown(&browser, &demo, "signed in").await;
     let stored = browser
-        .js("return sessionStorage.getItem('keygate.dashboard.api_key');", vec![])
+        .js(
+            "return sessionStorage.getItem('keygate.dashboard.api_key');",
+            vec![],
+        )
         .await;
     assert_eq!(stored, json!(demo), "the key is kept in the tab's sessionStorage");
     let local = browser.js("return localStorage.length;", vec![]).await;
     assert_eq!(local, json!(0), "nothing in localStorage");
 
     // Create "CI Pipeline" with scope read, keyboard only: Tab from the main region.
-    browser.js("document.getElementById('main').focus();", vec![]).await;
+    browser
+        .js("document.getElementById('main').focus();", vec![])
+        .await;
     browser.keys(TAB).await;
     assert_eq!(browser.focused().await, "create-name");
     browser.keys("CI Pipeline").await;
@@ -131,15 +145,31 @@ async fn works_in_a_browser(example: &str, driver: &Driver) {
     assert_eq!(browser.focused().await, "create-submit");
     browser.keys(ENTER).await;
     let field = browser.find("#new-key").await;
-    browser.wait_for("document.getElementById('new-key').value.length > 0").await;
-    let new_key = browser.property(&field, "value").await.as_str().expect("value").to_string();
+    browser
+        .wait_for("document.getElementById('new-key').value.length > 0")
+        .await;
+    let new_key = browser
+        .property(&field, "value")
+        .await
+        .as_str()
+        .expect("value")
+        .to_string();
     assert!(new_key.starts_with("kg_live_"), "{new_key}");
-    assert_eq!(browser.focused().await, "new-key", "the focus moves to the new key");
+    assert_eq!(
+        browser.focused().await,
+        "new-key",
+        "the focus moves to the new key"
+    );
     let notice = browser
-        .js("return document.getElementById('new-key-panel').textContent;", vec![])
+        .js(
+            "return document.getElementById('new-key-panel').textContent;",
+            vec![],
+        )
         .await;
     assert!(
-        notice.as_str().is_some_and(|t| t.contains("will not be shown again")),
+        notice
+            .as_str()
+            .is_some_and(|t| t.contains("will not be shown again")),
         "{notice}"
     );
     browser.find("#copy").await;
@@ -156,7 +186,9 @@ async fn works_in_a_browser(example: &str, driver: &Driver) {
     let row = format!("#keys tr[data-key-id='{}']", key_id(&new_key));
     browser.find(&row).await;
     assert_eq!(
-        browser.js("return document.getElementById('new-key').value;", vec![]).await,
+        browser
+            .js("return document.getElementById('new-key').value;", vec![])
+            .await,
         ""
     );
     assert_not_shown(&browser, &new_key, "reloaded").await;
@@ -185,7 +217,11 @@ async fn works_in_a_browser(example: &str, driver: &Driver) {
     let revoke = browser.find(&format!("{row} button[data-action='revoke']")).await;
     browser.click(&revoke).await;
     browser.wait_for("document.getElementById('confirm').open").await;
-    assert_eq!(browser.focused().await, "confirm-cancel", "the safe choice has the focus");
+    assert_eq!(
+        browser.focused().await,
+        "confirm-cancel",
+        "the safe choice has the focus"
+    );
     browser.screenshot(&shot("4-revoke-dialog")).await;
     let confirm = browser.find("#confirm-ok").await;
     browser.click(&confirm).await;
@@ -214,12 +250,20 @@ async fn works_in_a_browser(example: &str, driver: &Driver) {
         if cells[1] == "1" {
             break cells;
         }
-        assert!(Instant::now() < deadline, "usage not shown after a minute: {cells}");
+        assert!(
+            Instant::now() < deadline,
+            "usage not shown after a minute: {cells}"
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
         browser.refresh().await;
     };
     assert_eq!(cells[3], "keygate-e2e/1", "{cells}");
-    let bars = browser.js("return document.querySelectorAll('#chart svg[role=img] rect.bar').length;", vec![]).await;
+    let bars = browser
+        .js(
+            "return document.querySelectorAll('#chart svg[role=img] rect.bar').length;",
+            vec![],
+        )
+        .await;
     assert_eq!(bars, 2, "one bar per key");
     assert_not_shown(&browser, &demo, "usage").await;
     browser.screenshot(&shot("5-usage")).await;
@@ -230,7 +274,12 @@ async fn works_in_a_browser(example: &str, driver: &Driver) {
     browser.find(&row).await;
     no_horizontal_overflow(&browser, "keys").await;
     browser.screenshot(&shot("6-keys-375")).await;
-    let rotate = browser.find(&format!("#keys tr[data-key-id='{}'] button[data-action='rotate']", key_id(&demo))).await;
+    let rotate = browser
+        .find(&format!(
+            "#keys tr[data-key-id='{}'] button[data-action='rotate']",
+            key_id(&demo)
+        ))
+        .await;
     browser.click(&rotate).await;
     browser.wait_for("document.getElementById('confirm').open").await;
     no_horizontal_overflow(&browser, "dialog").await;
@@ -267,6 +316,92 @@ async fn a_new_user_manages_keys_in_the_dashboard_of_both_examples() {
     for example in ["axum_service", "actix_service"] {
         // Boxed: the whole walk is one large future.
         Box::pin(works_in_a_browser(example, &driver)).await;
-        println!("{example}: dashboard passed; screenshots in {}", screens().display());
+        println!(
+            "{example}: dashboard passed; screenshots in {}",
+            screens().display()
+        );
     }
+}
+
+/// A host whose own login put an `Account` into the extensions: the page is signed in
+/// without a key, sends none, and keeps nothing in the tab's storage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosts_account_is_signed_in_without_a_key() {
+    use axum::Router;
+    use keygate::hash::Argon2Hasher;
+    use keygate::{dashboard_router, self_service_router, Account, Dashboard, Gate, MemoryStore, NewKey};
+
+    if !browser_available() {
+        return;
+    }
+    let gate = Gate::builder(MemoryStore::new())
+        .hasher(Argon2Hasher::insecure_fast())
+        .build();
+    let existing = gate
+        .keys()
+        .create(NewKey::new("acct_1", "existing").scopes(["read"]))
+        .await
+        .expect("a key");
+    // A stand-in for the host's session layer: every request is acct_1's. It also counts
+    // the requests that carry an Authorization header: the page must send none.
+    let keyed = Arc::new(AtomicUsize::new(0));
+    let seen = keyed.clone();
+    let app = Router::new()
+        .nest("/api/v1/api-keys", self_service_router(gate))
+        .nest("/app", dashboard_router(Dashboard::new()))
+        .layer(axum::middleware::from_fn(
+            move |mut request: axum::extract::Request, next: axum::middleware::Next| {
+                if request.headers().contains_key("authorization") {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                }
+                request.extensions_mut().insert(Account::new("acct_1"));
+                next.run(request)
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let driver = Driver::start(Path::new(CHROMEDRIVER), free_port()).await;
+    let profile = tempfile::tempdir().expect("profile dir");
+    let browser = driver.session(Path::new(CHROMIUM), profile.path()).await;
+    browser.goto(&format!("http://{addr}/app/keys")).await;
+    browser
+        .find(&format!("#keys tr[data-key-id='{}']", existing.record.key_id))
+        .await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('signin').hidden;", vec![])
+            .await,
+        true
+    );
+    assert_eq!(
+        browser
+            .js("return document.getElementById('who-text').textContent;", vec![])
+            .await,
+        "Signed in as acct_1"
+    );
+    assert_eq!(
+        browser
+            .js("return document.getElementById('sign-out').hidden;", vec![])
+            .await,
+        true
+    );
+
+    let name = browser.find("#create-name").await;
+    browser.click(&name).await;
+    browser.keys("Signed-in user's key").await;
+    let create = browser.find("#create-submit").await;
+    browser.click(&create).await;
+    browser
+        .wait_for("document.getElementById('new-key').value.startsWith('kg_live_')")
+        .await;
+    assert_eq!(
+        browser.js("return sessionStorage.length;", vec![]).await,
+        json!(0)
+    );
+    assert_eq!(keyed.load(Ordering::SeqCst), 0, "the page sent a key");
+    browser.screenshot(&screens().join("account-keys.png")).await;
+    browser.quit().await;
+    server.abort();
 }

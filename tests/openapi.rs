@@ -11,8 +11,8 @@ use axum::Router;
 use http_body_util::BodyExt;
 use keygate::hash::Argon2Hasher;
 use keygate::{
-    dashboard_scope, openapi_resource, openapi_route, self_service_router, self_service_scope, Dashboard, Gate,
-    MemoryStore, NewKey,
+    dashboard_scope, openapi_resource, openapi_route, self_service_router, self_service_scope, Dashboard,
+    Gate, MemoryStore, NewKey,
 };
 use serde_json::Value;
 use tower::ServiceExt;
@@ -74,7 +74,12 @@ fn the_document_is_openapi_3_1_and_every_reference_resolves() {
 fn properties(doc: &Value, schema: &str) -> BTreeSet<String> {
     let schema = &doc["components"]["schemas"][schema];
     assert_eq!(schema["additionalProperties"], false, "{schema}");
-    let listed: BTreeSet<String> = schema["properties"].as_object().expect("properties").keys().cloned().collect();
+    let listed: BTreeSet<String> = schema["properties"]
+        .as_object()
+        .expect("properties")
+        .keys()
+        .cloned()
+        .collect();
     let required: BTreeSet<String> = schema["required"]
         .as_array()
         .map(|r| r.iter().filter_map(Value::as_str).map(String::from).collect())
@@ -115,7 +120,14 @@ async fn every_answer_has_exactly_the_fields_of_its_schema() {
     let app = Router::new().nest("/api/v1/api-keys", self_service_router(gate));
     let base = "/api/v1/api-keys";
 
-    let (status, created) = call(&app, "POST", base, &key, r#"{"name":"CI Pipeline","scopes":["read"]}"#).await;
+    let (status, created) = call(
+        &app,
+        "POST",
+        base,
+        &key,
+        r#"{"name":"CI Pipeline","scopes":["read"]}"#,
+    )
+    .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(fields(&created), properties(&doc, "CreatedKey"));
     let id = created["key_id"].as_str().expect("key_id").to_string();
@@ -140,7 +152,10 @@ async fn every_answer_has_exactly_the_fields_of_its_schema() {
     let (status, missing) = call(&app, "DELETE", &format!("{base}/kg_live_nothere0"), &key, "").await;
     assert_eq!(status, 404, "{missing}");
     assert_eq!(fields(&missing), properties(&doc, "Error"));
-    assert_eq!(fields(&missing["error"]), BTreeSet::from(["code", "details", "message"].map(String::from)));
+    assert_eq!(
+        fields(&missing["error"]),
+        BTreeSet::from(["code", "details", "message"].map(String::from))
+    );
 }
 
 #[actix_web::test]
@@ -161,9 +176,14 @@ async fn the_actix_resource_serves_the_same_document_as_the_axum_route() {
     let actix = test::call_and_read_body(&app, request).await;
 
     let axum_app = Router::new().route("/api/v1/openapi.json", openapi_route(Dashboard::new()));
-    let request = axum::http::Request::get("/api/v1/openapi.json").body(Body::empty()).expect("request");
+    let request = axum::http::Request::get("/api/v1/openapi.json")
+        .body(Body::empty())
+        .expect("request");
     let response = axum_app.oneshot(request).await.expect("answer");
     let axum = response.into_body().collect().await.expect("body").to_bytes();
     assert_eq!(actix, axum);
-    assert_eq!(serde_json::from_slice::<Value>(&actix).expect("json")["servers"][0]["url"], "/api/v1");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&actix).expect("json")["servers"][0]["url"],
+        "/api/v1"
+    );
 }

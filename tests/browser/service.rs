@@ -11,7 +11,10 @@ use tokio::process::{Child, Command};
 /// `target/debug`, where this test and the examples are built.
 pub fn target_profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test path");
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 pub fn free_port() -> u16 {
@@ -51,7 +54,9 @@ impl Service {
         // The two lines come before the service listens; read until both are in and it does.
         while demo_key.is_none() || dashboard_line.is_none() || TcpStream::connect(&addr).await.is_err() {
             assert!(Instant::now() < deadline, "{example} did not start");
-            if let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_millis(100), lines.next_line()).await {
+            if let Ok(Ok(Some(line))) =
+                tokio::time::timeout(Duration::from_millis(100), lines.next_line()).await
+            {
                 if let Some(key) = line.strip_prefix("demo key: ") {
                     demo_key = Some(key.to_string());
                 } else if line.starts_with("dashboard: ") {
@@ -86,7 +91,10 @@ impl Service {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .expect("status line");
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         (status, body)
     }
 }

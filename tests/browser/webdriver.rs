@@ -45,7 +45,10 @@ impl Driver {
                     break;
                 }
             }
-            assert!(Instant::now() < deadline, "chromedriver did not get ready in 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not get ready in 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Driver { _child: child, addr }
@@ -79,7 +82,10 @@ impl Driver {
             .await
             .expect("new session");
         assert_eq!(status, 200, "new session: {body}");
-        let id = body["value"]["sessionId"].as_str().expect("sessionId").to_string();
+        let id = body["value"]["sessionId"]
+            .as_str()
+            .expect("sessionId")
+            .to_string();
         Session {
             addr: self.addr.clone(),
             base: format!("/session/{id}"),
@@ -117,14 +123,22 @@ impl Session {
 
     /// Runs `script` (a function body; `arguments` holds `args`) and returns its value.
     pub async fn js(&self, script: &str, args: Vec<Value>) -> Value {
-        self.call("POST", "/execute/sync", Some(json!({ "script": script, "args": args })))
-            .await
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": args })),
+        )
+        .await
     }
 
     /// The elements matching a CSS selector now.
     pub async fn find_all(&self, css: &str) -> Vec<Element> {
         let found = self
-            .call("POST", "/elements", Some(json!({ "using": "css selector", "value": css })))
+            .call(
+                "POST",
+                "/elements",
+                Some(json!({ "using": "css selector", "value": css })),
+            )
             .await;
         found
             .as_array()
@@ -141,7 +155,10 @@ impl Session {
         let script = format!("return !!({condition});");
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.js(&script, vec![]).await != Value::Bool(true) {
-            assert!(Instant::now() < deadline, "still not true after 20 s: {condition}");
+            assert!(
+                Instant::now() < deadline,
+                "still not true after 20 s: {condition}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -195,11 +212,14 @@ impl Session {
 
     /// The `id` of the focused element.
     pub async fn focused(&self) -> String {
-        self.js("return document.activeElement ? document.activeElement.id : '';", vec![])
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.js(
+            "return document.activeElement ? document.activeElement.id : '';",
+            vec![],
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
     }
 
     /// Emulates a phone's viewport (`width` CSS pixels, touch, scale 1) through
@@ -230,7 +250,12 @@ impl Session {
 }
 
 /// One HTTP/1.1 request with a JSON body and `Connection: close`; the status and JSON.
-async fn request(addr: &str, method: &str, path: &str, body: Option<&Value>) -> std::io::Result<(u16, Value)> {
+async fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> std::io::Result<(u16, Value)> {
     let mut stream = TcpStream::connect(addr).await?;
     let body = body.map(Value::to_string).unwrap_or_default();
     let head = format!(
@@ -245,13 +270,16 @@ async fn request(addr: &str, method: &str, path: &str, body: Option<&Value>) -> 
     let (head_len, length) = loop {
         let n = stream.read(&mut buffer).await?;
         if n == 0 {
-            return Err(std::io::Error::other("connection closed before the answer's head"));
+            return Err(std::io::Error::other(
+                "connection closed before the answer's head",
+            ));
         }
         response.extend_from_slice(&buffer[..n]);
         if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
             let length = head.lines().find_map(|line| {
-                line.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok())
+                line.strip_prefix("content-length:")
+                    .and_then(|v| v.trim().parse::<usize>().ok())
             });
             break (end + 4, length);
         }

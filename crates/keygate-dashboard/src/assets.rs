@@ -48,7 +48,11 @@ pub(crate) static ASSETS: [Asset; 5] = [
         "text/javascript; charset=utf-8",
         include_bytes!("../assets/dashboard.js"),
     ),
-    asset("/assets/icon.svg", "image/svg+xml", include_bytes!("../assets/icon.svg")),
+    asset(
+        "/assets/icon.svg",
+        "image/svg+xml",
+        include_bytes!("../assets/icon.svg"),
+    ),
 ];
 
 /// The OpenAPI 3.1 document of the self-service API; `{{api_base}}` is its server URL.
@@ -91,7 +95,10 @@ mod tests {
             assert_eq!(html.matches("<script").count(), 1, "{page}: one script, by URL");
             assert!(!has_event_handler(html), "{page}: no inline event handler");
             assert!(!html.contains("style="), "{page}: no inline style");
-            assert!(!html.contains("http://") && !html.contains("https://"), "{page}: no CDN");
+            assert!(
+                !html.contains("http://") && !html.contains("https://"),
+                "{page}: no CDN"
+            );
         }
     }
 }

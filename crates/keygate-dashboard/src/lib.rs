@@ -69,10 +69,10 @@ use bytes::Bytes;
 use keygate_self_service::Account;
 
 mod assets;
-#[cfg(feature = "actix")]
-mod scope;
 #[cfg(feature = "axum")]
 mod router;
+#[cfg(feature = "actix")]
+mod scope;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
@@ -126,7 +126,10 @@ impl Dashboard {
             && base
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b'?' | b'#' | b'<' | b'>'));
-        assert!(valid, "Dashboard::api_base: `{base}` is not an absolute path on this origin");
+        assert!(
+            valid,
+            "Dashboard::api_base: `{base}` is not an absolute path on this origin"
+        );
         Self::with_base(base.trim_end_matches('/'))
     }
 
@@ -163,7 +166,9 @@ impl Dashboard {
             path => match assets::find(path) {
                 Some(asset) => {
                     let etag = format!("\"kg-{:016x}\"", asset.etag);
-                    let fresh = request.if_none_match.is_some_and(|tags| matches_etag(tags, &etag));
+                    let fresh = request
+                        .if_none_match
+                        .is_some_and(|tags| matches_etag(tags, &etag));
                     let served = if fresh {
                         Served::new(304, Bytes::new())
                     } else {
@@ -233,7 +238,11 @@ impl Served {
             ("x-frame-options", Cow::Borrowed("DENY")),
             ("referrer-policy", Cow::Borrowed("no-referrer")),
         ];
-        Self { status, headers, body }
+        Self {
+            status,
+            headers,
+            body,
+        }
     }
 
     fn text(status: u16, body: &'static str) -> Self {

@@ -83,7 +83,11 @@ mod tests {
         let response = app.oneshot(request).await.unwrap();
         let (parts, body) = response.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
-        (parts.status, parts.headers, String::from_utf8(body.to_vec()).unwrap())
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
     }
 
     fn at(path: &str) -> Request<Body> {
@@ -95,8 +99,16 @@ mod tests {
         for (path, content_type, needle) in [
             ("/app/keys", "text/html; charset=utf-8", "Create API key"),
             ("/app/usage", "text/html; charset=utf-8", "Usage"),
-            ("/app/assets/dashboard.css", "text/css; charset=utf-8", "box-sizing"),
-            ("/app/assets/dashboard.js", "text/javascript; charset=utf-8", "sessionStorage"),
+            (
+                "/app/assets/dashboard.css",
+                "text/css; charset=utf-8",
+                "box-sizing",
+            ),
+            (
+                "/app/assets/dashboard.js",
+                "text/javascript; charset=utf-8",
+                "sessionStorage",
+            ),
             ("/app/assets/icon.svg", "image/svg+xml", "<svg"),
         ] {
             let (status, headers, body) = get(app(), at(path)).await;
@@ -116,7 +128,12 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_assets_are_404_with_the_policy_and_other_methods_405() {
-        for path in ["/app/assets/nope.js", "/app/keys/", "/app/../secret", "/app/assets/"] {
+        for path in [
+            "/app/assets/nope.js",
+            "/app/keys/",
+            "/app/../secret",
+            "/app/assets/",
+        ] {
             let (status, headers, _) = get(app(), at(path)).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
             assert_eq!(headers["content-type"], "text/plain; charset=utf-8");

@@ -96,8 +96,16 @@ mod tests {
         for (path, content_type, needle) in [
             ("/app/keys", "text/html; charset=utf-8", "Create API key"),
             ("/app/usage", "text/html; charset=utf-8", "Usage"),
-            ("/app/assets/dashboard.css", "text/css; charset=utf-8", "box-sizing"),
-            ("/app/assets/dashboard.js", "text/javascript; charset=utf-8", "sessionStorage"),
+            (
+                "/app/assets/dashboard.css",
+                "text/css; charset=utf-8",
+                "box-sizing",
+            ),
+            (
+                "/app/assets/dashboard.js",
+                "text/javascript; charset=utf-8",
+                "sessionStorage",
+            ),
             ("/app/assets/icon.svg", "image/svg+xml", "<svg"),
         ] {
             let response = test::call_service(&app, test::TestRequest::get().uri(path).to_request()).await;
@@ -147,7 +155,8 @@ mod tests {
     #[actix_web::test]
     async fn the_session_names_the_hosts_account_when_there_is_one() {
         let app = app!();
-        let response = test::call_service(&app, test::TestRequest::get().uri("/app/session").to_request()).await;
+        let response =
+            test::call_service(&app, test::TestRequest::get().uri("/app/session").to_request()).await;
         assert_eq!(header(&response, "cache-control"), "no-store");
         let body = test::read_body(response).await;
         assert_eq!(body, r#"{"account":false,"api_base":"/api/v1","owner":null}"#);
@@ -161,8 +170,11 @@ mod tests {
                 .service(dashboard_scope("/app", Dashboard::new())),
         )
         .await;
-        let response =
-            test::call_service(&signed_in, test::TestRequest::get().uri("/app/session").to_request()).await;
+        let response = test::call_service(
+            &signed_in,
+            test::TestRequest::get().uri("/app/session").to_request(),
+        )
+        .await;
         let body = test::read_body(response).await;
         assert_eq!(body, r#"{"account":true,"api_base":"/api/v1","owner":"acct_1"}"#);
     }

@@ -67,7 +67,14 @@ fn the_root_redirect_is_relative_to_the_path_asked() {
 fn the_api_base_is_a_path_on_this_origin() {
     assert_eq!(Dashboard::new().base(), "/api/v1");
     assert_eq!(Dashboard::new().api_base("/keys/api/").base(), "/keys/api");
-    for bad in ["api", "https://elsewhere.example/api", "//elsewhere.example", "/a\"b", "/a b", "/a?b"] {
+    for bad in [
+        "api",
+        "https://elsewhere.example/api",
+        "//elsewhere.example",
+        "/a\"b",
+        "/a b",
+        "/a?b",
+    ] {
         let result = std::panic::catch_unwind(|| Dashboard::new().api_base(bad));
         assert!(result.is_err(), "{bad} accepted");
     }
