@@ -346,8 +346,18 @@ async fn a_hosts_account_is_signed_in_without_a_key() {
     // the requests that carry an Authorization header: the page must send none.
     let keyed = Arc::new(AtomicUsize::new(0));
     let seen = keyed.clone();
+    // And a stand-in for a daily usage route, which the usage page plugs in when it exists:
+    // 30 days of `existing`, 1 to 30 requests a day.
+    let days: Vec<serde_json::Value> = (1..=30)
+        .map(|d| json!({ "date": format!("2026-11-{d:02}"), "requests": d, "spend": 0 }))
+        .collect();
+    let series = json!({ "data": [{ "key_id": existing.record.key_id.to_string(), "days": days }] });
     let app = Router::new()
         .nest("/api/v1/api-keys", self_service_router(gate))
+        .route(
+            "/api/v1/usage",
+            axum::routing::get(move || async move { axum::Json(series) }),
+        )
         .nest("/app", dashboard_router(Dashboard::new()))
         .layer(axum::middleware::from_fn(
             move |mut request: axum::extract::Request, next: axum::middleware::Next| {
@@ -402,6 +412,23 @@ async fn a_hosts_account_is_signed_in_without_a_key() {
     );
     assert_eq!(keyed.load(Ordering::SeqCst), 0, "the page sent a key");
     browser.screenshot(&screens().join("account-keys.png")).await;
+
+    // The usage page draws the daily series: one column per day, the days summed per key.
+    browser.goto(&format!("http://{addr}/app/usage")).await;
+    let row = format!("#usage tr[data-key-id='{}']", existing.record.key_id);
+    browser.find(&row).await;
+    let chart = browser
+        .js(
+            "return [document.getElementById('chart-title').textContent,
+                     document.querySelectorAll('#chart rect.bar').length,
+                     document.querySelector(arguments[0]).cells[1].textContent.trim()];",
+            vec![json!(row)],
+        )
+        .await;
+    assert_eq!(chart, json!(["Requests per day, all keys", 30, "465"]));
+    browser
+        .screenshot(&screens().join("account-usage-daily.png"))
+        .await;
     browser.quit().await;
     server.abort();
 }

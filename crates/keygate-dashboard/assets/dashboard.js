@@ -371,8 +371,8 @@
   }
 
   function renderChart(keys, series) {
-    const chart = $('chart');
-    chart.replaceChildren(series ? dailyChart(series) : totalsChart(keys));
+    $('chart-title').textContent = series ? 'Requests per day, all keys' : 'Requests per key';
+    $('chart').replaceChildren(series ? dailyChart(series) : totalsChart(keys));
   }
 
   // One horizontal bar per key: its requests so far.
