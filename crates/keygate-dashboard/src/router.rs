@@ -15,6 +15,24 @@ use crate::{Dashboard, DashboardRequest, Served};
 /// The dashboard's pages and assets. Nest it: `Router::new().nest("/app", router)`;
 /// a host with its own login inserts its [`Account`] in a layer around it, as around
 /// `self_service_router`, and the page needs no key.
+///
+/// # Example
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
+/// use axum::{body::Body, extract::Request, Router};
+/// use keygate_dashboard::{dashboard_router, openapi_route, Dashboard};
+/// use tower::ServiceExt;
+///
+/// let app = Router::new()
+///     .route("/api/v1/openapi.json", openapi_route(Dashboard::new()))
+///     .nest("/app", dashboard_router(Dashboard::new()));
+/// let root = app.clone().oneshot(Request::get("/app").body(Body::empty()).unwrap()).await.unwrap();
+/// assert_eq!(root.status(), 302);
+/// assert_eq!(root.headers()["location"], "app/keys");
+/// let doc = app.oneshot(Request::get("/api/v1/openapi.json").body(Body::empty()).unwrap()).await.unwrap();
+/// assert_eq!(doc.headers()["content-type"], "application/json");
+/// # });
+/// ```
 pub fn dashboard_router(dashboard: Dashboard) -> Router {
     Router::new()
         .route("/", any(serve))

@@ -13,6 +13,23 @@ use crate::{Dashboard, DashboardRequest, Served};
 /// The dashboard's pages and assets, mounted at `path` (`"/app"`). A host with its own
 /// login inserts its [`Account`] with `req.extensions_mut()` in a middleware around it,
 /// as around `self_service_scope`, and the page needs no key.
+///
+/// # Example
+/// ```
+/// use actix_web::{test, App};
+/// use keygate_dashboard::{dashboard_scope, openapi_resource, Dashboard};
+///
+/// # actix_web::rt::System::new().block_on(async {
+/// let app = App::new()
+///     .service(openapi_resource("/api/v1/openapi.json", Dashboard::new()))
+///     .service(dashboard_scope("/app", Dashboard::new()));
+/// let app = test::init_service(app).await;
+/// let page = test::call_service(&app, test::TestRequest::get().uri("/app/usage").to_request()).await;
+/// assert_eq!(page.status().as_u16(), 200);
+/// let doc = test::call_service(&app, test::TestRequest::get().uri("/api/v1/openapi.json").to_request()).await;
+/// assert_eq!(doc.status().as_u16(), 200);
+/// # });
+/// ```
 pub fn dashboard_scope(
     path: &str,
     dashboard: Dashboard,
