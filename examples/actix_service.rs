@@ -3,9 +3,10 @@
 //! The same API as `axum_service` (the example-service contract in `docs/ARCHITECTURE.md`):
 //! `GET /v1/health`, `GET /v1/whoami`, `GET /v1/models`, `POST /v1/translate`,
 //! `POST /v1/chat/completions` (declares a cost of 1000 micro-cents), `GET /v1/hello`
-//! (optional mode), the self-service key API at `/api/v1/api-keys` and the account's
-//! own limits at `/api/v1/account` (`GET`; `PUT` tightens them), usage per key per day
-//! at `/api/v1/usage?days=30`, and `/metrics` (Prometheus). The demo key it
+//! (optional mode), the self-service key API at `/api/v1/api-keys`, the account's own
+//! limits at `/api/v1/account` (`GET`; `PUT` tightens them), usage per key per day at
+//! `/api/v1/usage?days=30`, its OpenAPI document at `/api/v1/openapi.json`, the key
+//! dashboard at `/app/keys` and `/metrics` (Prometheus). The demo key it
 //! prints on first start is the account's admin key (owner `demo`, scopes
 //! `read,write,admin`), so it manages the owner's keys there too. A host with its own
 //! login would also insert a `keygate::Account` with `req.extensions_mut()` in a
@@ -21,7 +22,10 @@ mod common;
 
 use actix_web::dev::HttpServiceFactory;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use keygate::{account_scope, self_service_scope, ApiKeyMiddleware, Cost, Gate, Principal, RoutePolicy};
+use keygate::{
+    account_scope, dashboard_scope, openapi_resource, self_service_scope, ApiKeyMiddleware, Cost, Dashboard,
+    Gate, Principal, RoutePolicy,
+};
 
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(common::health())
@@ -63,6 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let metrics = common::metrics_recorder()?;
 
     let server_gate = gate.clone();
+    let dashboard = Dashboard::new();
     let server = HttpServer::new(move || {
         let gate = &server_gate;
         let policies = common::Policies::new();
@@ -107,6 +112,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .service(guarded(gate, "/v1/hello", policies.hello, web::get().to(hello)))
             .service(self_service_scope("/api/v1/api-keys", gate.clone()))
             .service(account_scope("/api/v1", gate.clone()))
+            // The OpenAPI document of that API, and the pages over it (they call `/api/v1`).
+            .service(openapi_resource("/api/v1/openapi.json", dashboard.clone()))
+            .service(dashboard_scope("/app", dashboard.clone()))
     })
     .bind(&settings.addr)?;
     tracing::info!(addr = %settings.addr, "actix_service listening");

@@ -7,7 +7,8 @@
 //! `GET /v1/hello` (optional mode: greets a key's owner, or a guest with no key), and
 //! the self-service key API at `/api/v1/api-keys`, with the account's own limits at
 //! `/api/v1/account` (`GET`; `PUT` tightens them), usage per key per day at
-//! `/api/v1/usage?days=30`, and `/metrics` (Prometheus).
+//! `/api/v1/usage?days=30`, its OpenAPI document at `/api/v1/openapi.json`, the key
+//! dashboard at `/app/keys` and `/app/usage`, and `/metrics` (Prometheus).
 //!
 //! ```sh
 //! cargo run --example axum_service
@@ -31,7 +32,10 @@ mod common;
 
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Json, Router};
-use keygate::{account_router, self_service_router, ApiKeyLayer, Cost, Principal, RoutePolicy};
+use keygate::{
+    account_router, dashboard_router, openapi_route, self_service_router, ApiKeyLayer, Cost, Dashboard,
+    Principal, RoutePolicy,
+};
 
 async fn health() -> Json<serde_json::Value> {
     Json(common::health())
@@ -106,7 +110,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .merge(guarded("/v1/chat/completions", post(chat), policies.chat))
         .merge(guarded("/v1/hello", get(hello), policies.hello))
         .nest("/api/v1/api-keys", self_service_router(gate.clone()))
-        .nest("/api/v1", account_router(gate.clone()));
+        .nest("/api/v1", account_router(gate.clone()))
+        // The OpenAPI document of that API, and the pages over it (they call `/api/v1`).
+        .route("/api/v1/openapi.json", openapi_route(Dashboard::new()))
+        .nest("/app", dashboard_router(Dashboard::new()));
 
     let listener = tokio::net::TcpListener::bind(&settings.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "axum_service listening");

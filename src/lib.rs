@@ -13,6 +13,7 @@
 //! | `sqlite`, `postgres` | `keygate_sqlx::SqlStore`: keys in a SQLite file or PostgreSQL, with migrations |
 //! | `redis` | `keygate_redis`: the rate limiter and spend meter shared by many instances |
 //! | `self-service` (default) | `SelfService`, mounted by `self_service_router` / `self_service_scope` |
+//! | `dashboard` (default) | `Dashboard`: the key and usage pages, mounted by `dashboard_router` / `dashboard_scope`; the API's OpenAPI document (`openapi_route` / `openapi_resource`) |
 //!
 //! Both adapters answer the same request with the same status, headers and body: every
 //! decision and every byte of every error comes from the core.
@@ -84,6 +85,21 @@ pub use keygate_actix::ApiKeyMiddleware;
 #[cfg(all(feature = "actix", feature = "self-service"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "actix", feature = "self-service"))))]
 pub use keygate_actix::{account_scope, self_service_scope};
+
+/// The key and usage pages over the self-service API, and its OpenAPI document.
+#[cfg(feature = "dashboard")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dashboard")))]
+pub use keygate_dashboard::{self, Dashboard};
+
+/// The dashboard as an axum `Router`, and the OpenAPI document as an axum route.
+#[cfg(all(feature = "axum", feature = "dashboard"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "axum", feature = "dashboard"))))]
+pub use keygate_dashboard::{dashboard_router, openapi_route};
+
+/// The dashboard as an actix-web `Scope`, and the OpenAPI document as an actix-web resource.
+#[cfg(all(feature = "actix", feature = "dashboard"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "actix", feature = "dashboard"))))]
+pub use keygate_dashboard::{dashboard_scope, openapi_resource};
 
 /// The rate limiter and spend meter on Redis, shared by many instances.
 #[cfg(feature = "redis")]

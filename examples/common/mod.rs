@@ -92,6 +92,7 @@ pub async fn mint_demo_key(gate: &Gate, addr: &str) -> Result<(), Box<dyn Error>
         .await?;
     // The one place a plaintext key is printed: shown once, never stored.
     println!("demo key: {}", created.key.expose_secret());
+    println!("dashboard: http://{addr}/app/keys (sign in with the demo key)");
     println!(
         "try: curl -H 'Authorization: Bearer {}' http://{addr}/v1/whoami \
          (the account's admin key, scopes read,write,admin: it also manages owner demo's keys at /api/v1/api-keys)",

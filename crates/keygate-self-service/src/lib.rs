@@ -29,13 +29,14 @@
 //! | `DELETE /{key_id}` | [`revoke`](SelfService::revoke) | 200: the revoked record |
 //! | `POST /{key_id}/rotate` | [`rotate`](SelfService::rotate) | 201: the new record with `key`, and `old` |
 //!
-//! The account routes (mounted apart, `/api/v1/account` in the examples) show and
-//! tighten the owner's own limits, shared by all its keys:
+//! The account routes (mounted apart, at `/api/v1` in the examples) show and tighten the
+//! owner's own limits, shared by all its keys, and report usage over time:
 //!
 //! | route | method | answer |
 //! | --- | --- | --- |
-//! | `GET /` | [`account`](SelfService::account) | 200: `{"owner","rate_limits","spend_cap","month","spent","updated_at"}` |
-//! | `PUT /` | [`set_account`](SelfService::set_account) | 200: the same, tightened; 403 for anything looser |
+//! | `GET /account` | [`account`](SelfService::account) | 200: `{"owner","rate_limits","spend_cap","month","spent","updated_at"}` |
+//! | `PUT /account` | [`set_account`](SelfService::set_account) | 200: the same, tightened; 403 for anything looser |
+//! | `GET /usage?days=30` | [`usage`](SelfService::usage) | 200: each key's requests per day, spend, last use, and the flags of unusual activity |
 //!
 //! # Example
 //! ```
