@@ -1,8 +1,11 @@
 //! Redis backends for keygate: [`RedisRateLimiter`], a
 //! [`RateLimiter`](keygate_core::rate::RateLimiter) whose counters every instance
 //! shares, so that two replicas behind a load balancer admit each limit once, not twice;
-//! and [`RedisSpendMeter`], a [`SpendMeter`](keygate_core::spend::SpendMeter) whose
-//! monthly totals they share.
+//! [`RedisSpendMeter`], a [`SpendMeter`](keygate_core::spend::SpendMeter) whose
+//! monthly totals they share; and [`RedisBroadcast`], a
+//! [`KeyStore`](keygate_core::KeyStore) wrapper that publishes every revocation,
+//! rotation and expiry change on a Redis channel, so that every instance forgets the key
+//! within milliseconds.
 //!
 //! The limiter has the semantics of keygate-core's in-memory limiter (GCRA, all or
 //! nothing, exact `Retry-After`) and passes the same conformance suite. Each request
@@ -47,10 +50,12 @@ use std::time::Duration;
 use keygate_core::backend::BackendError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+mod broadcast;
 mod limiter;
 mod spend;
 mod window;
 
+pub use broadcast::{RedisBroadcast, DEFAULT_CHANNEL, DEFAULT_PUBLISH_TIMEOUT};
 pub use limiter::{RedisRateLimiter, DEFAULT_TIMEOUT};
 pub use redis;
 pub use spend::RedisSpendMeter;
