@@ -49,6 +49,8 @@ use std::time::Duration;
 
 use keygate_core::backend::BackendError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 mod broadcast;
 mod limiter;
@@ -59,6 +61,54 @@ pub use broadcast::{RedisBroadcast, DEFAULT_CHANNEL, DEFAULT_PUBLISH_TIMEOUT};
 pub use limiter::{RedisRateLimiter, DEFAULT_TIMEOUT};
 pub use redis;
 pub use spend::RedisSpendMeter;
+
+/// A connection to one Redis, or to a Redis Cluster: the commands keygate sends touch
+/// one hash slot each (keys are hash-tagged by key id), so either serves them.
+#[derive(Clone)]
+pub(crate) enum Connection {
+    /// One server (or a proxy in front of many), reconnecting in the background.
+    Single(ConnectionManager),
+    /// A Redis Cluster: each command goes to the master of its keys' slot.
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A connection to the Redis Cluster that `nodes` (`redis://host:port`, one or more of
+/// its masters) belong to, with attempts of a second per node.
+async fn connect_cluster(nodes: &[&str]) -> Result<ClusterConnection, redis::RedisError> {
+    redis::cluster::ClusterClient::builder(nodes.iter().copied())
+        .connection_timeout(Duration::from_secs(1))
+        .build()?
+        .get_async_connection()
+        .await
+}
 
 /// Reconnection settings: connection attempts of a second, retries at most a second
 /// apart.

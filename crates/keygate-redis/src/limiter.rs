@@ -10,9 +10,11 @@ use keygate_core::clock::Timestamp;
 use keygate_core::rate::{Bucket, RateDecision, RateLimiter, WindowState};
 use keygate_core::KeyId;
 use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
 use redis::Script;
 
 use crate::window::{decide, plan, MAX_INSTANT_MICROS};
+use crate::Connection;
 
 /// How long a call waits for Redis by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
@@ -93,9 +95,18 @@ const ACQUIRE: &str = include_str!("acquire.lua");
 /// [`timeout`](Self::timeout). An unreachable, failing or slow Redis is a
 /// [`BackendError`], which the gate answers according to its `FailMode`; the limiter
 /// never panics. The connection ([`ConnectionManager`]) reconnects in the background.
+///
+/// # Redis Cluster
+///
+/// [`connect_cluster`](Self::connect_cluster) (or [`cluster`](Self::cluster) over a
+/// [`ClusterConnection`]) runs the same script on a Redis Cluster: every counter of one
+/// call shares its key id's hash tag, so the script touches one slot and runs on that
+/// slot's master, with the same semantics; keys of different ids spread over the
+/// masters. The script is loaded on each master the first time it runs there
+/// (`NOSCRIPT`, then `SCRIPT LOAD`).
 #[derive(Clone)]
 pub struct RedisRateLimiter {
-    connection: ConnectionManager,
+    connection: Connection,
     script: Arc<Script>,
     timeout: Duration,
     caller_time: bool,
@@ -113,6 +124,21 @@ impl fmt::Debug for RedisRateLimiter {
 impl RedisRateLimiter {
     /// A limiter on `connection`, with Redis' time and a timeout of 50 ms per call.
     pub fn new(connection: ConnectionManager) -> Self {
+        Self::on(Connection::Single(connection))
+    }
+
+    /// A limiter on a Redis Cluster `connection` (see [Redis Cluster](#redis-cluster)).
+    pub fn cluster(connection: ClusterConnection) -> Self {
+        Self::on(Connection::Cluster(connection))
+    }
+
+    /// Connects to the Redis Cluster that `nodes` belong to (`redis://host:port`, one or
+    /// more of its masters; the others are discovered), failing if none answers.
+    pub async fn connect_cluster(nodes: &[&str]) -> Result<Self, redis::RedisError> {
+        Ok(Self::cluster(crate::connect_cluster(nodes).await?))
+    }
+
+    fn on(connection: Connection) -> Self {
         Self {
             connection,
             script: Arc::new(Script::new(ACQUIRE)),
