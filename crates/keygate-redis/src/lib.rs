@@ -54,6 +54,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 mod broadcast;
 mod limiter;
+mod record;
 mod spend;
 mod window;
 

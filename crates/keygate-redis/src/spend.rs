@@ -2,14 +2,32 @@
 //! and month.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use keygate_core::backend::BackendError;
 use keygate_core::spend::{Month, SpendMeter};
+use keygate_core::store::KeyStore;
 use keygate_core::KeyId;
 use redis::aio::ConnectionManager;
+use redis::Script;
 
 use crate::limiter::DEFAULT_TIMEOUT;
+use crate::record::Record;
+
+/// Charges `ARGV[1]` to the counter `KEYS[1]` and returns the new total; a missing
+/// counter is first set to `ARGV[2]` (its recorded total), or, when `ARGV[2]` is empty,
+/// left missing and `false` returned, so the caller reads the record and asks again.
+/// `ARGV[3]` is when the counter expires (Unix seconds).
+const CHARGE_SEEDED: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[2] == '' then return false end
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+local total = redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('EXPIREAT', KEYS[1], ARGV[3])
+return total
+";
 
 /// A [`SpendMeter`] whose totals live in Redis, so that every instance meters one
 /// shared spend per key and month. Cheap to clone; clones share the connection.
@@ -22,7 +40,8 @@ use crate::limiter::DEFAULT_TIMEOUT;
 /// billion dollars) is a [`BackendError`].
 ///
 /// Redis is the shared running total only: a Redis that keeps nothing on disk forgets
-/// it on restart. Every call has a timeout ([`DEFAULT_TIMEOUT`], 50 ms, unless set by
+/// it on restart, unless the meter also records to the key store
+/// ([`record_to`](Self::record_to), below). Every call has a timeout ([`DEFAULT_TIMEOUT`], 50 ms, unless set by
 /// [`timeout`](Self::timeout)); an unreachable or slow Redis is a [`BackendError`].
 ///
 /// # Example
@@ -40,10 +59,38 @@ use crate::limiter::DEFAULT_TIMEOUT;
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Recorded in the key store: a Redis restart loses nothing
+///
+/// With [`record_to`](Self::record_to), Redis still holds the shared running total, and
+/// each instance also writes its own charges to the key store behind, in batches, as
+/// [`RecordSpendMeter`](keygate_core::spend::RecordSpendMeter) does
+/// ([`KeyStore::record_spend`], on every [`flush`](SpendMeter::flush): the gate's
+/// background task calls it with the usage flush, and at shutdown). After a flush the
+/// store's total is exactly the sum of the costs charged: a charge is recorded even when
+/// Redis fails it.
+///
+/// A counter missing from Redis (Redis restarted, or the counter expired) is reseeded
+/// from the record before it is used: the instance that finds it missing writes its own
+/// pending charges to the store, reads the recorded total ([`KeyStore::spent`]) plus any
+/// of its own that the store would not take, and one script sets the counter to that
+/// unless another instance got there first, then charges.
+/// Concurrent reseeds from several instances are safe: the first sets the counter, the
+/// others only charge.
+///
+/// What a reseed cannot see: charges that *other* instances made before Redis restarted
+/// and had not yet written to the store (at most one flush interval of their charges,
+/// 10 s by default). The shared total misses them from then on, so the cap may be
+/// exceeded by that much across the fleet; the record still gets them, exactly, and a
+/// restart of the instances (or the next month) reads the record again. A charge that
+/// Redis fails (down, slow) is recorded in the store but is missing from the shared total
+/// until its counter is reseeded.
 #[derive(Clone)]
 pub struct RedisSpendMeter {
     connection: ConnectionManager,
     timeout: Duration,
+    record: Option<Arc<Record>>,
+    script: Arc<Script>,
 }
 
 impl fmt::Debug for RedisSpendMeter {
@@ -60,7 +107,17 @@ impl RedisSpendMeter {
         Self {
             connection,
             timeout: DEFAULT_TIMEOUT,
+            record: None,
+            script: Arc::new(Script::new(CHARGE_SEEDED)),
         }
+    }
+
+    /// Also records every charge in `store` (usually the gate's own `SqlStore`), and
+    /// reseeds a counter missing from Redis from it: see [Recorded in the key
+    /// store](#recorded-in-the-key-store-a-redis-restart-loses-nothing).
+    pub fn record_to(mut self, store: impl KeyStore) -> Self {
+        self.record = Some(Arc::new(Record::new(store)));
+        self
     }
 
     /// Connects to the Redis at `url`, as
@@ -93,7 +150,53 @@ impl RedisSpendMeter {
         total_of(total.unwrap_or(0))
     }
 
+    /// Charges `micro_cents` (0 to read) to the counter, reseeding it from the record
+    /// when it is missing.
+    async fn charge_seeded(
+        &self,
+        record: &Record,
+        key_id: &KeyId,
+        month: Month,
+        micro_cents: u64,
+    ) -> Result<u64, BackendError> {
+        let delta = i64::try_from(micro_cents)
+            .map_err(|_| BackendError(format!("a charge of {micro_cents} micro-cents is beyond i64")))?;
+        let key = spend_key(key_id, month);
+        let expires = month.next().next().start().timestamp();
+        let run = |seed: Option<u64>| {
+            let mut invocation = self.script.key(&key);
+            invocation
+                .arg(delta)
+                .arg(seed.map(|s| s.to_string()).unwrap_or_default())
+                .arg(expires);
+            let mut connection = self.connection.clone();
+            async move {
+                crate::call(self.timeout, async move {
+                    invocation.invoke_async::<Option<i64>>(&mut connection).await
+                })
+                .await
+            }
+        };
+        if let Some(total) = run(None).await? {
+            return total_of(total);
+        }
+        // Missing: this instance's own charges go to the record first, so the total read
+        // back holds them, and is charged in Redis once.
+        let recorded = record.seed(key_id, month).await?;
+        match run(Some(recorded)).await? {
+            Some(total) => total_of(total),
+            None => Err(BackendError("redis: the spend counter was not seeded".into())),
+        }
+    }
+
     async fn charge_in(&self, key_id: &KeyId, month: Month, micro_cents: u64) -> Result<u64, BackendError> {
+        if let Some(record) = &self.record {
+            let charged = self.charge_seeded(record, key_id, month, micro_cents).await;
+            // Held after Redis was charged (or failed): a reseed that flushed it before
+            // would count it twice, once in the record read back and once here.
+            record.hold(key_id, month, micro_cents);
+            return charged;
+        }
         let delta = i64::try_from(micro_cents)
             .map_err(|_| BackendError(format!("a charge of {micro_cents} micro-cents is beyond i64")))?;
         let key = spend_key(key_id, month);
@@ -124,10 +227,20 @@ fn total_of(total: i64) -> Result<u64, BackendError> {
 
 impl SpendMeter for RedisSpendMeter {
     async fn spent(&self, key_id: &KeyId, month: Month) -> Result<u64, BackendError> {
-        self.spent_in(key_id, month).await
+        match &self.record {
+            Some(record) => self.charge_seeded(record, key_id, month, 0).await,
+            None => self.spent_in(key_id, month).await,
+        }
     }
 
     async fn charge(&self, key_id: &KeyId, month: Month, micro_cents: u64) -> Result<u64, BackendError> {
         self.charge_in(key_id, month, micro_cents).await
+    }
+
+    async fn flush(&self) -> usize {
+        match &self.record {
+            Some(record) => record.flush().await,
+            None => 0,
+        }
     }
 }
