@@ -111,7 +111,10 @@ impl Service {
         let child = command.spawn().unwrap_or_else(|e| panic!("start {example}: {e}"));
         let started = Instant::now();
         while TcpStream::connect(&addr).await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(60), "{example} did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{example} did not start"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Service { child, addr }
@@ -185,7 +188,11 @@ async fn two_instances_on_one_postgres_and_one_redis_share_limits_and_spend_exac
         .await
         .unwrap();
     let capped = keys
-        .create(NewKey::new("acct_many", "capped").scopes(["write"]).spend_cap(3000))
+        .create(
+            NewKey::new("acct_many", "capped")
+                .scopes(["write"])
+                .spend_cap(3000),
+        )
         .await
         .unwrap();
     let (limited, capped_id, capped) = (
@@ -244,7 +251,11 @@ async fn two_instances_on_one_postgres_and_one_redis_share_limits_and_spend_exac
     assert_eq!(instances[1].chat(&capped).await, 402, "reseeded from PostgreSQL");
     assert_eq!(instances[0].chat(&capped).await, 402);
     let store = SqlStore::connect(&database.url).await.unwrap();
-    assert_eq!(store.spent(&capped_id, month).await.unwrap(), 3000, "the record: exactly 3 charges");
+    assert_eq!(
+        store.spent(&capped_id, month).await.unwrap(),
+        3000,
+        "the record: exactly 3 charges"
+    );
 
     for instance in instances {
         instance.terminate().await;
@@ -268,8 +279,14 @@ async fn revocations_reach_every_instance(redis_url: Option<&str>) {
     let keys = keys(&database.url).await;
     let mut created = Vec::new();
     for i in 0..20 {
-        let key = keys.create(NewKey::new("acct_many", format!("key {i}"))).await.unwrap();
-        created.push((key.record.key_id.as_str().to_string(), key.key.expose_secret().to_string()));
+        let key = keys
+            .create(NewKey::new("acct_many", format!("key {i}")))
+            .await
+            .unwrap();
+        created.push((
+            key.record.key_id.as_str().to_string(),
+            key.key.expose_secret().to_string(),
+        ));
     }
     let instances = [
         Service::start("axum_service", &database.url, redis_url).await,
@@ -293,11 +310,18 @@ async fn revocations_reach_every_instance(redis_url: Option<&str>) {
             revoke.args(["--redis-url", redis_url]);
         }
         let output = revoke.output().expect("run keygate");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let revoked = Instant::now();
         for instance in &instances {
             while instance.whoami(key).await == 200 {
-                assert!(revoked.elapsed() < Duration::from_secs(10), "still admitted after 10 s");
+                assert!(
+                    revoked.elapsed() < Duration::from_secs(10),
+                    "still admitted after 10 s"
+                );
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             took.push(revoked.elapsed());
@@ -305,7 +329,11 @@ async fn revocations_reach_every_instance(redis_url: Option<&str>) {
     }
     took.sort_unstable();
     let at = |q: f64| took[((took.len() as f64 * q).ceil() as usize).clamp(1, took.len()) - 1];
-    let path = if redis_url.is_some() { "Redis" } else { "LISTEN/NOTIFY" };
+    let path = if redis_url.is_some() {
+        "Redis"
+    } else {
+        "LISTEN/NOTIFY"
+    };
     println!(
         "revocation by the CLI refused by every instance ({path}, {} refusals): p50 {:?}, p99 {:?}, max {:?}",
         took.len(),

@@ -38,7 +38,9 @@ impl Settings {
             addr: var("KEYGATE_ADDR", "127.0.0.1:3000"),
             database_url: var("KEYGATE_DATABASE_URL", "sqlite://keygate.db"),
             error_format: var("KEYGATE_ERROR_FORMAT", "default").parse()?,
-            redis_url: std::env::var("KEYGATE_REDIS_URL").ok().filter(|url| !url.is_empty()),
+            redis_url: std::env::var("KEYGATE_REDIS_URL")
+                .ok()
+                .filter(|url| !url.is_empty()),
         })
     }
 }
