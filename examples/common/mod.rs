@@ -95,13 +95,18 @@ pub async fn gate(settings: &Settings) -> Result<Gate, Box<dyn Error>> {
 /// spend totalled there and written behind to the store (which reseeds Redis after a
 /// restart), and every revoke, rotation and expiry change published there, so that every
 /// instance forgets the key at once. Connections are made on first use, so an instance
-/// starts while Redis is down.
+/// starts while Redis is down; while it is unreachable, each instance enforces limits and
+/// meters spend from its own memory (`local_fallback`) and reconciles spend when Redis
+/// is back.
 #[cfg(feature = "redis")]
 fn shared(store: SqlStore, url: &str, defaults: [RateLimit; 2]) -> Result<GateBuilder, Box<dyn Error>> {
     use keygate::keygate_redis::{RedisBroadcast, RedisRateLimiter, RedisSpendMeter};
-    let meter = RedisSpendMeter::connect_lazy(url)?.record_to(store.clone());
+    let meter = RedisSpendMeter::connect_lazy(url)?
+        .record_to(store.clone())
+        .local_fallback();
+    let limiter = RedisRateLimiter::connect_lazy(url)?.local_fallback();
     Ok(Gate::builder(RedisBroadcast::connect_lazy(store, url)?)
-        .rate_limiter(RedisRateLimiter::connect_lazy(url)?, defaults)
+        .rate_limiter(limiter, defaults)
         .spend_meter(meter))
 }
 

@@ -55,6 +55,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 mod breaker;
 mod broadcast;
 mod limiter;
+mod local;
 mod record;
 mod spend;
 mod window;

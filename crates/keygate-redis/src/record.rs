@@ -58,6 +58,23 @@ impl Record {
         Ok(recorded.saturating_add(held))
     }
 
+    /// This instance's view of a total: the recorded one plus its unwritten charges.
+    pub(crate) async fn view(&self, key_id: &KeyId, month: Month) -> Result<u64, BackendError> {
+        let recorded = self
+            .store
+            .spent(key_id, month)
+            .await
+            .map_err(|e| BackendError(format!("could not read the recorded spend: {e}")))?;
+        let held = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(key_id.clone(), month))
+            .copied()
+            .unwrap_or(0);
+        Ok(recorded.saturating_add(held))
+    }
+
     /// Writes what is pending in one batch; on failure keeps it for the next flush.
     pub(crate) async fn flush(&self) -> usize {
         let _one = self.flushing.lock().await;

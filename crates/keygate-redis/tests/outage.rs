@@ -151,3 +151,80 @@ async fn under_local_a_killed_redis_is_replaced_by_limits_from_memory_until_it_i
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_local_spend_is_metered_through_an_outage_and_reconciled_when_redis_is_back() {
+    use keygate_core::spend::{Month, SpendMeter};
+    use keygate_core::{KeyStore, MemoryStore};
+    use keygate_redis::RedisSpendMeter;
+
+    let Some(mut server) = common::PrivateRedis::start() else {
+        return;
+    };
+    let url = server.url();
+    let store = MemoryStore::new();
+    let instance = || {
+        RedisSpendMeter::connect_lazy(&url)
+            .unwrap()
+            .timeout(Duration::from_millis(200))
+            .record_to(store.clone())
+            .local_fallback()
+    };
+    let (a, b) = (instance(), instance());
+    let (k, month) = (key(), Month::of(Utc::now()));
+    assert_eq!(a.charge(&k, month, 1000).await.unwrap(), 1000);
+
+    server.kill();
+    // No error: each instance meters on its own, on top of what Redis last told it.
+    assert_eq!(a.charge(&k, month, 500).await.unwrap(), 1500);
+    assert_eq!(a.spent(&k, month).await.unwrap(), 1500);
+    assert_eq!(
+        b.charge(&k, month, 200).await.unwrap(),
+        200,
+        "b never saw the key"
+    );
+    a.flush().await;
+    b.flush().await;
+    assert_eq!(
+        store.spent(&k, month).await.unwrap(),
+        1700,
+        "the record has every charge"
+    );
+
+    // Back, empty: the counter is reseeded from the record, and what is owed is charged
+    // once, by the next flush or call of each instance.
+    let _server = common::PrivateRedis::start_on(server.port).expect("redis-server restarts");
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let counter = format!("{{{}}}:spend:{month}", k.as_str());
+    let started = Instant::now();
+    loop {
+        a.flush().await;
+        b.flush().await;
+        let in_redis: Option<u64> = match client.get_multiplexed_async_connection().await {
+            Ok(mut c) => redis::cmd("GET")
+                .arg(&counter)
+                .query_async(&mut c)
+                .await
+                .unwrap_or(None),
+            Err(_) => None,
+        };
+        if in_redis == Some(1700) {
+            break;
+        }
+        assert!(in_redis.is_none_or(|t| t < 1700), "counted twice: {in_redis:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not reconciled: {in_redis:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(a.spent(&k, month).await.unwrap(), 1700);
+    assert_eq!(b.spent(&k, month).await.unwrap(), 1700);
+    assert_eq!(b.charge(&k, month, 1).await.unwrap(), 1701);
+    b.flush().await;
+    assert_eq!(
+        store.spent(&k, month).await.unwrap(),
+        1701,
+        "Redis and the record agree"
+    );
+}
