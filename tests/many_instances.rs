@@ -263,6 +263,44 @@ async fn two_instances_on_one_postgres_and_one_redis_share_limits_and_spend_exac
     database.drop().await;
 }
 
+/// Waits until both instances listen: two LISTEN connections on the scratch database
+/// and, with Redis, at least two subscribers of keygate's channel.
+async fn listening(database: &ScratchDatabase, redis_url: Option<&str>) {
+    let started = Instant::now();
+    loop {
+        let listeners: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query ILIKE 'LISTEN%'",
+        )
+        .bind(&database.name)
+        .fetch_one(&database.admin)
+        .await
+        .expect("pg_stat_activity");
+        let subscribers = match redis_url {
+            None => 2,
+            Some(url) => {
+                use keygate::keygate_redis::{redis, DEFAULT_CHANNEL};
+                let client = redis::Client::open(url).expect("redis url");
+                let mut connection = client.get_multiplexed_async_connection().await.expect("redis");
+                let (_, n): (String, i64) = redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(DEFAULT_CHANNEL)
+                    .query_async(&mut connection)
+                    .await
+                    .expect("PUBSUB NUMSUB");
+                n
+            }
+        };
+        if listeners >= 2 && subscribers >= 2 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the instances do not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// 20 keys warmed on both instances, each revoked by `keygate keys revoke` in another
 /// process: how long until each instance refuses it, measured from the CLI's exit.
 async fn revocations_reach_every_instance(redis_url: Option<&str>) {
@@ -297,8 +335,7 @@ async fn revocations_reach_every_instance(redis_url: Option<&str>) {
             assert_eq!(instance.whoami(key).await, 200, "warm");
         }
     }
-    // Give each instance's subscription (Redis, LISTEN) a moment to be in place.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    listening(&database, redis_url).await;
 
     let mut took = Vec::new();
     for (key_id, key) in &created {
