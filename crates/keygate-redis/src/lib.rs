@@ -2,10 +2,16 @@
 //! [`RateLimiter`](keygate_core::rate::RateLimiter) whose counters every instance
 //! shares, so that two replicas behind a load balancer admit each limit once, not twice;
 //! [`RedisSpendMeter`], a [`SpendMeter`](keygate_core::spend::SpendMeter) whose
-//! monthly totals they share; and [`RedisBroadcast`], a
+//! monthly totals they share (and, with `record_to`, write behind to the key store, which
+//! reseeds them after a Redis restart); and [`RedisBroadcast`], a
 //! [`KeyStore`](keygate_core::KeyStore) wrapper that publishes every revocation,
 //! rotation and expiry change on a Redis channel, so that every instance forgets the key
 //! within milliseconds.
+//!
+//! Every call to Redis has a timeout (50 ms by default) and goes through a circuit
+//! breaker; `local_fallback` (on the limiter and the meter) answers from this instance's
+//! memory while Redis is away. The limiter also runs on a Redis Cluster
+//! ([`RedisRateLimiter::connect_cluster`]).
 //!
 //! The limiter has the semantics of keygate-core's in-memory limiter (GCRA, all or
 //! nothing, exact `Retry-After`) and passes the same conformance suite. Each request
