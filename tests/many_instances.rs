@@ -432,3 +432,101 @@ async fn a_revocation_reaches_both_instances_within_half_a_second_through_redis_
     };
     revocations_reach_every_instance(false, Some(&redis_url)).await;
 }
+
+/// A private `redis-server` on `port`, keeping nothing on disk: the fault test kills it,
+/// never the shared one. `None` (the test skips) without the binary.
+fn private_redis(port: u16) -> Option<std::process::Child> {
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            assert!(
+                !required(),
+                "KEYGATE_REQUIRE_SERVICES=1 but redis-server cannot start: {e}"
+            );
+            println!("skipped: redis-server cannot start ({e})");
+            return None;
+        }
+    };
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(child)
+}
+
+/// Redis killed under load and started again (empty): under the examples' `Local`
+/// policy every request is answered as if Redis were there (no 500, no 503), and after
+/// both instances stop, the record holds exactly the cost of every completion served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_under_load_costs_no_error_and_no_charge() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = format!("sqlite://{}", dir.path().join("keygate.db").display());
+    let port = free_port();
+    let Some(mut redis) = private_redis(port) else {
+        return;
+    };
+    let redis_url = format!("redis://127.0.0.1:{port}");
+    let keys = keys(&database_url).await;
+    let created = keys
+        .create(
+            NewKey::new("acct_many", "busy")
+                .scopes(["write"])
+                .spend_cap(1_000_000),
+        )
+        .await
+        .unwrap();
+    let (key_id, key) = (
+        created.record.key_id.clone(),
+        created.key.expose_secret().to_string(),
+    );
+    let instances = [
+        Service::start("axum_service", &database_url, Some(&redis_url)).await,
+        Service::start("actix_service", &database_url, Some(&redis_url)).await,
+    ];
+
+    let mut served = 0u64;
+    let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+    for i in 0..45 {
+        if i == 15 {
+            let _ = redis.kill();
+            let _ = redis.wait();
+        }
+        if i == 30 {
+            redis = private_redis(port).expect("redis-server restarts");
+        }
+        let status = instances[i % 2].chat(&key).await;
+        *statuses.entry(status).or_default() += 1;
+        if status == 200 {
+            served += 1;
+        }
+    }
+    println!("statuses with Redis killed and started again: {statuses:?}");
+    assert_eq!(
+        statuses.get(&200),
+        Some(&45),
+        "every request served: {statuses:?}"
+    );
+
+    for instance in instances {
+        instance.terminate().await;
+    }
+    let _ = redis.kill();
+    let _ = redis.wait();
+    let store = SqlStore::connect(&database_url).await.unwrap();
+    let month = keygate::spend::Month::of(chrono::Utc::now());
+    assert_eq!(
+        store.spent(&key_id, month).await.unwrap(),
+        served * 1000,
+        "the record: every completion served, charged once"
+    );
+}
