@@ -240,9 +240,15 @@ async fn deliver(tx: &mpsc::Sender<Pushed>, pushed: Pushed) -> bool {
     }
 }
 
-/// Forwards the inner store's pushes until either side ends.
+/// Forwards the inner store's pushes until either side ends (dropping the inner
+/// receiver then stops the store's own listener too).
 async fn relay(mut from_store: mpsc::Receiver<Pushed>, tx: mpsc::Sender<Pushed>) {
-    while let Some(pushed) = from_store.recv().await {
+    loop {
+        let pushed = tokio::select! {
+            pushed = from_store.recv() => pushed,
+            () = tx.closed() => return,
+        };
+        let Some(pushed) = pushed else { return };
         if !deliver(&tx, pushed).await {
             return;
         }
