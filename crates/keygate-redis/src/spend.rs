@@ -234,6 +234,9 @@ impl RedisSpendMeter {
         month: Month,
         micro_cents: u64,
     ) -> Result<u64, BackendError> {
+        // Refused before anything is sent: not an outage.
+        i64::try_from(micro_cents)
+            .map_err(|_| BackendError(format!("a charge of {micro_cents} micro-cents is beyond i64")))?;
         if !self.breaker.allow() {
             let error = BackendError("redis: unavailable (circuit breaker open)".into());
             return self.outage(record, error, key_id, month, micro_cents).await;
@@ -318,6 +321,9 @@ impl RedisSpendMeter {
 
     async fn charge_in(&self, key_id: &KeyId, month: Month, micro_cents: u64) -> Result<u64, BackendError> {
         if let Some(record) = &self.record {
+            // Neither Redis nor a SQL `BIGINT` holds more: refused, and not recorded.
+            i64::try_from(micro_cents)
+                .map_err(|_| BackendError(format!("a charge of {micro_cents} micro-cents is beyond i64")))?;
             let charged = self.charge_seeded(record, key_id, month, micro_cents).await;
             // Held after Redis was charged (or failed): a reseed that flushed it before
             // would count it twice, once in the record read back and once here.

@@ -174,3 +174,17 @@ async fn concurrent_charges_from_two_instances_add_up_in_redis_and_in_the_record
     }
     assert_eq!(store.spent(&k, month).await.unwrap(), sum);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_beyond_i64_is_refused_and_not_recorded() {
+    let Some(server) = common::PrivateRedis::start() else {
+        return;
+    };
+    let store = MemoryStore::new();
+    let meter = instance(&server.url(), &store);
+    let (k, month) = (key(), this_month());
+    assert!(meter.charge(&k, month, u64::MAX).await.is_err());
+    assert_eq!(meter.charge(&k, month, 5).await.unwrap(), 5, "Redis is fine");
+    meter.flush().await;
+    assert_eq!(store.spent(&k, month).await.unwrap(), 5);
+}
