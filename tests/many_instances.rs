@@ -433,35 +433,47 @@ async fn a_revocation_reaches_both_instances_within_half_a_second_through_redis_
     revocations_reach_every_instance(false, Some(&redis_url)).await;
 }
 
-/// A private `redis-server` on `port`, keeping nothing on disk: the fault test kills it,
-/// never the shared one. `None` (the test skips) without the binary.
-fn private_redis(port: u16) -> Option<std::process::Child> {
-    let child = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let child = match child {
-        Ok(child) => child,
-        Err(e) => {
+/// A private `redis-server`, keeping nothing on disk: the fault test kills it, never the
+/// shared one. Killed on drop, a failing assertion included.
+struct PrivateRedis(std::process::Child);
+
+impl PrivateRedis {
+    /// Starts one on `port`; `None` (the test skips) without the binary.
+    fn start(port: u16) -> Option<PrivateRedis> {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let redis = match child {
+            Ok(child) => PrivateRedis(child),
+            Err(e) => {
+                assert!(
+                    !required(),
+                    "KEYGATE_REQUIRE_SERVICES=1 but redis-server cannot start: {e}"
+                );
+                println!("skipped: redis-server cannot start ({e})");
+                return None;
+            }
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
-                !required(),
-                "KEYGATE_REQUIRE_SERVICES=1 but redis-server cannot start: {e}"
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
             );
-            println!("skipped: redis-server cannot start ({e})");
-            return None;
+            std::thread::sleep(Duration::from_millis(20));
         }
-    };
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "redis-server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+        Some(redis)
     }
-    Some(child)
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Redis killed under load and started again (empty): under the examples' `Local`
@@ -472,9 +484,10 @@ async fn redis_killed_under_load_costs_no_error_and_no_charge() {
     let dir = tempfile::tempdir().expect("temp dir");
     let database_url = format!("sqlite://{}", dir.path().join("keygate.db").display());
     let port = free_port();
-    let Some(mut redis) = private_redis(port) else {
+    let Some(redis) = PrivateRedis::start(port) else {
         return;
     };
+    let mut redis = Some(redis);
     let redis_url = format!("redis://127.0.0.1:{port}");
     let keys = keys(&database_url).await;
     let created = keys
@@ -498,11 +511,10 @@ async fn redis_killed_under_load_costs_no_error_and_no_charge() {
     let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
     for i in 0..45 {
         if i == 15 {
-            let _ = redis.kill();
-            let _ = redis.wait();
+            redis = None; // killed
         }
         if i == 30 {
-            redis = private_redis(port).expect("redis-server restarts");
+            redis = Some(PrivateRedis::start(port).expect("redis-server restarts"));
         }
         let status = instances[i % 2].chat(&key).await;
         *statuses.entry(status).or_default() += 1;
@@ -520,8 +532,7 @@ async fn redis_killed_under_load_costs_no_error_and_no_charge() {
     for instance in instances {
         instance.terminate().await;
     }
-    let _ = redis.kill();
-    let _ = redis.wait();
+    drop(redis);
     let store = SqlStore::connect(&database_url).await.unwrap();
     let month = keygate::spend::Month::of(chrono::Utc::now());
     assert_eq!(
