@@ -11,6 +11,7 @@
 //! `read,write,admin`), so it manages the owner's keys there too. A host with its own
 //! login would also insert a `keygate::Account` with `req.extensions_mut()` in a
 //! middleware around that scope, so signed-in users manage their keys without one.
+//! Settings as `axum_service`'s, `KEYGATE_REDIS_URL` (feature `redis`) included.
 //!
 //! ```sh
 //! cargo run --example actix_service --features actix

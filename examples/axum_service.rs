@@ -20,7 +20,9 @@
 //! A host with its own login (sessions, JWTs) would also put a `keygate::Account` into
 //! the request's extensions in a layer around that router, so signed-in users manage
 //! their keys without one. Settings: `KEYGATE_ADDR`,
-//! `KEYGATE_DATABASE_URL` (`sqlite://FILE` or `postgres://…`), `KEYGATE_ERROR_FORMAT`.
+//! `KEYGATE_DATABASE_URL` (`sqlite://FILE` or `postgres://…`), `KEYGATE_ERROR_FORMAT`,
+//! and `KEYGATE_REDIS_URL` (feature `redis`): limits, spend and revocations shared by
+//! every instance on one Redis (README, "Running many instances").
 //!
 //! Optional mode lets API keys coexist with another scheme on the same routes: put
 //! `ApiKeyLayer::new(gate).optional(true)` next to, say, a JWT layer; a request without

@@ -11,7 +11,7 @@
 //! | `axum` (default) | `tower`, and `Principal`/`Option<Principal>` as axum extractors |
 //! | `actix` | `ApiKeyMiddleware` for `App::wrap`/`Scope::wrap`, and `Principal` as an actix extractor |
 //! | `sqlite`, `postgres` | `keygate_sqlx::SqlStore`: keys in a SQLite file or PostgreSQL, with migrations |
-//! | `redis` | `keygate_redis`: the rate limiter and spend meter shared by many instances |
+//! | `redis` | `keygate_redis`: the rate limiter, the spend meter and the revocation broadcast shared by many instances |
 //! | `self-service` (default) | `SelfService`, mounted by `self_service_router` / `self_service_scope` |
 //! | `dashboard` (default) | `Dashboard`: the key and usage pages, mounted by `dashboard_router` / `dashboard_scope`; the API's OpenAPI document (`openapi_route` / `openapi_resource`) |
 //!

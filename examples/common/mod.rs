@@ -10,7 +10,7 @@ use keygate::rate::MemoryRateLimiter;
 use keygate::reject::ErrorFormatKind;
 use keygate::spend::RecordSpendMeter;
 use keygate::store::Page;
-use keygate::{Gate, NewKey, RateLimit, RoutePolicy, SqlStore};
+use keygate::{Gate, GateBuilder, NewKey, RateLimit, RoutePolicy, SqlStore};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -26,6 +26,10 @@ pub struct Settings {
     pub database_url: String,
     /// `KEYGATE_ERROR_FORMAT`: `default`, `openai` or `problem`.
     pub error_format: ErrorFormatKind,
+    /// `KEYGATE_REDIS_URL` (`redis://HOST:PORT`), unset by default: when set, rate limits,
+    /// spend and revocations are shared with every other instance through Redis (the
+    /// `redis` feature).
+    pub redis_url: Option<String>,
 }
 
 impl Settings {
@@ -35,6 +39,9 @@ impl Settings {
             addr: var("KEYGATE_ADDR", "127.0.0.1:3000"),
             database_url: var("KEYGATE_DATABASE_URL", "sqlite://keygate.db"),
             error_format: var("KEYGATE_ERROR_FORMAT", "default").parse()?,
+            redis_url: std::env::var("KEYGATE_REDIS_URL")
+                .ok()
+                .filter(|url| !url.is_empty()),
         })
     }
 }
@@ -58,25 +65,55 @@ pub async fn start() -> Result<(Settings, Gate, BackgroundTask), Box<dyn Error>>
 
 /// Opens the store (creating and migrating it if needed) and builds the gate: every
 /// key limited to 100 requests/minute and 1000/hour unless its record says otherwise,
-/// spend metered against each key's monthly cap and recorded in the store.
+/// spend metered against each key's monthly cap and recorded in the store. With
+/// `KEYGATE_REDIS_URL`, limits, spend and revocations go through Redis.
 pub async fn gate(settings: &Settings) -> Result<Gate, Box<dyn Error>> {
     let store = SqlStore::connect(&settings.database_url).await?;
     store.migrate().await?;
-    // Spend is counted in memory and written to the store behind (the background task
-    // flushes it with usage, and at shutdown), so a restart keeps every cap.
-    let meter = RecordSpendMeter::new(store.clone());
-    let mut builder = Gate::builder(store)
-        .error_format(settings.error_format)
-        .rate_limiter(
-            MemoryRateLimiter::new(),
-            [RateLimit::per_minute(100), RateLimit::per_hour(1000)],
-        )
-        .spend_meter(meter);
+    let defaults = [RateLimit::per_minute(100), RateLimit::per_hour(1000)];
+    let mut builder = match &settings.redis_url {
+        Some(url) => shared(store, url, defaults)?,
+        None => {
+            // Spend is counted in memory and written to the store behind (the background
+            // task flushes it with usage, and at shutdown), so a restart keeps every cap.
+            // Limits are this instance's own; revocations arrive by PostgreSQL's
+            // LISTEN/NOTIFY (or SQLite's change feed, polled every second).
+            let meter = RecordSpendMeter::new(store.clone());
+            Gate::builder(store)
+                .rate_limiter(MemoryRateLimiter::new(), defaults)
+                .spend_meter(meter)
+        }
+    };
+    builder = builder.error_format(settings.error_format);
     // For the end-to-end tests, which create many keys: never set this in production.
     if std::env::var_os("KEYGATE_INSECURE_FAST_HASH").is_some() {
         builder = builder.hasher(Argon2Hasher::insecure_fast());
     }
     Ok(builder.build())
+}
+
+/// Many instances on one Redis: limits counted there (one Lua script per request),
+/// spend totalled there and written behind to the store (which reseeds Redis after a
+/// restart), and every revoke, rotation and expiry change published there, so that every
+/// instance forgets the key at once. Connections are made on first use, so an instance
+/// starts while Redis is down; while it is unreachable, each instance enforces limits and
+/// meters spend from its own memory (`local_fallback`) and reconciles spend when Redis
+/// is back.
+#[cfg(feature = "redis")]
+fn shared(store: SqlStore, url: &str, defaults: [RateLimit; 2]) -> Result<GateBuilder, Box<dyn Error>> {
+    use keygate::keygate_redis::{RedisBroadcast, RedisRateLimiter, RedisSpendMeter};
+    let meter = RedisSpendMeter::connect_lazy(url)?
+        .record_to(store.clone())
+        .local_fallback();
+    let limiter = RedisRateLimiter::connect_lazy(url)?.local_fallback();
+    Ok(Gate::builder(RedisBroadcast::connect_lazy(store, url)?)
+        .rate_limiter(limiter, defaults)
+        .spend_meter(meter))
+}
+
+#[cfg(not(feature = "redis"))]
+fn shared(_: SqlStore, _: &str, _: [RateLimit; 2]) -> Result<GateBuilder, Box<dyn Error>> {
+    Err("KEYGATE_REDIS_URL is set, but this example was built without the `redis` feature".into())
 }
 
 /// On a store with no key at all, mints a demo key and prints it once, alone on its

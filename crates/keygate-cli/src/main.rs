@@ -10,7 +10,10 @@
 //! ```
 //!
 //! The store is `--database-url` or `KEYGATE_DATABASE_URL` (default `sqlite://keygate.db`);
-//! every command migrates it first, so a fresh file works. Input is checked before the
+//! every command migrates it first, so a fresh file works. With `--redis-url` or
+//! `KEYGATE_REDIS_URL`, every revoke, rotation and expiry change is also published on
+//! Redis, so that running instances forget the key at once
+//! (`keygate_redis::RedisBroadcast`). Input is checked before the
 //! store is opened: a malformed value writes nothing. Errors are one line on stderr and
 //! a non-zero exit. A plaintext key is printed once, by `create` and `rotate`, and never
 //! stored.
@@ -23,6 +26,7 @@ mod owners;
 use std::fmt;
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -33,6 +37,7 @@ use keygate_core::manage::{KeyManager, ManageError};
 use keygate_core::record::{parse_duration, InvalidValue};
 use keygate_core::store::{Page, StoreError};
 use keygate_core::{KeyId, NewKey, OwnerId, RateLimit, Scopes};
+use keygate_redis::RedisBroadcast;
 use keygate_sqlx::SqlStore;
 
 #[derive(Parser, Debug)]
@@ -51,6 +56,12 @@ struct Cli {
         hide_env_values = true
     )]
     database_url: String,
+
+    /// Also publish every revoke, rotation and expiry change on this Redis
+    /// (`redis://HOST:PORT`), so that running instances forget the key at once; without
+    /// it they read the change from the store within a second.
+    #[arg(long, env = "KEYGATE_REDIS_URL", global = true, hide_env_values = true)]
+    redis_url: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -194,6 +205,11 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     let url = cli.database_url.as_str();
+    if let Some(redis_url) = cli.redis_url {
+        keygate_redis::redis::Client::open(redis_url.as_str())
+            .map_err(|e| Failure(format!("invalid --redis-url: {e}")))?;
+        let _ = REDIS_URL.set(redis_url);
+    }
     match cli.command {
         Command::Migrate => {
             let store = open(url).await?;
@@ -295,7 +311,22 @@ async fn open(url: &str) -> Result<SqlStore, Failure> {
     Ok(store)
 }
 
+/// `--redis-url`, checked, for [`manager`]: set once in `run`, so that every command
+/// that writes through a manager publishes its changes.
+static REDIS_URL: OnceLock<String> = OnceLock::new();
+
 fn manager(store: SqlStore) -> KeyManager {
+    let keys = match REDIS_URL.get() {
+        Some(redis_url) => match RedisBroadcast::connect_lazy(store.clone(), redis_url) {
+            Ok(broadcast) => KeyManager::new(broadcast),
+            // The URL was checked in `run`; the store's change feed still carries the change.
+            Err(e) => {
+                eprintln!("warning: changes are not broadcast on Redis: {e}");
+                KeyManager::new(store)
+            }
+        },
+        None => KeyManager::new(store),
+    };
     // Real argon2id parameters: these keys guard production traffic.
-    KeyManager::new(store).hasher(Argon2Hasher::default())
+    keys.hasher(Argon2Hasher::default())
 }

@@ -423,3 +423,50 @@ fn owners_set_refuses_bad_input_and_writes_nothing() {
     }
     assert_eq!(kg.json(&["owners", "show", "acct_1", "--json"])["spend_cap"], 100);
 }
+
+/// `--redis-url`: a revocation is published on keygate's channel, for running instances.
+#[test]
+fn revoke_with_a_redis_url_publishes_the_key_id() {
+    use keygate_redis::redis;
+    let Some(redis_url) = std::env::var("KEYGATE_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        assert!(
+            std::env::var("KEYGATE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "KEYGATE_REQUIRE_SERVICES=1 but KEYGATE_TEST_REDIS_URL is not set"
+        );
+        eprintln!("skipped: set KEYGATE_TEST_REDIS_URL to run the --redis-url test");
+        return;
+    };
+    let kg = Keygate::new();
+    let created = kg.json(&["keys", "create", "--owner", "acct_1", "--name", "n", "--json"]);
+    let key_id = created["key_id"].as_str().unwrap().to_string();
+
+    let client = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    let mut pubsub = connection.as_pubsub();
+    pubsub.subscribe(keygate_redis::DEFAULT_CHANNEL).unwrap();
+    pubsub
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+
+    kg.ok(&["--redis-url", &redis_url, "keys", "revoke", &key_id]);
+    // Other tests publish on the channel too: wait for this key's message.
+    loop {
+        let message = pubsub
+            .get_message()
+            .expect("the revocation is published within 10 s");
+        if message.get_payload::<String>().unwrap() == key_id {
+            break;
+        }
+    }
+
+    // A malformed URL is refused before anything is written.
+    let other = kg.json(&["keys", "create", "--owner", "acct_1", "--name", "m", "--json"]);
+    let other_id = other["key_id"].as_str().unwrap();
+    let error = kg.fails(&["--redis-url", "not a url", "keys", "revoke", other_id]);
+    assert!(error.contains("--redis-url"), "{error}");
+    let shown = kg.json(&["keys", "show", other_id, "--json"]);
+    assert!(shown["revoked_at"].is_null(), "{shown}");
+}

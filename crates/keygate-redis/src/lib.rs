@@ -1,8 +1,17 @@
 //! Redis backends for keygate: [`RedisRateLimiter`], a
 //! [`RateLimiter`](keygate_core::rate::RateLimiter) whose counters every instance
 //! shares, so that two replicas behind a load balancer admit each limit once, not twice;
-//! and [`RedisSpendMeter`], a [`SpendMeter`](keygate_core::spend::SpendMeter) whose
-//! monthly totals they share.
+//! [`RedisSpendMeter`], a [`SpendMeter`](keygate_core::spend::SpendMeter) whose
+//! monthly totals they share (and, with `record_to`, write behind to the key store, which
+//! reseeds them after a Redis restart); and [`RedisBroadcast`], a
+//! [`KeyStore`](keygate_core::KeyStore) wrapper that publishes every revocation,
+//! rotation and expiry change on a Redis channel, so that every instance forgets the key
+//! within milliseconds.
+//!
+//! Every call to Redis has a timeout (50 ms by default) and goes through a circuit
+//! breaker; `local_fallback` (on the limiter and the meter) answers from this instance's
+//! memory while Redis is away. The limiter also runs on a Redis Cluster
+//! ([`RedisRateLimiter::connect_cluster`]).
 //!
 //! The limiter has the semantics of keygate-core's in-memory limiter (GCRA, all or
 //! nothing, exact `Retry-After`) and passes the same conformance suite. Each request
@@ -46,14 +55,69 @@ use std::time::Duration;
 
 use keygate_core::backend::BackendError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
 
+mod breaker;
+mod broadcast;
 mod limiter;
+mod local;
+mod record;
 mod spend;
 mod window;
 
+pub use broadcast::{RedisBroadcast, DEFAULT_CHANNEL, DEFAULT_PUBLISH_TIMEOUT};
 pub use limiter::{RedisRateLimiter, DEFAULT_TIMEOUT};
 pub use redis;
 pub use spend::RedisSpendMeter;
+
+/// A connection to one Redis, or to a Redis Cluster: the commands keygate sends touch
+/// one hash slot each (keys are hash-tagged by key id), so either serves them.
+#[derive(Clone)]
+pub(crate) enum Connection {
+    /// One server (or a proxy in front of many), reconnecting in the background.
+    Single(ConnectionManager),
+    /// A Redis Cluster: each command goes to the master of its keys' slot.
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A connection to the Redis Cluster that `nodes` (`redis://host:port`, one or more of
+/// its masters) belong to, with attempts of a second per node.
+async fn connect_cluster(nodes: &[&str]) -> Result<ClusterConnection, redis::RedisError> {
+    redis::cluster::ClusterClient::builder(nodes.iter().copied())
+        .connection_timeout(Duration::from_secs(1))
+        .build()?
+        .get_async_connection()
+        .await
+}
 
 /// Reconnection settings: connection attempts of a second, retries at most a second
 /// apart.

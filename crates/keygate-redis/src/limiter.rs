@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use keygate_core::backend::BackendError;
 use keygate_core::clock::Timestamp;
-use keygate_core::rate::{Bucket, RateDecision, RateLimiter, WindowState};
+use keygate_core::rate::{Bucket, MemoryRateLimiter, RateDecision, RateLimiter, WindowState};
 use keygate_core::KeyId;
 use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
 use redis::Script;
 
+use crate::breaker::Breaker;
 use crate::window::{decide, plan, MAX_INSTANT_MICROS};
+use crate::Connection;
 use keygate_core::account::Holder;
 
 /// How long a call waits for Redis by default.
@@ -97,12 +100,35 @@ const ACQUIRE: &str = include_str!("acquire.lua");
 /// [`timeout`](Self::timeout). An unreachable, failing or slow Redis is a
 /// [`BackendError`], which the gate answers according to its `FailMode`; the limiter
 /// never panics. The connection ([`ConnectionManager`]) reconnects in the background.
+///
+/// # Outages: a circuit breaker, and `Local`
+///
+/// After 3 failed or timed-out calls in a row the limiter stops calling Redis for a
+/// second (an open breaker costs a request nothing), then lets one call probe; the first
+/// answer closes the breaker again. While Redis cannot be used, each call is a
+/// [`BackendError`] (the gate's `FailMode` decides: `Closed`, 503 with `Retry-After`,
+/// by default, or `Open`), unless [`local_fallback`](Self::local_fallback) is set: then
+/// this instance enforces the same limits from its own memory
+/// ([`MemoryRateLimiter`], the caller's clock) until Redis answers again. Each instance
+/// then admits up to each limit on its own, so `N` instances admit up to `N` times it
+/// during the outage; nothing is reconciled afterwards (a rate window is short-lived).
+///
+/// # Redis Cluster
+///
+/// [`connect_cluster`](Self::connect_cluster) (or [`cluster`](Self::cluster) over a
+/// [`ClusterConnection`]) runs the same script on a Redis Cluster: every counter of one
+/// call shares its key id's hash tag, so the script touches one slot and runs on that
+/// slot's master, with the same semantics; keys of different ids spread over the
+/// masters. The script is loaded on each master the first time it runs there
+/// (`NOSCRIPT`, then `SCRIPT LOAD`).
 #[derive(Clone)]
 pub struct RedisRateLimiter {
-    connection: ConnectionManager,
+    connection: Connection,
     script: Arc<Script>,
     timeout: Duration,
     caller_time: bool,
+    breaker: Arc<Breaker>,
+    local: Option<Arc<MemoryRateLimiter>>,
 }
 
 impl fmt::Debug for RedisRateLimiter {
@@ -110,6 +136,7 @@ impl fmt::Debug for RedisRateLimiter {
         f.debug_struct("RedisRateLimiter")
             .field("timeout", &self.timeout)
             .field("caller_time", &self.caller_time)
+            .field("local_fallback", &self.local.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -117,11 +144,50 @@ impl fmt::Debug for RedisRateLimiter {
 impl RedisRateLimiter {
     /// A limiter on `connection`, with Redis' time and a timeout of 50 ms per call.
     pub fn new(connection: ConnectionManager) -> Self {
+        Self::on(Connection::Single(connection))
+    }
+
+    /// A limiter on a Redis Cluster `connection` (see [Redis Cluster](#redis-cluster)).
+    pub fn cluster(connection: ClusterConnection) -> Self {
+        Self::on(Connection::Cluster(connection))
+    }
+
+    /// Connects to the Redis Cluster that `nodes` belong to (`redis://host:port`, one or
+    /// more of its masters; the others are discovered), failing if none answers.
+    pub async fn connect_cluster(nodes: &[&str]) -> Result<Self, redis::RedisError> {
+        Ok(Self::cluster(crate::connect_cluster(nodes).await?))
+    }
+
+    fn on(connection: Connection) -> Self {
         Self {
             connection,
             script: Arc::new(Script::new(ACQUIRE)),
             timeout: DEFAULT_TIMEOUT,
             caller_time: false,
+            breaker: Arc::default(),
+            local: None,
+        }
+    }
+
+    /// The `Local` outage policy: while Redis cannot be used (failing, slow, or the
+    /// breaker open), this instance enforces the limits from memory instead of failing
+    /// the call. See [Outages](#outages-a-circuit-breaker-and-local).
+    pub fn local_fallback(mut self) -> Self {
+        self.local = Some(Arc::new(MemoryRateLimiter::new()));
+        self
+    }
+
+    /// Answers a call Redis could not: from memory under `Local`, else `error`.
+    async fn outage(
+        &self,
+        error: BackendError,
+        key_id: &KeyId,
+        buckets: &[Bucket],
+        now: Timestamp,
+    ) -> Result<RateDecision, BackendError> {
+        match &self.local {
+            Some(local) => local.acquire(key_id, buckets, now).await,
+            None => Err(error),
         }
     }
 
@@ -192,8 +258,22 @@ impl RedisRateLimiter {
         for w in &windows {
             invocation.arg(w.limit).arg(w.period).arg(w.scale).arg(w.step);
         }
+        if !self.breaker.allow() {
+            let error = BackendError("redis: unavailable (circuit breaker open)".into());
+            return self.outage(error, key_id, buckets, now).await;
+        }
         let mut connection = self.connection.clone();
-        let reply: Vec<i64> = crate::call(self.timeout, invocation.invoke_async(&mut connection)).await?;
+        let reply: Vec<i64> = match crate::call(self.timeout, invocation.invoke_async(&mut connection)).await
+        {
+            Ok(reply) => {
+                self.breaker.success();
+                reply
+            }
+            Err(error) => {
+                self.breaker.failure();
+                return self.outage(error, key_id, buckets, now).await;
+            }
+        };
         decide(&windows, &reply)
     }
 }

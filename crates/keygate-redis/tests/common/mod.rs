@@ -102,3 +102,119 @@ impl Drop for PrivateRedis {
         self.kill();
     }
 }
+
+/// A private Redis Cluster of three masters on free ports, each keeping its cluster
+/// state in a temporary directory; killed, and the directory removed, on drop.
+pub struct PrivateCluster {
+    nodes: Vec<Child>,
+    pub ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateCluster {
+    /// Starts three `redis-server --cluster-enabled yes`, joins them with
+    /// `redis-cli --cluster create` (the 16384 slots split three ways) and waits until
+    /// every node reports `cluster_state:ok`. `None` (the test skips) without
+    /// `redis-server`; a failure when `KEYGATE_REQUIRE_SERVICES=1`.
+    pub fn start() -> Option<Self> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            ports: Vec::new(),
+            _dir: dir,
+        };
+        for _ in 0..3 {
+            let port = free_port();
+            let node = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .arg("--dir")
+                .arg(cluster._dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            match node {
+                Ok(node) => cluster.nodes.push(node),
+                Err(e) => {
+                    assert!(
+                        !required(),
+                        "KEYGATE_REQUIRE_SERVICES=1 but redis-server cannot start: {e}"
+                    );
+                    eprintln!("skipped: redis-server cannot start ({e})");
+                    return None;
+                }
+            }
+            cluster.ports.push(port);
+        }
+        for &port in &cluster.ports {
+            let started = Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "redis-server did not start"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let addresses: Vec<String> = cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output();
+        match created {
+            Ok(out) => assert!(
+                out.status.success(),
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => {
+                assert!(
+                    !required(),
+                    "KEYGATE_REQUIRE_SERVICES=1 but redis-cli cannot run: {e}"
+                );
+                eprintln!("skipped: redis-cli cannot run ({e})");
+                return None;
+            }
+        }
+        let started = Instant::now();
+        for &port in &cluster.ports {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "cluster", "info"])
+                    .output()
+                    .expect("redis-cli runs");
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "the cluster did not become ready"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Some(cluster)
+    }
+
+    /// One URL per master.
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.kill();
+            let _ = node.wait();
+        }
+    }
+}

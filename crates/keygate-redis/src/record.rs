@@ -1,0 +1,122 @@
+//! The key store as the record of [`RedisSpendMeter`](crate::RedisSpendMeter)'s
+//! charges: each instance's own charges, merged per (key, month) and written behind.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use keygate_core::backend::BackendError;
+use keygate_core::record::SpendDelta;
+use keygate_core::spend::Month;
+use keygate_core::store::{DynKeyStore, KeyStore};
+use keygate_core::KeyId;
+
+/// (key, month) totals a store outage may hold back at most; beyond, a charge still
+/// counts in Redis but its record is dropped, and that is logged.
+const MAX_PENDING: usize = 100_000;
+
+pub(crate) struct Record {
+    store: Arc<dyn DynKeyStore>,
+    /// Charges not yet written, merged per (key, month).
+    pending: Mutex<HashMap<(KeyId, Month), u64>>,
+    /// One flush at a time, so that a reseed waits for a flush under way to land.
+    flushing: tokio::sync::Mutex<()>,
+}
+
+impl Record {
+    pub(crate) fn new(store: impl KeyStore) -> Self {
+        Self {
+            store: Arc::new(store),
+            pending: Mutex::default(),
+            flushing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Adds a charge to what waits to be written.
+    pub(crate) fn hold(&self, key_id: &KeyId, month: Month, micro_cents: u64) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        merge(&mut pending, (key_id.clone(), month), micro_cents);
+    }
+
+    /// The total to seed a missing counter with: the recorded one, once this instance's
+    /// pending charges are written, plus those of this key that could not be. No other
+    /// flush runs meanwhile, so each of this instance's charges is counted once.
+    pub(crate) async fn seed(&self, key_id: &KeyId, month: Month) -> Result<u64, BackendError> {
+        let _one = self.flushing.lock().await;
+        self.write_pending().await;
+        let held = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(key_id.clone(), month))
+            .copied()
+            .unwrap_or(0);
+        let recorded = self
+            .store
+            .spent(key_id, month)
+            .await
+            .map_err(|e| BackendError(format!("could not read the recorded spend: {e}")))?;
+        Ok(recorded.saturating_add(held))
+    }
+
+    /// This instance's view of a total: the recorded one plus its unwritten charges.
+    pub(crate) async fn view(&self, key_id: &KeyId, month: Month) -> Result<u64, BackendError> {
+        let recorded = self
+            .store
+            .spent(key_id, month)
+            .await
+            .map_err(|e| BackendError(format!("could not read the recorded spend: {e}")))?;
+        let held = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(key_id.clone(), month))
+            .copied()
+            .unwrap_or(0);
+        Ok(recorded.saturating_add(held))
+    }
+
+    /// Writes what is pending in one batch; on failure keeps it for the next flush.
+    pub(crate) async fn flush(&self) -> usize {
+        let _one = self.flushing.lock().await;
+        self.write_pending().await
+    }
+
+    /// [`flush`](Self::flush), with the flush lock held by the caller.
+    async fn write_pending(&self) -> usize {
+        let batch: Vec<SpendDelta> = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *pending)
+                .into_iter()
+                .map(|((key_id, month), micro_cents)| SpendDelta {
+                    key_id,
+                    month,
+                    micro_cents,
+                })
+                .collect()
+        };
+        if batch.is_empty() {
+            return 0;
+        }
+        match self.store.record_spend(&batch).await {
+            Ok(()) => batch.len(),
+            Err(error) => {
+                tracing::warn!(%error, totals = batch.len(), "spend flush failed; will retry");
+                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                for delta in batch {
+                    merge(&mut pending, (delta.key_id, delta.month), delta.micro_cents);
+                }
+                0
+            }
+        }
+    }
+}
+
+/// Adds `micro_cents` to `key`'s entry, if there is room for a new one.
+fn merge(pending: &mut HashMap<(KeyId, Month), u64>, key: (KeyId, Month), micro_cents: u64) {
+    if pending.len() >= MAX_PENDING && !pending.contains_key(&key) {
+        tracing::error!(key_id = %key.0, micro_cents, "spend batch full: this charge is not recorded");
+        return;
+    }
+    let held = pending.entry(key).or_default();
+    *held = held.saturating_add(micro_cents);
+}
