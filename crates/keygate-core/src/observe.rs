@@ -23,8 +23,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::gate::Admission;
-use crate::reject::{Denial, Rejection};
+use crate::reject::Denial;
 
 /// Where a request was decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -64,11 +63,12 @@ const OUTCOMES: [&str; 9] = [
     "SERVICE_UNAVAILABLE",
 ];
 
-fn outcome(result: &Result<Admission, Rejection>) -> usize {
+/// `Ok(true)`: admitted with a key; `Ok(false)`: passed without one; `Err`: refused.
+fn outcome(result: Result<bool, &Denial>) -> usize {
     match result {
-        Ok(admission) if admission.principal().is_some() => 0,
-        Ok(_) => 1,
-        Err(rejection) => match rejection.denial() {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(denial) => match denial {
             Denial::MissingKey { .. } => 2,
             Denial::InvalidKey { .. } => 3,
             Denial::ExpiredKey { .. } => 4,
@@ -92,8 +92,8 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    /// Counts one decided request.
-    pub(crate) fn count(&self, path: Path, result: &Result<Admission, Rejection>) {
+    /// Counts one decided request: `Ok(with_key)` admitted, `Err(denial)` refused.
+    pub(crate) fn count(&self, path: Path, result: Result<bool, &Denial>) {
         self.requests[path as usize][outcome(result)].fetch_add(1, Ordering::Relaxed);
     }
 

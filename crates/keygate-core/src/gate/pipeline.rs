@@ -79,7 +79,7 @@ impl Gate {
 
     /// A decision made now, counted.
     fn decided(&self, path: Path, decided: Result<Admission, Rejection>) -> Decision {
-        self.inner.verifier.counters.count(path, &decided);
+        self.inner.verifier.counters.count(path, outcome(&decided));
         Decision::Now(decided)
     }
 
@@ -94,7 +94,7 @@ impl Gate {
             let decided = gate
                 .admit_cold(key.expose_secret(), agent.as_deref(), &policy)
                 .await;
-            gate.inner.verifier.counters.count(path, &decided);
+            gate.inner.verifier.counters.count(path, outcome(&decided));
             decided
         }))
     }
@@ -424,6 +424,14 @@ impl Gate {
 
     fn deny_at(&self, denial: Denial, now: Timestamp) -> Rejection {
         self.inner.renderer.render(denial, now.to_datetime(), None)
+    }
+}
+
+/// What the counters record of a decision (`observe.rs`).
+fn outcome(decided: &Result<Admission, Rejection>) -> Result<bool, &Denial> {
+    match decided {
+        Ok(admission) => Ok(admission.principal().is_some()),
+        Err(rejection) => Err(rejection.denial()),
     }
 }
 
