@@ -256,6 +256,7 @@ fn a_flood_of_unknown_keys_and_garbage_leaves_memory_bounded_by_the_capacities()
                 matches!(gate.decide(&valid, &policy), Decision::Now(Ok(_))),
                 "the valid key after {sent} of each kind"
             );
+            println!("VmRSS after {sent} of each: {} KiB", status_kib("VmRSS"));
         }
         let end_kib = status_kib("VmRSS");
         let peak_kib = status_kib("VmHWM");
