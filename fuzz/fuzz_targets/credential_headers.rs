@@ -3,15 +3,19 @@
 //! one key, and headers built from the input.
 //!
 //! Input: lines; a line's first byte picks the header (`authorization`, `x-api-key`,
-//! `user-agent` or another), the rest is its value, in which `@KEY@` stands for the one
-//! real key. The input's first byte picks the route policy. More than twelve lines take
-//! the lookup path instead of the one pass.
+//! `user-agent` or another), the rest is its value. In a value, `@KEY@` stands for the
+//! one real key and `@ID@` for its id, and `@SUM@` ends a key: the word before it (an
+//! id, `_`, a secret) gets its checksum, so that well-formed wrong and unknown keys reach
+//! the cold path (the store, argon2, the negative cache and the failure counters). The
+//! input's first byte picks the route policy (its low bits) and whether the real key is
+//! dropped from the cache before the check that ends each run (its high bit). More than
+//! twelve lines take the lookup path instead of the one pass.
 //!
 //! Properties: nothing panics; a refusal is 401, 403 or 503, never another 5xx; only
 //! the real key is ever admitted, and only when a credential header carries it; a route
 //! that needs `write` admits no one (the key holds `read`); without a credential header
 //! a required key answers 401; and whatever came before, the real key alone is still
-//! admitted afterwards (garbage never locks it out).
+//! admitted afterwards, from the cache or cold: guesses at its id never lock it out.
 
 #![no_main]
 
@@ -19,13 +23,16 @@ use std::sync::LazyLock;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use keygate_core::hash::Argon2Hasher;
-use keygate_core::{Gate, MemoryStore, NewKey, RoutePolicy};
+use keygate_core::key::KeyFormat;
+use keygate_core::{Gate, KeyId, MemoryStore, NewKey, RoutePolicy};
 use libfuzzer_sys::fuzz_target;
 
 struct World {
     runtime: tokio::runtime::Runtime,
     gate: Gate,
     key: String,
+    key_id: KeyId,
+    format: KeyFormat,
     policies: [RoutePolicy; 4],
 }
 
@@ -47,6 +54,8 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         runtime,
         gate,
         key: created.key.expose_secret().to_owned(),
+        key_id: created.key.key_id().clone(),
+        format: KeyFormat::default(),
         policies: [
             RoutePolicy::new(),
             RoutePolicy::new().optional(true),
@@ -73,7 +82,7 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         let name = NAMES[usize::from(*pick) % NAMES.len()];
-        let value = substitute(value, world.key.as_bytes());
+        let value = substitute(value, world);
         let Ok(value) = HeaderValue::from_bytes(&value) else {
             continue;
         };
@@ -106,6 +115,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    if first & 0x80 != 0 {
+        world.gate.invalidate(&world.key_id);
+    }
     let mut alone = HeaderMap::new();
     let bearer = format!("Bearer {}", world.key);
     alone.insert(
@@ -123,21 +135,46 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// `value` with every `@KEY@` replaced by `key`.
-fn substitute(value: &[u8], key: &[u8]) -> Vec<u8> {
-    const MARK: &[u8] = b"@KEY@";
+/// `value` with its marks replaced: `@KEY@` by the real key, `@ID@` by its id, and the
+/// word before each `@SUM@` by the key composed of its parts (left as it is, without the
+/// mark, when the parts do not fit the format).
+fn substitute(value: &[u8], world: &World) -> Vec<u8> {
+    let marks: [(&[u8], &[u8]); 2] = [
+        (b"@KEY@", world.key.as_bytes()),
+        (b"@ID@", world.key_id.as_str().as_bytes()),
+    ];
     let mut out = Vec::with_capacity(value.len());
     let mut rest = value;
-    while !rest.is_empty() {
-        if rest.starts_with(MARK) {
-            out.extend_from_slice(key);
-            rest = &rest[MARK.len()..];
-        } else {
-            out.push(rest[0]);
-            rest = &rest[1..];
+    'bytes: while let Some((&byte, after)) = rest.split_first() {
+        for (mark, with) in marks {
+            if let Some(after) = rest.strip_prefix(mark) {
+                out.extend_from_slice(with);
+                rest = after;
+                continue 'bytes;
+            }
         }
+        if let Some(after) = rest.strip_prefix(b"@SUM@") {
+            let start = out.iter().rposition(|b| *b == b' ').map_or(0, |space| space + 1);
+            if let Some(key) = compose(&world.format, &out[start..]) {
+                out.truncate(start);
+                out.extend_from_slice(key.as_bytes());
+            }
+            rest = after;
+            continue;
+        }
+        out.push(byte);
+        rest = after;
     }
     out
+}
+
+/// The key of `word` (`<id>_<secret>`, the id as long as the real key's) with its checksum.
+fn compose(format: &KeyFormat, word: &[u8]) -> Option<String> {
+    let word = std::str::from_utf8(word).ok()?;
+    let id = word.get(..16)?;
+    let secret = word.get(16..)?.strip_prefix('_')?;
+    let key = format.compose(id, secret).ok()?;
+    Some(key.expose_secret().to_owned())
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
