@@ -145,6 +145,30 @@ impl Argon2Hasher {
         m <= self.ceiling.m_cost && t <= self.ceiling.t_cost && p <= self.ceiling.p_cost
     }
 
+    /// Refuses a stored hash any of whose `m`, `t` or `p` (each occurrence: a repeated
+    /// one is read last by argon2) is above the ceiling, before argon2 reads them: argon2
+    /// 0.5 checks `m >= 8 * p` with an unchecked multiplication, which overflows for a `p`
+    /// of 2^29 or more (a panic wherever overflow checks are on). Parameters left out
+    /// take argon2's defaults, which the check after argon2's own parse covers.
+    fn check_stated_params(&self, parsed: &PasswordHash<'_>) -> Result<(), HashError> {
+        for (name, value) in parsed.params.iter() {
+            let most = match name.as_str() {
+                "m" => self.ceiling.m_cost,
+                "t" => self.ceiling.t_cost,
+                // Never above argon2's own limit, whatever the ceiling says.
+                "p" => self.ceiling.p_cost.min(Params::MAX_P_COST),
+                _ => continue,
+            };
+            let value = value
+                .decimal()
+                .map_err(|_| HashError::Corrupt("bad parameters"))?;
+            if value > most {
+                return Err(HashError::Corrupt("parameters above the ceiling"));
+            }
+        }
+        Ok(())
+    }
+
     fn argon2(&self) -> Argon2<'static> {
         Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
     }
@@ -165,6 +189,7 @@ impl KeyHasher for Argon2Hasher {
         if parsed.algorithm != Algorithm::Argon2id.ident() {
             return Err(HashError::Corrupt("not argon2id"));
         }
+        self.check_stated_params(&parsed)?;
         let params = Params::try_from(&parsed).map_err(|_| HashError::Corrupt("bad parameters"))?;
         if !self.within_ceiling(params.m_cost(), params.t_cost(), params.p_cost()) {
             return Err(HashError::Corrupt("parameters above the ceiling"));
@@ -199,6 +224,35 @@ mod tests {
             Err(HashError::Corrupt("parameters above the ceiling"))
         );
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_stored_lane_count_that_overflows_argon2s_own_check_is_refused_not_a_panic() {
+        // Found by fuzz/fuzz_targets/phc_ceiling.rs: argon2 0.5 checks `m >= 8 * p` with an
+        // unchecked multiplication, which overflows for a `p` of 2^29 or more (a panic
+        // wherever overflow checks are on), and a repeated `p` is read last.
+        let generous = ParamCeiling {
+            p_cost: u32::MAX,
+            ..ParamCeiling::default()
+        };
+        let tail = "$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        for hasher in [
+            Argon2Hasher::insecure_fast(),
+            Argon2Hasher::insecure_fast().ceiling(generous),
+        ] {
+            for params in [
+                "m=26,t=441,p=444444441,p=522544441,t=1,p=2444444441",
+                "m=256,t=1,p=536870912",
+                "m=256,t=1,p=1,p=4294967295",
+            ] {
+                let stored = SecretHash::new(format!("$argon2id$v=19${params}{tail}"));
+                assert_eq!(
+                    hasher.verify(b"secret", &stored),
+                    Err(HashError::Corrupt("parameters above the ceiling")),
+                    "{params}"
+                );
+            }
+        }
     }
 
     #[test]
