@@ -64,6 +64,24 @@ impl UsageCell {
     }
 }
 
+impl UsageCell {
+    /// The requests counted since the last take, as a delta; `None` when there are none.
+    /// A request racing with this is counted now or next time, never twice.
+    fn take_delta(&self) -> Option<UsageDelta> {
+        let requests = self.requests.swap(0, Ordering::AcqRel);
+        if requests == 0 {
+            return None;
+        }
+        let nanos = self.last_used.load(Ordering::Acquire);
+        Some(UsageDelta {
+            key_id: self.key_id.clone(),
+            requests,
+            last_used_at: DateTime::from_timestamp_nanos(nanos),
+            last_user_agent: self.agent.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        })
+    }
+}
+
 /// Cells with uncounted usage. A cell is listed once per flush interval, by the first
 /// request after a flush; every later request only touches the cell.
 #[derive(Default)]
@@ -98,10 +116,29 @@ impl UsageBuffer {
             }
         }
         if first {
-            self.dirty
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(cell.clone());
+            let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+            dirty.push(cell.clone());
+            if dirty.len() > MAX_DIRTY {
+                let cells = std::mem::take(&mut *dirty);
+                drop(dirty);
+                self.merge_into_retry(cells);
+            }
+        }
+    }
+
+    /// Folds listed cells into the retry map, one merged entry per key (bounded like
+    /// failed flushes are), so that the list does not grow with re-verified keys.
+    #[cold]
+    fn merge_into_retry(&self, cells: Vec<Arc<UsageCell>>) {
+        let mut retry = self.retry.lock().unwrap_or_else(|p| p.into_inner());
+        for cell in cells {
+            if let Some(delta) = cell.take_delta() {
+                if retry.len() >= MAX_RETRY_KEYS && !retry.contains_key(&delta.key_id) {
+                    tracing::error!("usage retry buffer full; a key's usage is dropped");
+                    continue;
+                }
+                merge(&mut retry, delta);
+            }
         }
     }
 
@@ -112,20 +149,9 @@ impl UsageBuffer {
         let cells = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
         let mut batch = std::mem::take(&mut *self.retry.lock().unwrap_or_else(|p| p.into_inner()));
         for cell in cells {
-            let requests = cell.requests.swap(0, Ordering::AcqRel);
-            if requests == 0 {
-                continue;
+            if let Some(delta) = cell.take_delta() {
+                merge(&mut batch, delta);
             }
-            let nanos = cell.last_used.load(Ordering::Acquire);
-            merge(
-                &mut batch,
-                UsageDelta {
-                    key_id: cell.key_id.clone(),
-                    requests,
-                    last_used_at: DateTime::from_timestamp_nanos(nanos),
-                    last_user_agent: cell.agent.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-                },
-            );
         }
         batch.into_values().collect()
     }
@@ -162,6 +188,11 @@ impl UsageBuffer {
 /// Keys whose usage a store outage may hold back at most; usage beyond is dropped (and
 /// logged). Spend is not usage: it is never dropped here.
 const MAX_RETRY_KEYS: usize = 100_000;
+
+/// Cells listed for the next flush at most; past it, the list is merged into one entry
+/// per key (with what failed flushes gave back), so a gate that never flushes, or
+/// flushes rarely while its keys are re-verified, keeps one entry per key.
+const MAX_DIRTY: usize = 10_000;
 
 /// Adds `delta` to `into`'s entry for its key: requests summed, the latest use and its
 /// user agent kept.
@@ -457,5 +488,27 @@ mod tests {
             assert_eq!(delta.requests, 100, "{}", delta.key_id);
             assert_eq!(delta.last_user_agent.as_deref(), Some("client/49"));
         }
+    }
+
+    #[tokio::test]
+    async fn a_gate_that_never_flushes_keeps_one_entry_per_key_however_often_it_reverifies() {
+        // Each re-verification of a key (after an invalidation, a cache expiry) makes a
+        // new cell; without a flush, listing every one of them grew without bound.
+        let buffer = UsageBuffer::default();
+        let keys = 10;
+        for round in 0..(MAX_DIRTY * 3 / keys) {
+            for k in 0..keys {
+                let cell = Arc::new(UsageCell::new(KeyId::new(format!("kg_live_key{k:05}"))));
+                buffer.record(&cell, Timestamp::from_unix_nanos(round as i64 * 1000), None);
+            }
+            let held = buffer.dirty.lock().unwrap().len() + buffer.retry.lock().unwrap().len();
+            assert!(held <= MAX_DIRTY + keys, "round {round}: {held} entries held");
+        }
+        // Nothing was lost: one delta per key, every request counted.
+        let store = Flaky::default();
+        assert_eq!(buffer.flush(&store).await, keys);
+        let written = store.written.lock().unwrap();
+        let total: u64 = written.iter().map(|d| d.requests).sum();
+        assert_eq!(total, (MAX_DIRTY * 3 / keys * keys) as u64);
     }
 }
