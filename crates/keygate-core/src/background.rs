@@ -18,7 +18,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Timestamp;
 use crate::key::KeyId;
-use crate::record::UsageDelta;
+use crate::record::{Refused, UsageDelta};
 use crate::spend::DynSpendMeter;
 use crate::store::{DynKeyStore, Pushed};
 
@@ -47,6 +47,14 @@ pub(crate) struct UsageCell {
     requests: AtomicU64,
     /// Nanoseconds since the epoch of the latest use.
     last_used: AtomicI64,
+    /// Whether the cell is listed for the next flush.
+    listed: AtomicBool,
+    /// Refusals after the secret was proven, by kind (`Refusal`), and micro-cents
+    /// charged, since the last flush.
+    refused: [AtomicU64; 4],
+    spend: AtomicU64,
+    /// Nanoseconds since the epoch of the latest refusal or charge.
+    last_seen: AtomicI64,
     /// A hash of the last user agent, so that an unchanged one is not copied again.
     agent_hash: AtomicU64,
     agent: Mutex<Option<String>>,
@@ -58,6 +66,10 @@ impl UsageCell {
             key_id,
             requests: AtomicU64::new(0),
             last_used: AtomicI64::new(i64::MIN),
+            listed: AtomicBool::new(false),
+            refused: Default::default(),
+            spend: AtomicU64::new(0),
+            last_seen: AtomicI64::new(i64::MIN),
             agent_hash: AtomicU64::new(0),
             agent: Mutex::new(None),
         }
@@ -68,18 +80,43 @@ impl UsageCell {
     /// The requests counted since the last take, as a delta; `None` when there are none.
     /// A request racing with this is counted now or next time, never twice.
     fn take_delta(&self) -> Option<UsageDelta> {
+        // Unlisted first: activity from here on lists the cell again.
+        self.listed.store(false, Ordering::Release);
         let requests = self.requests.swap(0, Ordering::AcqRel);
-        if requests == 0 {
+        let take = |c: &AtomicU64| c.swap(0, Ordering::AcqRel);
+        let refused = Refused {
+            expired: take(&self.refused[Refusal::Expired as usize]),
+            scope: take(&self.refused[Refusal::Scope as usize]),
+            quota: take(&self.refused[Refusal::Quota as usize]),
+            rate: take(&self.refused[Refusal::Rate as usize]),
+        };
+        let spend = take(&self.spend);
+        if requests == 0 && refused.total() == 0 && spend == 0 {
             return None;
         }
-        let nanos = self.last_used.load(Ordering::Acquire);
+        let nanos = if requests > 0 {
+            self.last_used.load(Ordering::Acquire)
+        } else {
+            self.last_seen.load(Ordering::Acquire)
+        };
         Some(UsageDelta {
             key_id: self.key_id.clone(),
             requests,
             last_used_at: DateTime::from_timestamp_nanos(nanos),
             last_user_agent: self.agent.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            refused,
+            spend,
         })
     }
+}
+
+/// A refusal the daily usage counts, by the `Refused` field it adds to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Refusal {
+    Expired,
+    Scope,
+    Quota,
+    Rate,
 }
 
 /// Cells with uncounted usage. A cell is listed once per flush interval, by the first
@@ -94,9 +131,37 @@ pub(crate) struct UsageBuffer {
 }
 
 impl UsageBuffer {
+    /// Counts one refusal of a verified key, for the daily usage.
+    pub(crate) fn refused(&self, cell: &Arc<UsageCell>, kind: Refusal, at: Timestamp) {
+        cell.refused[kind as usize].fetch_add(1, Ordering::AcqRel);
+        cell.last_seen.fetch_max(at.unix_nanos(), Ordering::AcqRel);
+        self.list(cell);
+    }
+
+    /// Counts micro-cents charged to a key, for the daily usage.
+    pub(crate) fn charged(&self, cell: &Arc<UsageCell>, micro_cents: u64, at: Timestamp) {
+        cell.spend.fetch_add(micro_cents, Ordering::AcqRel);
+        cell.last_seen.fetch_max(at.unix_nanos(), Ordering::AcqRel);
+        self.list(cell);
+    }
+
+    /// Lists `cell` for the next flush, once.
+    fn list(&self, cell: &Arc<UsageCell>) {
+        if cell.listed.load(Ordering::Relaxed) || cell.listed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+        dirty.push(cell.clone());
+        if dirty.len() > MAX_DIRTY {
+            let cells = std::mem::take(&mut *dirty);
+            drop(dirty);
+            self.merge_into_retry(cells);
+        }
+    }
+
     /// Counts one admitted request.
     pub(crate) fn record(&self, cell: &Arc<UsageCell>, at: Timestamp, user_agent: Option<&[u8]>) {
-        let first = cell.requests.fetch_add(1, Ordering::AcqRel) == 0;
+        cell.requests.fetch_add(1, Ordering::AcqRel);
         // Plain reads first: on a hot key the time moves by less than the granularity,
         // and the agent stays the same, so most requests write neither.
         let at = at.unix_nanos();
@@ -115,15 +180,7 @@ impl UsageBuffer {
                 }
             }
         }
-        if first {
-            let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
-            dirty.push(cell.clone());
-            if dirty.len() > MAX_DIRTY {
-                let cells = std::mem::take(&mut *dirty);
-                drop(dirty);
-                self.merge_into_retry(cells);
-            }
-        }
+        self.list(cell);
     }
 
     /// Folds listed cells into the retry map, one merged entry per key (bounded like
@@ -203,11 +260,14 @@ fn merge(into: &mut HashMap<KeyId, UsageDelta>, delta: UsageDelta) {
         }
         std::collections::hash_map::Entry::Occupied(mut entry) => {
             let kept = entry.get_mut();
-            kept.requests = kept.requests.saturating_add(delta.requests);
-            if delta.last_used_at >= kept.last_used_at {
+            kept.refused = kept.refused.plus(delta.refused);
+            kept.spend = kept.spend.saturating_add(delta.spend);
+            // A delta of refusals or charges alone does not stand for a use.
+            if delta.requests > 0 && (kept.requests == 0 || delta.last_used_at >= kept.last_used_at) {
                 kept.last_used_at = delta.last_used_at;
                 kept.last_user_agent = delta.last_user_agent;
             }
+            kept.requests = kept.requests.saturating_add(delta.requests);
         }
     }
 }

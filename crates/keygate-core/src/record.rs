@@ -297,10 +297,48 @@ pub struct UsageDelta {
     pub key_id: KeyId,
     /// Requests to add to its count.
     pub requests: u64,
-    /// The latest use in the batch.
+    /// The latest use in the batch; when `requests` is 0 (only refusals or charges),
+    /// the latest of those, which must not move the key's last use.
     pub last_used_at: DateTime<Utc>,
     /// The user agent of that latest use.
     pub last_user_agent: Option<String>,
+    /// Requests of this verified key refused after its secret was proven, by code.
+    pub refused: Refused,
+    /// Micro-cents charged.
+    pub spend: u64,
+}
+
+/// Requests of a verified key refused, by code: what the daily usage keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    /// 401 `EXPIRED_API_KEY`.
+    pub expired: u64,
+    /// 403 `INSUFFICIENT_PERMISSIONS`.
+    pub scope: u64,
+    /// 402 `INSUFFICIENT_QUOTA`.
+    pub quota: u64,
+    /// 429 `RATE_LIMIT_EXCEEDED`.
+    pub rate: u64,
+}
+
+impl Refused {
+    /// Both counts added, saturating.
+    pub fn plus(self, other: Refused) -> Refused {
+        Refused {
+            expired: self.expired.saturating_add(other.expired),
+            scope: self.scope.saturating_add(other.scope),
+            quota: self.quota.saturating_add(other.quota),
+            rate: self.rate.saturating_add(other.rate),
+        }
+    }
+
+    /// Every refusal.
+    pub fn total(&self) -> u64 {
+        self.expired
+            .saturating_add(self.scope)
+            .saturating_add(self.quota)
+            .saturating_add(self.rate)
+    }
 }
 
 /// Spend to add to a key's total for one month: what a meter writes behind.

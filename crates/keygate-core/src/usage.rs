@@ -7,6 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::key::KeyId;
+use crate::record::Refused;
 
 /// Days of daily usage a store keeps by default.
 pub const RETENTION_DAYS: u32 = 90;
@@ -20,6 +21,10 @@ pub struct DailyUsage {
     pub day: NaiveDate,
     /// Requests admitted with the key that day.
     pub requests: u64,
+    /// Micro-cents charged to the key that day.
+    pub spend: u64,
+    /// Its requests refused that day after its secret was proven, by code.
+    pub refused: Refused,
 }
 
 /// The UTC day of an instant.

@@ -289,3 +289,45 @@ async fn a_free_route_serves_a_key_past_its_caps_and_charges_nothing() {
     );
     assert_eq!(meter.spent(&spend_subject(&owner), month).await.unwrap(), 1000);
 }
+
+#[tokio::test]
+async fn charges_and_refusals_join_the_keys_daily_usage() {
+    let clock = ManualClock::new(t0());
+    let meter = MemorySpendMeter::new();
+    let gate = gate(&clock, &meter);
+    let key = gate
+        .keys()
+        .create(NewKey::new("acct_daily", "k").spend_cap(2500))
+        .await
+        .unwrap();
+    spend(&gate, &key, 1000).await.unwrap();
+    spend(&gate, &key, 1500).await.unwrap();
+    // At the cap: 402, twice; a scope it lacks: 403, once.
+    for _ in 0..2 {
+        assert_eq!(
+            admit(&gate, &key).await.unwrap_err().status(),
+            StatusCode::PAYMENT_REQUIRED
+        );
+    }
+    let write = RoutePolicy::new().require(["write"]);
+    assert_eq!(
+        gate.admit(&headers(&key), &write).await.unwrap_err().status(),
+        StatusCode::FORBIDDEN
+    );
+    gate.flush_usage().await;
+    let days = gate
+        .keys()
+        .daily_usage(&OwnerId::new("acct_daily"), t0().date_naive())
+        .await
+        .unwrap();
+    assert_eq!(days.len(), 1, "{days:?}");
+    let today = &days[0];
+    assert_eq!((today.requests, today.spend), (2, 2500));
+    assert_eq!(
+        (today.refused.quota, today.refused.scope, today.refused.rate),
+        (2, 1, 0)
+    );
+    // Refusals are not uses: the key's count is its two admitted requests.
+    let record = gate.keys().find(&key.record.key_id).await.unwrap().unwrap();
+    assert_eq!(record.usage.request_count, 2);
+}

@@ -312,7 +312,7 @@
 
   // ---- the Usage page
   // The report of `GET {api_base}/usage?days=30`: keygate's usage route answers
-  //   {"keys":[{"key_id","daily":[{"day","requests"}],"spent",…}],"flags":[…],"account":{…}}
+  //   {"keys":[{"key_id","daily":[{"day","requests","spend","refused"}],"spent",…}],"flags":[…],"account":{…}}
   // and a host's own route may answer the older shape
   //   {"data":[{"key_id":"kg_live_…","days":[{"date":"2026-12-01","requests":12,"spend":0}]}]}.
   // Without either (404 or 405), the page draws each key's total from the key list.
@@ -325,7 +325,7 @@
         for (const entry of body.keys) {
           if (!entry || typeof entry.key_id !== 'string' || !Array.isArray(entry.daily)) continue;
           series.set(entry.key_id, entry.daily.filter((d) => d && typeof d.day === 'string')
-            .map((d) => ({ date: d.day, requests: Number(d.requests) || 0, spend: 0 })));
+            .map((d) => ({ date: d.day, requests: Number(d.requests) || 0, spend: Number(d.spend) || 0 })));
           spent.set(entry.key_id, Number(entry.spent) || 0);
         }
         const flags = Array.isArray(body.flags) ? body.flags : [];

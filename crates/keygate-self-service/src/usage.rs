@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use http::StatusCode;
 use keygate_core::account::spend_subject;
 use keygate_core::key::KeyId;
-use keygate_core::record::KeyRecord;
+use keygate_core::record::{KeyRecord, Refused};
 use keygate_core::spend::Month;
 use keygate_core::store::Page;
 use keygate_core::usage::{day_of, Spike, UsageWatch};
@@ -55,10 +55,14 @@ struct KeyUsage {
     wrong_secrets: Option<WrongSecrets>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Default, Clone, Copy)]
 struct Day {
     day: NaiveDate,
     requests: u64,
+    /// Micro-cents charged that day.
+    spend: u64,
+    /// Requests refused that day after the key's secret was proven, by code.
+    refused: Refused,
 }
 
 #[derive(Serialize)]
@@ -158,19 +162,31 @@ impl SelfService {
         };
         for record in records {
             // Every day of the span, oldest first, 0 where nothing was recorded.
-            let per_day: Vec<u64> = (0..span)
+            let days_of_key: Vec<Day> = (0..span)
                 .map(|back| {
                     let day = today - chrono::Days::new(u64::from(span - 1 - back));
                     daily
                         .iter()
                         .find(|d| d.key_id == record.key_id && d.day == day)
-                        .map_or(0, |d| d.requests)
+                        .map_or(
+                            Day {
+                                day,
+                                ..Day::default()
+                            },
+                            |d| Day {
+                                day,
+                                requests: d.requests,
+                                spend: d.spend,
+                                refused: d.refused,
+                            },
+                        )
                 })
                 .collect();
+            let per_day: Vec<u64> = days_of_key.iter().map(|d| d.requests).collect();
             let (baseline, today_n) = per_day.split_at(per_day.len() - 1);
             let baseline = &baseline[baseline.len().saturating_sub(self.watch.baseline_days as usize)..];
             let spike = self.watch.spike(today_n[0], baseline);
-            let shown = &per_day[per_day.len() - days as usize..];
+            let shown = &days_of_key[days_of_key.len() - days as usize..];
             let wrong = self.gate.wrong_secrets(&record.key_id);
             if spike.unusual {
                 view.flags.push(Flag {
@@ -194,15 +210,8 @@ impl SelfService {
             }
             view.keys.push(KeyUsage {
                 status: keys.status(&record),
-                daily: shown
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| Day {
-                        day: view.from + chrono::Days::new(i as u64),
-                        requests: *n,
-                    })
-                    .collect(),
-                total: shown.iter().sum(),
+                daily: shown.to_vec(),
+                total: shown.iter().map(|d| d.requests).sum(),
                 today: spike,
                 spent: self.gate.spent(&record.key_id, month).await.unwrap_or(0),
                 spend_cap: record.spend_cap,

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use keygate_core::account::OwnerLimits;
 use keygate_core::clock::Month;
 use keygate_core::hash::SecretHash;
-use keygate_core::record::{KeyRecord, SpendDelta, Usage, UsageDelta};
+use keygate_core::record::{KeyRecord, Refused, SpendDelta, Usage, UsageDelta};
 use keygate_core::store::{Changes, Page, Pushed, StoreError};
 use keygate_core::usage::{day_of, DailyUsage, RETENTION_DAYS};
 use keygate_core::{KeyId, KeyStore, OwnerId, RateLimit, Scopes};
@@ -106,15 +106,23 @@ const RECORD_SPEND: &str = "INSERT INTO keygate_spend (key_id, month, micro_cent
          THEN 9223372036854775807 ELSE keygate_spend.micro_cents + excluded.micro_cents END";
 
 // Only for a known key (the SELECT finds no row otherwise); saturating like the rest.
-const RECORD_DAILY: &str = "INSERT INTO keygate_usage_daily (key_id, day, requests) \
-     SELECT key_id, $2, $3 FROM keygate_keys WHERE key_id = $1 \
-     ON CONFLICT (key_id, day) DO UPDATE SET requests = CASE \
-         WHEN keygate_usage_daily.requests > 9223372036854775807 - excluded.requests \
-         THEN 9223372036854775807 ELSE keygate_usage_daily.requests + excluded.requests END";
+const RECORD_DAILY: &str = "INSERT INTO keygate_usage_daily (key_id, day, requests, spend, \
+     refused_expired, refused_scope, refused_quota, refused_rate) \
+     SELECT key_id, $2, $3, $4, $5, $6, $7, $8 FROM keygate_keys WHERE key_id = $1 \
+     ON CONFLICT (key_id, day) DO UPDATE SET \
+     requests = CASE WHEN keygate_usage_daily.requests > 9223372036854775807 - excluded.requests \
+         THEN 9223372036854775807 ELSE keygate_usage_daily.requests + excluded.requests END, \
+     spend = CASE WHEN keygate_usage_daily.spend > 9223372036854775807 - excluded.spend \
+         THEN 9223372036854775807 ELSE keygate_usage_daily.spend + excluded.spend END, \
+     refused_expired = keygate_usage_daily.refused_expired + excluded.refused_expired, \
+     refused_scope = keygate_usage_daily.refused_scope + excluded.refused_scope, \
+     refused_quota = keygate_usage_daily.refused_quota + excluded.refused_quota, \
+     refused_rate = keygate_usage_daily.refused_rate + excluded.refused_rate";
 
 const PRUNE_DAILY: &str = "DELETE FROM keygate_usage_daily WHERE day < $1";
 
-const DAILY_USAGE: &str = "SELECT d.key_id, d.day, d.requests FROM keygate_usage_daily d \
+const DAILY_USAGE: &str = "SELECT d.key_id, d.day, d.requests, d.spend, d.refused_expired, \
+     d.refused_scope, d.refused_quota, d.refused_rate FROM keygate_usage_daily d \
      JOIN keygate_keys k ON k.key_id = d.key_id WHERE k.owner = $1 AND d.day >= $2 \
      ORDER BY d.key_id, d.day";
 
@@ -301,19 +309,28 @@ impl KeyStore for SqlStore {
         on_backend!(self, pool => {
             let mut tx = pool.begin().await.map_err(store_error)?;
             for delta in &sorted {
-                // An unknown key id updates no row: skipped, as the contract says.
-                sqlx::query(RECORD_USAGE)
-                    .bind(delta.key_id.as_str())
-                    .bind(saturating_i64(delta.requests))
-                    .bind(delta.last_used_at)
-                    .bind(delta.last_user_agent.as_deref())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(store_error)?;
+                // An unknown key id updates no row: skipped, as the contract says. Refusals
+                // and charges alone are not a use of the key.
+                if delta.requests > 0 {
+                    sqlx::query(RECORD_USAGE)
+                        .bind(delta.key_id.as_str())
+                        .bind(saturating_i64(delta.requests))
+                        .bind(delta.last_used_at)
+                        .bind(delta.last_user_agent.as_deref())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(store_error)?;
+                }
+                let refused = &delta.refused;
                 sqlx::query(RECORD_DAILY)
                     .bind(delta.key_id.as_str())
                     .bind(day_of(delta.last_used_at).to_string())
                     .bind(saturating_i64(delta.requests))
+                    .bind(saturating_i64(delta.spend))
+                    .bind(saturating_i64(refused.expired))
+                    .bind(saturating_i64(refused.scope))
+                    .bind(saturating_i64(refused.quota))
+                    .bind(saturating_i64(refused.rate))
                     .execute(&mut *tx)
                     .await
                     .map_err(store_error)?;
@@ -341,7 +358,17 @@ impl KeyStore for SqlStore {
             rows.iter()
                 .map(|row| {
                     let day: String = row.try_get("day").map_err(store_error)?;
+                    let count = |column: &str| -> Result<u64, StoreError> {
+                        non_negative(row.try_get(column).map_err(store_error)?, column)
+                    };
                     Ok(DailyUsage {
+                        spend: count("spend")?,
+                        refused: Refused {
+                            expired: count("refused_expired")?,
+                            scope: count("refused_scope")?,
+                            quota: count("refused_quota")?,
+                            rate: count("refused_rate")?,
+                        },
                         key_id: KeyId::new(row.try_get::<String, _>("key_id").map_err(store_error)?),
                         day: day
                             .parse()

@@ -5,7 +5,7 @@
 use super::store_fixtures::{create, setup, start};
 use crate::account::{spend_subject, OwnerLimits};
 use crate::clock::Month;
-use crate::record::{SpendDelta, UsageDelta};
+use crate::record::{Refused, SpendDelta, UsageDelta};
 use crate::store::StoreError;
 use crate::usage::{day_of, DailyUsage};
 use crate::{KeyId, KeyStore, NewKey, OwnerId, RateLimit};
@@ -101,6 +101,8 @@ pub async fn daily_usage_is_kept_per_key_and_day<S: KeyStore>(store: S) {
         requests,
         last_used_at: at,
         last_user_agent: None,
+        refused: Refused::default(),
+        spend: 0,
     };
     let unknown = KeyId::from("kg_live_unknown0");
     store
@@ -127,23 +129,14 @@ pub async fn daily_usage_is_kept_per_key_and_day<S: KeyStore>(store: S) {
         return; // This store keeps no daily usage.
     }
     let (first, second) = if a.key_id < b.key_id { (&a, &b) } else { (&b, &a) };
-    let mut expected = vec![
-        DailyUsage {
-            key_id: a.key_id.clone(),
-            day: day_of(day(0)),
-            requests: 8,
-        },
-        DailyUsage {
-            key_id: a.key_id.clone(),
-            day: day_of(day(1)),
-            requests: 7,
-        },
-        DailyUsage {
-            key_id: b.key_id.clone(),
-            day: day_of(day(0)),
-            requests: 2,
-        },
-    ];
+    let on = |key: &KeyId, n: i64, requests| DailyUsage {
+        key_id: key.clone(),
+        day: day_of(day(n)),
+        requests,
+        spend: 0,
+        refused: Refused::default(),
+    };
+    let mut expected = vec![on(&a.key_id, 0, 8), on(&a.key_id, 1, 7), on(&b.key_id, 0, 2)];
     expected.sort_by(|x, y| (&x.key_id, x.day).cmp(&(&y.key_id, y.day)));
     assert_eq!(
         kept, expected,
@@ -162,4 +155,39 @@ pub async fn daily_usage_is_kept_per_key_and_day<S: KeyStore>(store: S) {
             .expect("a's day 1")
             .clone()]
     );
+
+    // Refusals and charges alone count on their day, and do not move the key's last use.
+    let used = store
+        .find(&b.key_id)
+        .await
+        .expect("find")
+        .expect("b")
+        .usage
+        .last_used_at;
+    let refused = Refused {
+        expired: 1,
+        scope: 2,
+        quota: 3,
+        rate: 4,
+    };
+    let mut only = delta(&b.key_id, 0, day(2));
+    only.refused = refused;
+    only.spend = 1500;
+    store
+        .record_usage(&[only.clone(), only])
+        .await
+        .expect("record_usage");
+    let b_now = store.find(&b.key_id).await.expect("find").expect("b");
+    assert_eq!(b_now.usage.last_used_at, used, "a refusal is not a use");
+    assert_eq!(b_now.usage.request_count, 2);
+    let days = store
+        .daily_usage(&OwnerId::new("acct_daily"), day_of(day(2)))
+        .await
+        .expect("daily_usage");
+    let expected = DailyUsage {
+        spend: 3000,
+        refused: refused.plus(refused),
+        ..on(&b.key_id, 2, 0)
+    };
+    assert_eq!(days, vec![expected]);
 }

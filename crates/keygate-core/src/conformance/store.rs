@@ -361,6 +361,8 @@ pub async fn record_usage_adds_counts_and_keeps_the_latest_use<S: KeyStore>(stor
         requests,
         last_used_at: after(start(), secs),
         last_user_agent: agent.map(str::to_string),
+        refused: Default::default(),
+        spend: 0,
     };
 
     store.record_usage(&[]).await.expect("an empty batch is fine");

@@ -11,6 +11,7 @@ use super::settle::{After, Pending};
 use super::{Admission, Cold, Decision, Gate};
 use crate::account::Holder;
 use crate::backend::{BackendError, FailMode};
+use crate::background::Refusal;
 use crate::clock::Timestamp;
 use crate::credential::{extract, HeaderSource, Presented};
 use crate::headers::RateHeaders;
@@ -116,14 +117,15 @@ impl Gate {
             .await
             .map_err(|failure| self.verify_failed(failure, &parsed, clock.timestamp()))?;
         let now = clock.timestamp();
-        self.check_state(&verified, policy, now)?;
+        let counted = |rejection| self.refused_usage(&verified, rejection, now);
+        self.check_state(&verified, policy, now).map_err(counted)?;
         match self.spend_now(&verified, policy, now) {
-            Some(checked) => checked?,
-            None => self.spend(&verified, policy, now).await?,
+            Some(checked) => checked.map_err(counted)?,
+            None => self.spend(&verified, policy, now).await.map_err(counted)?,
         }
         let rate = match self.rate_now(&verified, policy, now) {
-            Some(checked) => checked?,
-            None => self.rate(&verified, policy, now).await?,
+            Some(checked) => checked.map_err(counted)?,
+            None => self.rate(&verified, policy, now).await.map_err(counted)?,
         };
         Ok(self.admitted(&verified, rate, policy, agent, now))
     }
@@ -138,15 +140,15 @@ impl Gate {
         now: Timestamp,
     ) -> Option<Result<Admission, Rejection>> {
         if let Err(rejection) = self.check_state(verified, policy, now) {
-            return Some(Err(rejection));
+            return Some(Err(self.refused_usage(verified, rejection, now)));
         }
         if let Err(rejection) = self.spend_now(verified, policy, now)? {
-            return Some(Err(rejection));
+            return Some(Err(self.refused_usage(verified, rejection, now)));
         }
         // Last: the limiter counts the request, so nothing may return `None` after it.
         let rate = match self.rate_now(verified, policy, now)? {
             Ok(rate) => rate,
-            Err(rejection) => return Some(Err(rejection)),
+            Err(rejection) => return Some(Err(self.refused_usage(verified, rejection, now))),
         };
         Some(Ok(self.admitted(verified, rate, policy, agent, now)))
     }
@@ -409,6 +411,7 @@ impl Gate {
             gate: self.clone(),
             key_id: principal.key_id().clone(),
             account: verified.account.as_ref().map(|a| a.subject.clone()),
+            usage: self.inner.usage.is_some().then(|| verified.usage.clone()),
             fixed: policy.fixed_cost(),
             at: now,
         });
@@ -416,6 +419,24 @@ impl Gate {
             principal: Some(principal.clone()),
             after: After { rate, charge },
         }
+    }
+
+    /// Counts a refusal of a verified key in its daily usage (when usage is kept), by
+    /// code; revoked keys and other environments are not counted. Returns the refusal.
+    fn refused_usage(&self, verified: &Verified, rejection: Rejection, now: Timestamp) -> Rejection {
+        if let Some(usage) = &self.inner.usage {
+            let kind = match rejection.denial() {
+                Denial::ExpiredKey { .. } => Some(Refusal::Expired),
+                Denial::InsufficientScope { .. } => Some(Refusal::Scope),
+                Denial::QuotaExceeded { .. } => Some(Refusal::Quota),
+                Denial::RateLimited { .. } => Some(Refusal::Rate),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                usage.refused(&verified.usage, kind, now);
+            }
+        }
+        rejection
     }
 
     fn deny(&self, denial: Denial) -> Rejection {

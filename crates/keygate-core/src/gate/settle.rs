@@ -3,10 +3,12 @@
 //! to add and the [`Charge`] to await.
 
 use std::fmt;
+use std::sync::Arc;
 
 use http::HeaderMap;
 
 use super::Gate;
+use crate::background::UsageCell;
 use crate::clock::Timestamp;
 use crate::headers::RateHeaders;
 use crate::key::KeyId;
@@ -60,6 +62,8 @@ pub(super) struct Pending {
     /// The owner's metered id ([`spend_subject`](crate::account::spend_subject)) when
     /// the owner has limits: the account is charged with the key.
     pub(super) account: Option<KeyId>,
+    /// The key's usage cell, when usage is kept: the charge joins its daily usage.
+    pub(super) usage: Option<Arc<UsageCell>>,
     /// The route's fixed cost, charged when the handler declares none.
     pub(super) fixed: Option<u64>,
     /// When the request was admitted: its spend belongs to that month, whenever the
@@ -86,6 +90,8 @@ impl Pending {
             gate: self.gate,
             key_id: self.key_id,
             account: self.account,
+            usage: self.usage,
+            at: self.at,
             cost,
         }
     }
@@ -139,6 +145,9 @@ pub struct Charge {
     gate: Gate,
     key_id: KeyId,
     account: Option<KeyId>,
+    usage: Option<Arc<UsageCell>>,
+    /// When the request was admitted.
+    at: Timestamp,
     /// The month the request was admitted in.
     month: Month,
     cost: u64,
@@ -173,6 +182,9 @@ impl Charge {
             if let Err(error) = meter.charge(account, self.month, self.cost).await {
                 tracing::error!(key_id = %self.key_id, %error, "could not record the account's spend");
             }
+        }
+        if let (Some(usage), Some(cell)) = (&self.gate.inner.usage, &self.usage) {
+            usage.charged(cell, self.cost, self.at);
         }
     }
 }

@@ -9,7 +9,7 @@ use super::{Changes, KeyStore, Page, StoreError};
 use crate::account::OwnerLimits;
 use crate::clock::Month;
 use crate::key::KeyId;
-use crate::record::{KeyRecord, OwnerId, SpendDelta, UsageDelta};
+use crate::record::{KeyRecord, OwnerId, Refused, SpendDelta, UsageDelta};
 use crate::usage::{day_of, DailyUsage};
 
 #[derive(Default)]
@@ -24,8 +24,8 @@ struct MemoryInner {
     spend: HashMap<(KeyId, Month), u64>,
     /// Owners' account-wide limits.
     owners: HashMap<OwnerId, OwnerLimits>,
-    /// Requests per key per UTC day.
-    daily: BTreeMap<(KeyId, NaiveDate), u64>,
+    /// Usage per key per UTC day: (requests, spend, refused).
+    daily: BTreeMap<(KeyId, NaiveDate), (u64, u64, Refused)>,
 }
 
 /// Keys in process memory. The default for tests and the first run of an example;
@@ -164,10 +164,16 @@ impl KeyStore for MemoryStore {
         self.write(|inner| {
             for delta in batch {
                 if let Some(r) = inner.records.get_mut(&delta.key_id) {
-                    r.usage.request_count = r.usage.request_count.saturating_add(delta.requests);
                     let day = (delta.key_id.clone(), day_of(delta.last_used_at));
                     let on_day = inner.daily.entry(day).or_default();
-                    *on_day = on_day.saturating_add(delta.requests);
+                    on_day.0 = on_day.0.saturating_add(delta.requests);
+                    on_day.1 = on_day.1.saturating_add(delta.spend);
+                    on_day.2 = on_day.2.plus(delta.refused);
+                    // Refusals and charges alone are not a use.
+                    if delta.requests == 0 {
+                        continue;
+                    }
+                    r.usage.request_count = r.usage.request_count.saturating_add(delta.requests);
                     if r.usage.last_used_at.is_none_or(|t| t <= delta.last_used_at) {
                         r.usage.last_used_at = Some(delta.last_used_at);
                         r.usage.last_user_agent.clone_from(&delta.last_user_agent);
@@ -215,10 +221,12 @@ impl KeyStore for MemoryStore {
                 .filter(|((key_id, day), _)| {
                     *day >= since && inner.records.get(key_id).is_some_and(|r| &r.owner == owner)
                 })
-                .map(|((key_id, day), requests)| DailyUsage {
+                .map(|((key_id, day), (requests, spend, refused))| DailyUsage {
                     key_id: key_id.clone(),
                     day: *day,
                     requests: *requests,
+                    spend: *spend,
+                    refused: *refused,
                 })
                 .collect()
         })
