@@ -244,19 +244,7 @@ async fn serves_the_contract(example: &str, database: &str) {
     // The CLI creates a key in the same store; the running service accepts it. Then the
     // CLI revokes it, and the running service refuses it within about a second.
     if cli.exists() {
-        let keygate = |args: &[&str]| {
-            let output = std::process::Command::new(&cli)
-                .args(["--database-url", database])
-                .args(args)
-                .output()
-                .expect("run keygate");
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            String::from_utf8(output.stdout).expect("utf-8")
-        };
+        let keygate = |args: &[&str]| keygate_cli(database, args);
         let created: serde_json::Value = serde_json::from_str(&keygate(&[
             "keys",
             "create",
