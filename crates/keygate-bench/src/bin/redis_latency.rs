@@ -58,7 +58,7 @@ async fn run(url: &str, calls: usize) -> Result<(), Box<dyn Error>> {
         added(1.0)
     );
     let (calls_delta, usec_delta) = (after.0 - before.0, after.1 - before.1);
-    if calls_delta > 0 {
+    if calls_delta > 0.0 {
         let per_call = usec_delta / calls_delta;
         println!(
             "EVALSHA during the run: {calls_delta} calls, {per_call:.2} µs of Redis CPU each: \
