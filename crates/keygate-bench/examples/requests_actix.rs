@@ -40,7 +40,7 @@ fn served() -> impl Iterator<Item = Mode> {
 /// `HttpServer` builds it: the service its dispatcher calls, without the dispatcher (and
 /// the socket) before it.
 async fn actix(mode: Mode, n: usize) -> Result<(), Box<dyn Error>> {
-    let gate = keygate_bench::gate_builder(mode).build();
+    let gate = keygate_bench::gate_builder(mode)?.build();
     let (created, _) = keygate_bench::create_key(&gate).await?;
     let authorization = format!("Bearer {}", created.key.expose_secret());
     let request = || {
