@@ -22,7 +22,7 @@
 //!   second header: a measure of how much of `auth` is inherent, not a product.
 //! - `redis-policy`: `policy` with its windows counted on Redis (`RedisRateLimiter`,
 //!   windows the script counts exactly, never refusing), at `KEYGATE_BENCH_REDIS_URL`;
-//!   served only when that is set;
+//!   served only when that is set (and `actix-redis-policy`, its actix twin);
 //! - `floor-headers`: `floor` and `headers` together, the same least for `policy`:
 //!   a key hashed, a principal inserted and three rate-limit headers added.
 //!
@@ -76,7 +76,7 @@ async fn ping() -> &'static str {
 pub fn gate_builder(mode: Mode) -> Result<GateBuilder, String> {
     let builder = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast());
     Ok(match mode {
-        Mode::RedisPolicy => {
+        Mode::RedisPolicy | Mode::ActixRedisPolicy => {
             let url = redis_url().ok_or("redis-policy needs KEYGATE_BENCH_REDIS_URL")?;
             let limiter = keygate_redis::RedisRateLimiter::connect_lazy(&url)
                 .map_err(|e| format!("redis-policy: {e}"))?;
@@ -142,9 +142,12 @@ pub fn app(mode: Mode, gate: &Gate, key: &str, principal: &Principal) -> Result<
                 .map_response(add_static_headers)
                 .layer(FloorLayer::new(key, principal.clone())),
         ),
-        Mode::AuthAround | Mode::PolicyAround | Mode::ActixBare | Mode::ActixAuth | Mode::ActixPolicy => {
-            return Err(served_elsewhere(mode, "app"))
-        }
+        Mode::AuthAround
+        | Mode::PolicyAround
+        | Mode::ActixBare
+        | Mode::ActixAuth
+        | Mode::ActixPolicy
+        | Mode::ActixRedisPolicy => return Err(served_elsewhere(mode, "app")),
     })
 }
 
@@ -230,6 +233,11 @@ pub fn actix_middleware(mode: Mode, gate: &Gate) -> Result<Option<ApiKeyMiddlewa
             ApiKeyMiddleware::new(gate.clone())
                 .require(["read"])
                 .limits_for("ping", [RateLimit::per_minute(u32::MAX)]),
+        )),
+        Mode::ActixRedisPolicy => Ok(Some(
+            ApiKeyMiddleware::new(gate.clone())
+                .require(["read"])
+                .limits_for("ping", [REDIS_NEVER_PER_MINUTE]),
         )),
         Mode::Bare
         | Mode::Auth

@@ -60,11 +60,13 @@ pub enum Mode {
     /// `redis-policy`: `policy` with its windows counted by `RedisRateLimiter` on the
     /// Redis at `KEYGATE_BENCH_REDIS_URL` (served only when that is set).
     RedisPolicy,
+    /// `actix-redis-policy`: `actix-policy` with `redis-policy`'s Redis windows.
+    ActixRedisPolicy,
 }
 
 impl Mode {
     /// Every mode, in the order the scripts report them, each framework's reference first.
-    pub const ALL: [Mode; 14] = [
+    pub const ALL: [Mode; 15] = [
         Mode::Bare,
         Mode::Auth,
         Mode::Policy,
@@ -79,6 +81,7 @@ impl Mode {
         Mode::ActixAuth,
         Mode::ActixPolicy,
         Mode::RedisPolicy,
+        Mode::ActixRedisPolicy,
     ];
 
     /// The mode's name on the command line and in the scripts' tables.
@@ -98,6 +101,7 @@ impl Mode {
             Mode::ActixAuth => "actix-auth",
             Mode::ActixPolicy => "actix-policy",
             Mode::RedisPolicy => "redis-policy",
+            Mode::ActixRedisPolicy => "actix-redis-policy",
         }
     }
 
@@ -114,7 +118,9 @@ impl Mode {
             | Mode::FloorHeaders
             | Mode::RedisPolicy => Framework::AxumRouteLayer,
             Mode::AuthAround | Mode::PolicyAround => Framework::AxumAround,
-            Mode::ActixBare | Mode::ActixAuth | Mode::ActixPolicy => Framework::Actix,
+            Mode::ActixBare | Mode::ActixAuth | Mode::ActixPolicy | Mode::ActixRedisPolicy => {
+                Framework::Actix
+            }
         }
     }
 
@@ -127,11 +133,11 @@ impl Mode {
     }
 
     /// Whether this build serves the mode: `governor` needs the crate's `governor`
-    /// feature, and `redis-policy` a Redis, named by `KEYGATE_BENCH_REDIS_URL`.
+    /// feature, and `redis-policy` and `actix-redis-policy` a Redis, named by `KEYGATE_BENCH_REDIS_URL`.
     pub fn is_available(self) -> bool {
         match self {
             Mode::Governor => cfg!(feature = "governor"),
-            Mode::RedisPolicy => redis_url().is_some(),
+            Mode::RedisPolicy | Mode::ActixRedisPolicy => redis_url().is_some(),
             _ => true,
         }
     }
@@ -141,7 +147,11 @@ impl Mode {
     pub const fn is_policy(self) -> bool {
         matches!(
             self,
-            Mode::Policy | Mode::PolicyAround | Mode::ActixPolicy | Mode::RedisPolicy
+            Mode::Policy
+                | Mode::PolicyAround
+                | Mode::ActixPolicy
+                | Mode::RedisPolicy
+                | Mode::ActixRedisPolicy
         )
     }
 }
