@@ -39,7 +39,11 @@ fn axum(mode: Mode, n: usize) -> Result<(), Box<dyn Error>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let gate = keygate_bench::gate_builder(mode).build();
+    // `redis-policy` connects on the runtime it is built on.
+    let gate = {
+        let _runtime = rt.enter();
+        keygate_bench::gate_builder(mode)?.build()
+    };
     let (created, principal) = rt.block_on(keygate_bench::create_key(&gate))?;
     let key = created.key.expose_secret();
     let authorization = format!("Bearer {key}");

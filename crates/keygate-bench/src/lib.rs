@@ -20,6 +20,9 @@
 //!   fixed costs: the SHA-256 of the presented key (the cache's key) and a
 //!   `Principal` in the request's extensions. No clock, no expiry, no usage, no
 //!   second header: a measure of how much of `auth` is inherent, not a product.
+//! - `redis-policy`: `policy` with its windows counted on Redis (`RedisRateLimiter`,
+//!   windows the script counts exactly, never refusing), at `KEYGATE_BENCH_REDIS_URL`;
+//!   served only when that is set (and `actix-redis-policy`, its actix twin);
 //! - `floor-headers`: `floor` and `headers` together, the same least for `policy`:
 //!   a key hashed, a principal inserted and three rate-limit headers added.
 //!
@@ -60,7 +63,7 @@ use tower::ServiceBuilder;
 use tower::{Layer, Service};
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 
-pub use mode::{Framework, Mode, UnknownMode};
+pub use mode::{redis_url, Framework, Mode, UnknownMode};
 
 async fn ping() -> &'static str {
     "pong"
@@ -68,17 +71,30 @@ async fn ping() -> &'static str {
 
 /// A gate builder for `mode`: in-memory store and fast hashing (the key is cached after
 /// the first request), and the default limits only in the policy modes, which alone count.
-pub fn gate_builder(mode: Mode) -> GateBuilder {
+/// `redis-policy` counts them on the Redis of [`redis_url`], connected on the first
+/// request; it fails without that URL, with a malformed one, or outside a Tokio runtime.
+pub fn gate_builder(mode: Mode) -> Result<GateBuilder, String> {
     let builder = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast());
-    if mode.is_policy() {
-        builder.rate_limiter(
+    Ok(match mode {
+        Mode::RedisPolicy | Mode::ActixRedisPolicy => {
+            let url = redis_url().ok_or("redis-policy needs KEYGATE_BENCH_REDIS_URL")?;
+            let limiter = keygate_redis::RedisRateLimiter::connect_lazy(&url)
+                .map_err(|e| format!("redis-policy: {e}"))?;
+            builder.rate_limiter(limiter, [REDIS_NEVER_PER_MINUTE, REDIS_NEVER_PER_HOUR])
+        }
+        mode if mode.is_policy() => builder.rate_limiter(
             MemoryRateLimiter::new(),
             [RateLimit::per_minute(u32::MAX), RateLimit::per_hour(u32::MAX)],
-        )
-    } else {
-        builder
-    }
+        ),
+        _ => builder,
+    })
 }
+
+/// `redis-policy`'s windows that never refuse. `u32::MAX` per minute is beyond what the
+/// Redis script counts exactly (see `RedisRateLimiter`'s bounds); one per microsecond of
+/// the period always passes, and is as far out of reach.
+const REDIS_NEVER_PER_MINUTE: RateLimit = RateLimit::per_minute(60_000_000);
+const REDIS_NEVER_PER_HOUR: RateLimit = RateLimit::per_hour(3_600_000_000);
 
 /// The key the load is sent with, scoped `read`, and the principal `gate` admits it as
 /// (which also caches it).
@@ -111,6 +127,11 @@ pub fn app(mode: Mode, gate: &Gate, key: &str, principal: &Principal) -> Result<
     Ok(match mode {
         Mode::Bare => routes,
         Mode::Auth | Mode::Policy => routes.route_layer(api_key_layer(mode, gate)),
+        // Like `governor` without its feature: not served by a build that cannot.
+        Mode::RedisPolicy if !mode.is_available() => {
+            return Err("redis-policy needs KEYGATE_BENCH_REDIS_URL".into())
+        }
+        Mode::RedisPolicy => routes.route_layer(api_key_layer(mode, gate)),
         #[allow(deprecated)] // "too basic for real applications": a floor, here.
         Mode::TowerHttp => routes.route_layer(ValidateRequestHeaderLayer::bearer(key)),
         Mode::Governor => governor::guard(routes, key)?,
@@ -121,9 +142,12 @@ pub fn app(mode: Mode, gate: &Gate, key: &str, principal: &Principal) -> Result<
                 .map_response(add_static_headers)
                 .layer(FloorLayer::new(key, principal.clone())),
         ),
-        Mode::AuthAround | Mode::PolicyAround | Mode::ActixBare | Mode::ActixAuth | Mode::ActixPolicy => {
-            return Err(served_elsewhere(mode, "app"))
-        }
+        Mode::AuthAround
+        | Mode::PolicyAround
+        | Mode::ActixBare
+        | Mode::ActixAuth
+        | Mode::ActixPolicy
+        | Mode::ActixRedisPolicy => return Err(served_elsewhere(mode, "app")),
     })
 }
 
@@ -139,12 +163,14 @@ fn served_elsewhere(mode: Mode, asked: &str) -> String {
 /// window on top of the gate's default limits.
 fn api_key_layer(mode: Mode, gate: &Gate) -> ApiKeyLayer {
     let layer = ApiKeyLayer::new(gate.clone());
-    if mode.is_policy() {
-        layer
+    match mode {
+        Mode::RedisPolicy => layer
             .require(["read"])
-            .limits_for("ping", [RateLimit::per_minute(u32::MAX)])
-    } else {
-        layer
+            .limits_for("ping", [REDIS_NEVER_PER_MINUTE]),
+        mode if mode.is_policy() => layer
+            .require(["read"])
+            .limits_for("ping", [RateLimit::per_minute(u32::MAX)]),
+        _ => layer,
     }
 }
 
@@ -208,6 +234,11 @@ pub fn actix_middleware(mode: Mode, gate: &Gate) -> Result<Option<ApiKeyMiddlewa
                 .require(["read"])
                 .limits_for("ping", [RateLimit::per_minute(u32::MAX)]),
         )),
+        Mode::ActixRedisPolicy => Ok(Some(
+            ApiKeyMiddleware::new(gate.clone())
+                .require(["read"])
+                .limits_for("ping", [REDIS_NEVER_PER_MINUTE]),
+        )),
         Mode::Bare
         | Mode::Auth
         | Mode::Policy
@@ -217,7 +248,8 @@ pub fn actix_middleware(mode: Mode, gate: &Gate) -> Result<Option<ApiKeyMiddlewa
         | Mode::Governor
         | Mode::Headers
         | Mode::Floor
-        | Mode::FloorHeaders => Err(served_elsewhere(mode, "actix_middleware")),
+        | Mode::FloorHeaders
+        | Mode::RedisPolicy => Err(served_elsewhere(mode, "actix_middleware")),
     }
 }
 

@@ -57,11 +57,16 @@ pub enum Mode {
     ActixAuth,
     /// `actix-policy`: `actix-auth` with `policy`'s scope and limits.
     ActixPolicy,
+    /// `redis-policy`: `policy` with its windows counted by `RedisRateLimiter` on the
+    /// Redis at `KEYGATE_BENCH_REDIS_URL` (served only when that is set).
+    RedisPolicy,
+    /// `actix-redis-policy`: `actix-policy` with `redis-policy`'s Redis windows.
+    ActixRedisPolicy,
 }
 
 impl Mode {
     /// Every mode, in the order the scripts report them, each framework's reference first.
-    pub const ALL: [Mode; 13] = [
+    pub const ALL: [Mode; 15] = [
         Mode::Bare,
         Mode::Auth,
         Mode::Policy,
@@ -75,6 +80,8 @@ impl Mode {
         Mode::ActixBare,
         Mode::ActixAuth,
         Mode::ActixPolicy,
+        Mode::RedisPolicy,
+        Mode::ActixRedisPolicy,
     ];
 
     /// The mode's name on the command line and in the scripts' tables.
@@ -93,6 +100,8 @@ impl Mode {
             Mode::ActixBare => "actix-bare",
             Mode::ActixAuth => "actix-auth",
             Mode::ActixPolicy => "actix-policy",
+            Mode::RedisPolicy => "redis-policy",
+            Mode::ActixRedisPolicy => "actix-redis-policy",
         }
     }
 
@@ -106,9 +115,12 @@ impl Mode {
             | Mode::Governor
             | Mode::Headers
             | Mode::Floor
-            | Mode::FloorHeaders => Framework::AxumRouteLayer,
+            | Mode::FloorHeaders
+            | Mode::RedisPolicy => Framework::AxumRouteLayer,
             Mode::AuthAround | Mode::PolicyAround => Framework::AxumAround,
-            Mode::ActixBare | Mode::ActixAuth | Mode::ActixPolicy => Framework::Actix,
+            Mode::ActixBare | Mode::ActixAuth | Mode::ActixPolicy | Mode::ActixRedisPolicy => {
+                Framework::Actix
+            }
         }
     }
 
@@ -120,16 +132,35 @@ impl Mode {
         }
     }
 
-    /// Whether this build serves the mode: `governor` needs the crate's `governor` feature.
-    pub const fn is_available(self) -> bool {
-        !matches!(self, Mode::Governor) || cfg!(feature = "governor")
+    /// Whether this build serves the mode: `governor` needs the crate's `governor`
+    /// feature, and `redis-policy` and `actix-redis-policy` a Redis, named by `KEYGATE_BENCH_REDIS_URL`.
+    pub fn is_available(self) -> bool {
+        match self {
+            Mode::Governor => cfg!(feature = "governor"),
+            Mode::RedisPolicy | Mode::ActixRedisPolicy => redis_url().is_some(),
+            _ => true,
+        }
     }
 
     /// Whether keygate guards the mode with `policy`'s route policy: the `read` scope, a
     /// service window, and the gate's default limits (all high enough never to refuse).
     pub const fn is_policy(self) -> bool {
-        matches!(self, Mode::Policy | Mode::PolicyAround | Mode::ActixPolicy)
+        matches!(
+            self,
+            Mode::Policy
+                | Mode::PolicyAround
+                | Mode::ActixPolicy
+                | Mode::RedisPolicy
+                | Mode::ActixRedisPolicy
+        )
     }
+}
+
+/// The Redis of `redis-policy`: `KEYGATE_BENCH_REDIS_URL`, when set and not empty.
+pub fn redis_url() -> Option<String> {
+    std::env::var("KEYGATE_BENCH_REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
 }
 
 impl fmt::Display for Mode {

@@ -67,7 +67,7 @@ fn serve_axum(
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let mut builder = keygate_bench::gate_builder(mode);
+        let mut builder = keygate_bench::gate_builder(mode)?;
         if let Some((throttled, _)) = &flood {
             // Real parameters: a flood is only a threat when hashes are expensive.
             let failure_limit = if *throttled { 20 } else { u32::MAX };
@@ -101,7 +101,7 @@ fn serve_axum(
 /// Serves an actix-web mode on one worker (actix's own runtime).
 fn serve_actix(mode: Mode, addr: &str) -> Result<(), Box<dyn std::error::Error>> {
     actix_web::rt::System::new().block_on(async move {
-        let gate = keygate_bench::gate_builder(mode).build();
+        let gate = keygate_bench::gate_builder(mode)?.build();
         let (created, _) = keygate_bench::create_key(&gate).await?;
         println!("key: {}", created.key.expose_secret());
         let server = match keygate_bench::actix_middleware(mode, &gate)? {
