@@ -86,6 +86,29 @@ async fn no_horizontal_overflow(browser: &Session, step: &str) {
     assert!(scroll <= 375, "{step}: the page is {scroll} px wide at 375");
 }
 
+/// Every card's content fits inside the card at each of `widths` (the screenshots at
+/// 1280 px once showed the usage table running past its card's right edge): no card
+/// is wider inside than it is, whether or not it would scroll.
+async fn cards_fit(browser: &Session, step: &str, widths: &[u32]) {
+    for &width in widths {
+        browser.viewport(width, 900, false).await;
+        let spilled = browser
+            .js(
+                "return [...document.querySelectorAll('.card')]
+                    .filter(c => c.offsetParent !== null && c.scrollWidth > c.clientWidth + 1)
+                    .map(c => (c.getAttribute('aria-labelledby') || c.id || c.className)
+                        + ' ' + c.scrollWidth + ' > ' + c.clientWidth);",
+                vec![],
+            )
+            .await;
+        assert_eq!(
+            spilled,
+            json!([]),
+            "{step} at {width} px: content wider than its card"
+        );
+    }
+}
+
 /// `keygate_requests_total` from the service's `/metrics`: (admitted, refused with
 /// `INVALID_API_KEY`), on every path.
 async fn counters(service: &Service) -> (u64, u64) {
@@ -301,6 +324,12 @@ async fn works_in_a_browser(example: &str, driver: &Driver) {
     assert_eq!(title, "Requests per day, all keys");
     assert_not_shown(&browser, &demo, "usage").await;
     browser.screenshot(&shot("5-usage")).await;
+    // From a phone held sideways to a wide screen, on both sides of each breakpoint.
+    let widths = [1440, 1280, 1100, 1024, 1000, 900, 800, 600];
+    cards_fit(&browser, "usage", &widths).await;
+    browser.goto(&keys_url).await;
+    browser.find(&row).await;
+    cards_fit(&browser, "keys", &widths).await;
 
     // At 375 px nothing is wider than the screen: both pages, the dialog, the sign-in form.
     browser.viewport(375, 812, true).await;
