@@ -35,7 +35,7 @@ mod common;
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Json, Router};
 use keygate::{
-    account_router, dashboard_router, openapi_route, self_service_router, ApiKeyLayer, Cost, Dashboard,
+    account_router, dashboard_at, openapi_route, self_service_router, ApiKeyLayer, Cost, Dashboard,
     Principal, RoutePolicy,
 };
 
@@ -115,7 +115,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nest("/api/v1", account_router(gate.clone()))
         // The OpenAPI document of that API, and the pages over it (they call `/api/v1`).
         .route("/api/v1/openapi.json", openapi_route(Dashboard::new()))
-        .nest("/app", dashboard_router(Dashboard::new()));
+        .merge(dashboard_at("/app", Dashboard::new()));
 
     let listener = tokio::net::TcpListener::bind(&settings.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "axum_service listening");

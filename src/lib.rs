@@ -13,7 +13,7 @@
 //! | `sqlite`, `postgres` | `keygate_sqlx::SqlStore`: keys in a SQLite file or PostgreSQL, with migrations |
 //! | `redis` | `keygate_redis`: the rate limiter, the spend meter and the revocation broadcast shared by many instances |
 //! | `self-service` (default) | `SelfService`, mounted by `self_service_router` / `self_service_scope` |
-//! | `dashboard` (default) | `Dashboard`: the key and usage pages, mounted by `dashboard_router` / `dashboard_scope`; the API's OpenAPI document (`openapi_route` / `openapi_resource`) |
+//! | `dashboard` (default) | `Dashboard`: the key and usage pages, mounted by `dashboard_at` (or `dashboard_router`) / `dashboard_scope`; the API's OpenAPI document (`openapi_route` / `openapi_resource`) |
 //!
 //! Both adapters answer the same request with the same status, headers and body: every
 //! decision and every byte of every error comes from the core.
@@ -94,7 +94,7 @@ pub use keygate_dashboard::{self, Dashboard};
 /// The dashboard as an axum `Router`, and the OpenAPI document as an axum route.
 #[cfg(all(feature = "axum", feature = "dashboard"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "axum", feature = "dashboard"))))]
-pub use keygate_dashboard::{dashboard_router, openapi_route};
+pub use keygate_dashboard::{dashboard_at, dashboard_router, openapi_route};
 
 /// The dashboard as an actix-web `Scope`, and the OpenAPI document as an actix-web resource.
 #[cfg(all(feature = "actix", feature = "dashboard"))]

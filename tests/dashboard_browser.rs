@@ -141,9 +141,12 @@ async fn works_in_a_browser(example: &str, driver: &Driver) {
     let profile = tempfile::tempdir().expect("profile dir");
     let browser = driver.session(Path::new(CHROMIUM), profile.path()).await;
 
+    // A new user types the mount point, with its slash, and lands on the keys page.
     // Sign in, keyboard only: the page puts the focus in "API key"; type, Tab, Enter.
-    browser.goto(&keys_url).await;
+    browser.goto(&service.url("/app/")).await;
     browser.find("#signin-form").await;
+    let landed = browser.js("return location.pathname;", vec![]).await;
+    assert_eq!(landed, "/app/keys", "{example}: /app/ leads to the keys page");
     assert_eq!(browser.focused().await, "signin-key");
     browser.screenshot(&shot("1-sign-in")).await;
     browser.keys(&demo).await;

@@ -1,6 +1,6 @@
 //! The embeddable key and usage pages of keygate: a "Keys" page (create, filter, rotate,
 //! revoke, the new key shown once) and a "Usage" page (requests per key as an inline SVG
-//! chart beside a table), mounted in one line in axum (`dashboard_router`, feature
+//! chart beside a table), mounted in one line in axum (`dashboard_at`, feature
 //! `axum`) or actix-web (`dashboard_scope`, feature `actix`).
 //!
 //! Everything is served from the binary: two HTML pages, one stylesheet and one small
@@ -43,10 +43,10 @@
 //! # #[cfg(feature = "axum")]
 //! # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
 //! use axum::{body::Body, extract::Request, Router};
-//! use keygate_dashboard::{dashboard_router, Dashboard};
+//! use keygate_dashboard::{dashboard_at, Dashboard};
 //! use tower::ServiceExt;
 //!
-//! let app = Router::new().nest("/app", dashboard_router(Dashboard::new()));
+//! let app = Router::new().merge(dashboard_at("/app", Dashboard::new()));
 //!
 //! let page = app.clone().oneshot(Request::get("/app/keys").body(Body::empty()).unwrap()).await.unwrap();
 //! assert_eq!(page.status(), 200);
@@ -76,7 +76,7 @@ mod scope;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use router::{dashboard_router, openapi_route};
+pub use router::{dashboard_at, dashboard_router, openapi_route};
 #[cfg(feature = "actix")]
 #[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
 pub use scope::{dashboard_scope, openapi_resource};

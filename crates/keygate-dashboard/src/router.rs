@@ -40,6 +40,33 @@ pub fn dashboard_router(dashboard: Dashboard) -> Router {
         .with_state(dashboard)
 }
 
+/// The dashboard at `path` (`"/app"`), and at `path` with a trailing slash, which
+/// `Router::nest` alone leaves unrouted in axum 0.8 (`/app/` would answer 404): merge it,
+/// `app.merge(dashboard_at("/app", dashboard))`. A layer around it (a host's [`Account`])
+/// covers both.
+///
+/// # Example
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
+/// use axum::{body::Body, extract::Request, Router};
+/// use keygate_dashboard::{dashboard_at, Dashboard};
+/// use tower::ServiceExt;
+///
+/// let app = Router::new().merge(dashboard_at("/app", Dashboard::new()));
+/// let slash = app.oneshot(Request::get("/app/").body(Body::empty()).unwrap()).await.unwrap();
+/// assert_eq!(slash.headers()["location"], "keys");
+/// # });
+/// ```
+///
+/// # Panics
+/// As `Router::nest` does, when `path` is empty, `/`, or holds a wildcard.
+pub fn dashboard_at(path: &str, dashboard: Dashboard) -> Router {
+    let path = path.trim_end_matches('/');
+    Router::new()
+        .route(&format!("{path}/"), any(slash).with_state(dashboard.clone()))
+        .nest(path, dashboard_router(dashboard))
+}
+
 /// `GET` the OpenAPI 3.1 document of the self-service API:
 /// `.route("/api/v1/openapi.json", openapi_route(dashboard))`.
 pub fn openapi_route(dashboard: Dashboard) -> MethodRouter {
@@ -57,6 +84,18 @@ async fn serve(State(dashboard): State<Dashboard>, request: Request) -> Response
         method: request.method().as_str(),
         path: request.uri().path(),
         full_path,
+        if_none_match: request.headers().get(IF_NONE_MATCH).map(HeaderValue::as_bytes),
+        account: request.extensions().get::<Account>(),
+    });
+    response(served)
+}
+
+/// `path/`, routed beside the nested router: the mount point itself.
+async fn slash(State(dashboard): State<Dashboard>, request: Request) -> Response {
+    let served = dashboard.respond(&DashboardRequest {
+        method: request.method().as_str(),
+        path: "/",
+        full_path: request.uri().path(),
         if_none_match: request.headers().get(IF_NONE_MATCH).map(HeaderValue::as_bytes),
         account: request.extensions().get::<Account>(),
     });
@@ -93,7 +132,7 @@ mod tests {
 
     fn app() -> Router {
         Router::new()
-            .nest("/app", dashboard_router(Dashboard::new()))
+            .merge(dashboard_at("/app", Dashboard::new()))
             .route("/api/v1/openapi.json", openapi_route(Dashboard::new()))
     }
 
@@ -110,6 +149,15 @@ mod tests {
 
     fn at(path: &str) -> Request<Body> {
         Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_mount_point_with_or_without_its_slash_leads_to_the_keys_page() {
+        for (path, location) in [("/app", "app/keys"), ("/app/", "keys")] {
+            let (status, headers, _) = get(app(), at(path)).await;
+            assert_eq!(status, StatusCode::FOUND, "{path}");
+            assert_eq!(headers["location"], location, "{path}");
+        }
     }
 
     #[tokio::test]
@@ -162,16 +210,6 @@ mod tests {
         let (status, headers, _) = get(app(), post).await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(headers["allow"], "GET, HEAD");
-    }
-
-    #[tokio::test]
-    async fn the_root_redirects_to_keys_relative_to_the_path_asked() {
-        let (status, headers, _) = get(app(), at("/app")).await;
-        assert_eq!(status, StatusCode::FOUND);
-        assert_eq!(headers["location"], "app/keys");
-        // A router nested at `/app` is not asked for `/app/` (axum routes it nowhere).
-        let (status, _, _) = get(app(), at("/app/")).await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]

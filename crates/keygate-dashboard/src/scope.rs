@@ -108,6 +108,16 @@ mod tests {
     }
 
     #[actix_web::test]
+    async fn the_mount_point_with_or_without_its_slash_leads_to_the_keys_page() {
+        let app = app!();
+        for (path, location) in [("/app", "app/keys"), ("/app/", "keys")] {
+            let response = test::call_service(&app, test::TestRequest::get().uri(path).to_request()).await;
+            assert_eq!(response.status(), StatusCode::FOUND, "{path}");
+            assert_eq!(header(&response, "location"), location, "{path}");
+        }
+    }
+
+    #[actix_web::test]
     async fn pages_and_assets_are_served_with_their_content_types_and_the_policy() {
         let app = app!();
         for (path, content_type, needle) in [
