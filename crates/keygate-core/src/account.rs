@@ -14,11 +14,12 @@
 //!   "account"` in the body, where a key's own refusal keeps its documented bytes.
 //!
 //! The limits are kept by the key store ([`KeyStore::owner_limits`]), set with
-//! [`Gate::owners`](crate::Gate::owners), the `keygate owners set` command or the
-//! self-service account route, and read with the key on its cold verification: a change
-//! puts every key of the owner on the change feed, so each instance re-reads them.
+//! [`KeyManager::set_owner_limits`], the `keygate owners set` command or the self-service
+//! account route, and read with the key on its cold verification: a change puts every
+//! key of the owner on the change feed, so each instance re-reads them.
 //!
 //! [`KeyStore::owner_limits`]: crate::store::KeyStore::owner_limits
+//! [`KeyManager::set_owner_limits`]: crate::manage::KeyManager::set_owner_limits
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
