@@ -14,6 +14,8 @@
     feature = "dashboard"
 ))]
 
+#[path = "support/processes.rs"]
+mod processes;
 #[path = "browser/service.rs"]
 mod service;
 #[path = "browser/webdriver.rs"]

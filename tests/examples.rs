@@ -2,7 +2,9 @@
 //! SQLite file, called over TCP. Both examples must answer alike.
 #![cfg(all(feature = "axum", feature = "actix", feature = "sqlite"))]
 
-use std::path::{Path, PathBuf};
+#[path = "support/processes.rs"]
+mod processes;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -10,24 +12,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+use processes::free_port;
+
 const MISSING: &str = r#"{"success":false,"error":{"code":"MISSING_API_KEY","message":"API key is required","details":{"header":"Authorization"}}}"#;
-
-/// `target/debug/examples/NAME` (or `target/debug/NAME` for the CLI), next to this test.
-fn built(kind: &str, name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    match kind {
-        "example" => dir.join("examples").join(name),
-        _ => dir.join(name),
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 struct Service {
     child: Child,
@@ -44,7 +31,7 @@ impl Service {
 
     async fn start_with(example: &str, database_url: &str, env: &[(&str, &str)]) -> Service {
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut child = Command::new(built("example", example))
+        let mut child = Command::new(processes::example(example))
             .envs(env.iter().copied())
             .env("KEYGATE_ADDR", &addr)
             .env("KEYGATE_DATABASE_URL", database_url)
@@ -199,7 +186,7 @@ async fn serves_the_contract(example: &str, database: &str) {
     // A graceful stop writes the last usage batch; a restart keeps the keys and does
     // not mint a second demo key.
     service.terminate().await;
-    let cli = built("bin", "keygate");
+    let cli = processes::binary("keygate");
     if cli.exists() {
         let output = std::process::Command::new(&cli)
             .args(["--database-url", database, "keys", "show", &key_id, "--json"])
@@ -398,7 +385,7 @@ mod on_postgres {
 
 /// Runs the built `keygate` CLI on `database`; its stdout. Fails the test on an error.
 fn keygate_cli(database: &str, args: &[&str]) -> String {
-    let output = std::process::Command::new(built("bin", "keygate"))
+    let output = std::process::Command::new(processes::binary("keygate"))
         .args(["--database-url", database])
         .args(args)
         .output()
@@ -428,7 +415,7 @@ fn cli_key(database: &str, owner: &str, scopes: &str) -> String {
 /// naming the account; an owner limited to 10/min gets exactly 10 of 30 requests split
 /// across its two keys, the rest 429 naming the account. Limits are set with the CLI.
 async fn accounts_share_their_limits(example: &str) {
-    if !built("bin", "keygate").exists() {
+    if !processes::binary("keygate").exists() {
         panic!("the keygate CLI is not built next to the tests");
     }
     let dir = tempfile::tempdir().expect("temp dir");

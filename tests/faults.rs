@@ -18,7 +18,10 @@
     feature = "redis"
 ))]
 
-use std::path::{Path, PathBuf};
+#[path = "support/processes.rs"]
+mod processes;
+
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,31 +35,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+use processes::{example, free_port, required};
+
 /// The timeout of every Redis call on the request path (`keygate_redis::DEFAULT_TIMEOUT`).
 const BUDGET: Duration = keygate::keygate_redis::DEFAULT_TIMEOUT;
-
-fn required() -> bool {
-    std::env::var("KEYGATE_REQUIRE_SERVICES").as_deref() == Ok("1")
-}
 
 /// Skips (returns `None`) with `why`, or fails under `KEYGATE_REQUIRE_SERVICES=1`.
 fn skip<T>(why: &str) -> Option<T> {
     assert!(!required(), "KEYGATE_REQUIRE_SERVICES=1 but {why}");
     println!("skipped: {why}");
     None
-}
-
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    dir.join("examples").join(name)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// One running example, killed on drop.

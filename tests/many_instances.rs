@@ -15,7 +15,9 @@
     feature = "redis"
 ))]
 
-use std::path::{Path, PathBuf};
+#[path = "support/processes.rs"]
+mod processes;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -27,12 +29,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+use processes::{free_port, required};
+
 /// The most a revocation may take to reach every instance (issue 12's acceptance).
 const REVOCATION_BUDGET: Duration = Duration::from_millis(500);
-
-fn required() -> bool {
-    std::env::var("KEYGATE_REQUIRE_SERVICES").as_deref() == Ok("1")
-}
 
 /// `name`'s value, or `None` (the test skips) when unset.
 fn service_url(name: &str) -> Option<String> {
@@ -44,23 +44,6 @@ fn service_url(name: &str) -> Option<String> {
             None
         }
     }
-}
-
-/// `target/debug/examples/NAME`, or `target/debug/NAME` for the CLI.
-fn built(kind: &str, name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    match kind {
-        "example" => dir.join("examples").join(name),
-        _ => dir.join(name),
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// A database of its own on the server of `KEYGATE_TEST_POSTGRES_URL`, dropped after.
@@ -102,7 +85,7 @@ impl Service {
     /// Starts `example` on `database_url` (and Redis, when given); waits until it listens.
     async fn start(example: &str, database_url: &str, redis_url: Option<&str>) -> Service {
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut command = Command::new(built("example", example));
+        let mut command = Command::new(processes::example(example));
         command
             .env("KEYGATE_ADDR", &addr)
             .env("KEYGATE_DATABASE_URL", database_url)
@@ -317,7 +300,7 @@ async fn listening(database: Option<&ScratchDatabase>, redis_url: Option<&str>) 
 /// PostgreSQL (a scratch database), or on one SQLite file when `postgres` is false, so
 /// that Redis is the only push.
 async fn revocations_reach_every_instance(postgres: bool, redis_url: Option<&str>) {
-    let cli = built("bin", "keygate");
+    let cli = processes::binary("keygate");
     if !cli.exists() {
         assert!(!required(), "the keygate CLI is not built ({})", cli.display());
         println!("skipped: the keygate CLI is not built ({})", cli.display());

@@ -1,6 +1,6 @@
 //! An example service as a real process on a free port, and plain HTTP calls to it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -8,21 +8,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-/// `target/debug`, where this test and the examples are built.
-pub fn target_profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+pub use crate::processes::{free_port, target_profile_dir};
 
 pub struct Service {
     _child: Child,
@@ -38,7 +24,7 @@ impl Service {
     pub async fn start(example: &str, dir: &Path) -> Service {
         let addr = format!("127.0.0.1:{}", free_port());
         let database = format!("sqlite://{}", dir.join("keygate.db").display());
-        let mut child = Command::new(target_profile_dir().join("examples").join(example))
+        let mut child = Command::new(crate::processes::example(example))
             .env("KEYGATE_ADDR", &addr)
             .env("KEYGATE_DATABASE_URL", &database)
             .env("KEYGATE_INSECURE_FAST_HASH", "1")
