@@ -111,10 +111,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 web::post().to(chat),
             ))
             .service(guarded(gate, "/v1/hello", policies.hello, web::get().to(hello)))
+            // The OpenAPI document of the key API, and the pages over it (they call
+            // `/api/v1`). A scope answers every path below it, 404 included, so the
+            // resources under `/api/v1` come before the `/api/v1` scope.
+            .service(openapi_resource("/api/v1/openapi.json", dashboard.clone()))
             .service(self_service_scope("/api/v1/api-keys", gate.clone()))
             .service(account_scope("/api/v1", gate.clone()))
-            // The OpenAPI document of that API, and the pages over it (they call `/api/v1`).
-            .service(openapi_resource("/api/v1/openapi.json", dashboard.clone()))
             .service(dashboard_scope("/app", dashboard.clone()))
     })
     .bind(&settings.addr)?;

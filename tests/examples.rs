@@ -531,6 +531,24 @@ async fn accounts_share_their_limits(example: &str) {
         !metrics.contains("kg_live_") && !metrics.contains("acct_"),
         "{metrics}"
     );
+
+    // Every route the example mounts is reached, none shadowed by another's prefix
+    // (actix's `/api/v1` scope once answered 404 for the OpenAPI document under it).
+    let (status, document) = service.get("/api/v1/openapi.json", None).await;
+    assert_eq!(status, 200, "/api/v1/openapi.json: {document}");
+    let document: serde_json::Value = serde_json::from_str(&document).expect("JSON");
+    assert!(
+        document["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")),
+        "{document}"
+    );
+    for path in ["/api/v1/api-keys", "/api/v1/account", "/api/v1/usage?days=30"] {
+        let (status, body) = service.get(path, Some(&admin)).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    for path in ["/app/keys", "/app/usage"] {
+        let (status, body) = service.get(path, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
     service.stop().await;
 }
 

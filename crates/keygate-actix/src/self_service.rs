@@ -107,6 +107,10 @@ pub fn self_service_scope(
 /// ([`SelfService::account`], [`SelfService::set_account`]); `GET /usage?days=30` gives
 /// each key's requests per day, spend and flags of unusual activity
 /// ([`SelfService::usage`]). The same callers and middleware as [`self_service_scope`].
+///
+/// An actix scope answers every path below it (404 for one it does not route): register
+/// what else lives under `path` before it, `self_service_scope("/api/v1/api-keys", …)`
+/// and the OpenAPI document at `/api/v1/openapi.json`.
 pub fn account_scope(
     path: &str,
     api: impl Into<SelfService>,
