@@ -80,26 +80,23 @@ async fn serve(State(dashboard): State<Dashboard>, request: Request) -> Response
         Some(OriginalUri(uri)) => uri.path(),
         None => request.uri().path(),
     };
-    let served = dashboard.respond(&DashboardRequest {
-        method: request.method().as_str(),
-        path: request.uri().path(),
-        full_path,
-        if_none_match: request.headers().get(IF_NONE_MATCH).map(HeaderValue::as_bytes),
-        account: request.extensions().get::<Account>(),
-    });
-    response(served)
+    answer(&dashboard, &request, request.uri().path(), full_path)
 }
 
 /// `path/`, routed beside the nested router: the mount point itself.
 async fn slash(State(dashboard): State<Dashboard>, request: Request) -> Response {
-    let served = dashboard.respond(&DashboardRequest {
+    answer(&dashboard, &request, "/", request.uri().path())
+}
+
+/// The page or asset at `path` below the mount point (`full_path` as asked).
+fn answer(dashboard: &Dashboard, request: &Request, path: &str, full_path: &str) -> Response {
+    response(dashboard.respond(&DashboardRequest {
         method: request.method().as_str(),
-        path: "/",
-        full_path: request.uri().path(),
+        path,
+        full_path,
         if_none_match: request.headers().get(IF_NONE_MATCH).map(HeaderValue::as_bytes),
         account: request.extensions().get::<Account>(),
-    });
-    response(served)
+    }))
 }
 
 async fn openapi(State(dashboard): State<Dashboard>, request: Request) -> Response {
