@@ -21,7 +21,7 @@
 //! # Example
 //! ```
 //! # #[cfg(feature = "axum")]
-//! # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 //! use axum::{routing::get, Router};
 //! use keygate::hash::Argon2Hasher;
 //! use keygate::{ApiKeyLayer, Gate, MemoryStore, NewKey, Principal};

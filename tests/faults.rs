@@ -1,7 +1,9 @@
 //! Backends failing under the examples, as real processes: a private PostgreSQL cluster
 //! stopped and started again under `axum_service` and `actix_service` (cached keys keep
 //! working, unknown keys get 503 with `Retry-After`, nothing answers 500, and new keys
-//! work once it is back); and a private Redis hung by `DEBUG SLEEP` under two instances
+//! work once it is back); the same cluster hung behind a proxy that stops forwarding
+//! (a key not in the cache gets its 503 within the store's budget, instead of never);
+//! and a private Redis hung by `DEBUG SLEEP` under two instances
 //! (every answer the `Local` policy's, each request's latency printed, and the shared
 //! limits exact again once Redis answers).
 //!
@@ -37,8 +39,13 @@ use tokio::process::{Child, Command};
 
 use processes::{example, free_port, required};
 
-/// The timeout of every Redis call on the request path (`keygate_redis::DEFAULT_TIMEOUT`).
-const BUDGET: Duration = keygate::keygate_redis::DEFAULT_TIMEOUT;
+/// The timeout of every Redis and key store call on the request path
+/// (`keygate::backend::DEFAULT_TIMEOUT`).
+const BUDGET: Duration = keygate::backend::DEFAULT_TIMEOUT;
+
+/// Longer than any answer may take: a request still unanswered then is hung, and fails
+/// the test (this detects a hang; the latencies themselves are printed, not asserted).
+const HUNG: Duration = Duration::from_secs(10);
 
 /// Skips (returns `None`) with `why`, or fails under `KEYGATE_REQUIRE_SERVICES=1`.
 fn skip<T>(why: &str) -> Option<T> {
@@ -86,6 +93,16 @@ impl Service {
     /// `GET /v1/whoami` with `key`: the status and the response head.
     async fn whoami(&self, key: &str) -> (u16, String) {
         http(&self.addr, key).await
+    }
+
+    /// [`whoami`](Self::whoami), failing the test if no answer comes within [`HUNG`]:
+    /// the status, the head and how long it took.
+    async fn timed_whoami(&self, key: &str) -> (u16, String, Duration) {
+        let started = Instant::now();
+        let (status, head) = tokio::time::timeout(HUNG, self.whoami(key))
+            .await
+            .unwrap_or_else(|_| panic!("no answer within {HUNG:?}: the request hangs"));
+        (status, head, started.elapsed())
     }
 
     /// SIGTERM, and the graceful exit.
@@ -282,9 +299,9 @@ impl Drop for PrivatePostgres {
     }
 }
 
-/// The key store stopped under both examples: each cached key still answers 200, a key
-/// not in the cache 503 with `Retry-After`, none 500; once it is back, that key and a
-/// key created since are admitted.
+/// The key store stopped under both examples: each cached key still answers 200, each
+/// key not in the cache 503 with `Retry-After` (latencies printed), none 500, none
+/// hangs; once it is back, those keys and a key created since are admitted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_unreachable_cached_keys_200_unknown_keys_503_and_back() {
     let Some(mut postgres) = PrivatePostgres::start() else {
@@ -292,58 +309,197 @@ async fn postgres_unreachable_cached_keys_200_unknown_keys_503_and_back() {
     };
     let url = postgres.url();
     let keys = key_manager(&url).await;
-    let (_, cached) = new_key(&keys, "cached", &[]).await;
-    let (_, unknown) = new_key(&keys, "never seen", &[]).await;
-    let instances = [
-        Service::start("axum_service", &url, None).await,
-        Service::start("actix_service", &url, None).await,
-    ];
-    for instance in &instances {
-        assert_eq!(instance.whoami(&cached).await.0, 200, "warm");
-    }
-
+    let scenario = Scenario::warm(&url, &keys).await;
     postgres.stop();
-    for (instance, name) in instances.iter().zip(["axum", "actix"]) {
-        for i in 0..5 {
-            let (status, _) = instance.whoami(&cached).await;
-            assert_eq!(status, 200, "{name}: cached key, request {i}, store down");
+    scenario.store_down("stopped").await;
+    postgres.pg_ctl_start();
+    // The pool reconnects on a later request: until then the answer is still 503.
+    scenario.store_back(&key_manager(&url).await).await;
+}
+
+/// Both examples on the store at `url`, with a key each has cached and keys neither has
+/// seen (created with `keys`).
+struct Scenario {
+    instances: [Service; 2],
+    cached: String,
+    unknown: Vec<String>,
+}
+
+impl Scenario {
+    async fn warm(url: &str, keys: &KeyManager) -> Scenario {
+        let (_, cached) = new_key(keys, "cached", &[]).await;
+        let unknown = unknown_keys(keys).await;
+        let instances = [
+            Service::start("axum_service", url, None).await,
+            Service::start("actix_service", url, None).await,
+        ];
+        for instance in &instances {
+            assert_eq!(instance.whoami(&cached).await.0, 200, "warm");
         }
-        let started = Instant::now();
-        let (status, head) = instance.whoami(&unknown).await;
-        println!(
-            "{name}: a key not in the cache, store down: {status} after {:?}",
-            started.elapsed()
-        );
-        assert_eq!(status, 503, "{name}: an unknown key with the store down");
-        assert!(has_retry_after(&head), "{name}: 503 without Retry-After: {head}");
-        assert_eq!(instance.whoami(&cached).await.0, 200, "{name}: cached, after");
+        Scenario {
+            instances,
+            cached,
+            unknown,
+        }
     }
 
-    postgres.pg_ctl_start();
-    let again = key_manager(&url).await;
-    let (_, fresh) = new_key(&again, "created after", &[]).await;
-    let back = Instant::now();
-    for (instance, name) in instances.iter().zip(["axum", "actix"]) {
-        // The pool reconnects on a later request: until then the answer is still 503.
-        loop {
-            match instance.whoami(&fresh).await.0 {
-                200 => break,
-                503 => {}
-                other => panic!("{name}: a new key, store back: {other}"),
-            }
-            assert!(
-                back.elapsed() < Duration::from_secs(30),
-                "{name}: a new key still refused 30 s after the store is back"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    /// What each instance answers while the store is down (`how`).
+    async fn store_down(&self, how: &str) {
+        for (instance, name) in self.instances.iter().zip(["axum", "actix"]) {
+            store_down_answers(instance, name, &self.cached, &self.unknown, how).await;
         }
-        assert_eq!(instance.whoami(&unknown).await.0, 200, "{name}: refused earlier");
-        assert_eq!(instance.whoami(&cached).await.0, 200, "{name}: cached");
     }
-    println!("store back: new keys admitted after {:?}", back.elapsed());
-    for instance in instances {
-        instance.terminate().await;
+
+    /// The store is back: a key created since (with `keys`) and the keys refused meanwhile
+    /// are admitted by each instance within 30 s (a read that still times out, on a
+    /// loaded machine, is answered 503 and retried), and the cached one; then both
+    /// instances exit gracefully.
+    async fn store_back(self, keys: &KeyManager) {
+        let (_, fresh) = new_key(keys, "created after", &[]).await;
+        let back = Instant::now();
+        for (instance, name) in self.instances.iter().zip(["axum", "actix"]) {
+            admitted_again(instance, name, &fresh, back).await;
+            for key in &self.unknown {
+                admitted_again(instance, name, key, back).await;
+            }
+            assert_eq!(instance.whoami(&self.cached).await.0, 200, "{name}: cached");
+        }
+        println!("store back: new keys admitted after {:?}", back.elapsed());
+        for instance in self.instances {
+            instance.terminate().await;
+        }
     }
+}
+
+/// Keys that no instance has seen yet: one more than the failures in a row that open the
+/// store's breaker.
+async fn unknown_keys(keys: &KeyManager) -> Vec<String> {
+    let mut unknown = Vec::new();
+    for i in 0..=keygate::backend::THRESHOLD {
+        unknown.push(new_key(keys, &format!("never seen {i}"), &[]).await.1);
+    }
+    unknown
+}
+
+/// What an instance answers while its store is down (`how`: stopped, hung): the cached
+/// key 200 every time, each key not in the cache 503 with `Retry-After`, and no request
+/// hangs. Each latency is printed beside the budget: the first keys not in the cache
+/// cost the store's timeout at most; the last, once the breaker has opened, nothing.
+async fn store_down_answers(instance: &Service, name: &str, cached: &str, unknown: &[String], how: &str) {
+    for i in 0..5 {
+        let (status, _, took) = instance.timed_whoami(cached).await;
+        assert_eq!(status, 200, "{name}: cached key, request {i}, store {how}");
+        println!("{name}: the cached key, store {how}: {status} after {took:?}");
+    }
+    for (i, key) in unknown.iter().enumerate() {
+        let (status, head, took) = instance.timed_whoami(key).await;
+        println!(
+            "{name}: key {i} not in the cache, store {how}: {status} after {took:?} \
+             (within the budget + 20 ms, {:?}: {})",
+            BUDGET + Duration::from_millis(20),
+            took <= BUDGET + Duration::from_millis(20)
+        );
+        assert_eq!(status, 503, "{name}: a key not in the cache, store {how}");
+        assert!(has_retry_after(&head), "{name}: 503 without Retry-After: {head}");
+    }
+    assert_eq!(instance.whoami(cached).await.0, 200, "{name}: cached, after");
+}
+
+/// Until `key` is admitted by `instance` (503 meanwhile, while the pool reconnects or
+/// the breaker waits for its probe), at most 30 s after `since`.
+async fn admitted_again(instance: &Service, name: &str, key: &str, since: Instant) {
+    loop {
+        match instance.whoami(key).await.0 {
+            200 => return,
+            503 => {}
+            other => panic!("{name}: store back: {other}"),
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(30),
+            "{name}: a key still refused 30 s after the store is back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A TCP proxy to a local port that can be hung: while it is, bytes are read but not
+/// passed on, in either direction, and new connections are accepted but not served, as
+/// by a server that stopped answering without closing anything. Aborted on drop.
+struct Proxy {
+    port: u16,
+    hung: Arc<tokio::sync::watch::Sender<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("local addr").port();
+        let hung = Arc::new(tokio::sync::watch::channel(false).0);
+        let forwarding = Arc::clone(&hung);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pump(client_read, server_write, forwarding.subscribe()));
+                tokio::spawn(pump(server_read, client_write, forwarding.subscribe()));
+            }
+        });
+        Proxy { port, hung, task }
+    }
+
+    fn hang(&self, hung: bool) {
+        self.hung.send_replace(hung);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to`, holding what it read while the proxy is hung.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut hung: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut buffer = vec![0; 16 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        if hung.wait_for(|hung| !*hung).await.is_err() || to.write_all(&buffer[..read]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+/// The key store hung under both examples (a proxy in front of a private cluster stops
+/// forwarding: every connection stays open and nothing answers): cached keys 200, each
+/// key not in the cache 503 with `Retry-After` within the budget (latencies printed),
+/// none hangs, none 500; once the proxy forwards again, those keys and a new one are
+/// admitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_hung_costs_a_key_not_in_the_cache_the_budget_not_a_hang() {
+    let Some(postgres) = PrivatePostgres::start() else {
+        return;
+    };
+    let proxy = Proxy::start(postgres.port).await;
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port);
+    let keys = key_manager(&postgres.url()).await;
+    let scenario = Scenario::warm(&url, &keys).await;
+    proxy.hang(true);
+    scenario.store_down("hung").await;
+    proxy.hang(false);
+    scenario.store_back(&keys).await;
+    drop(proxy);
 }
 
 /// A private `redis-server` keeping nothing on disk, with `DEBUG` allowed from loopback

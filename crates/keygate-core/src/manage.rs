@@ -16,7 +16,7 @@
 //! use keygate_core::manage::KeyManager;
 //! use keygate_core::{MemoryStore, NewKey};
 //!
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let keys = KeyManager::new(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast());
 //! let created = keys.create(NewKey::new("acct_1", "CI Pipeline").scopes(["read"])).await.unwrap();
 //! println!("your key, shown once: {}", created.key.expose_secret());

@@ -17,11 +17,23 @@ use keygate_core::verify::VerifierConfig;
 use keygate_core::{Denial, Gate, KeyId, KeyStore, MemoryStore, NewKey, RoutePolicy};
 use support::{bearer, create, forge, status, CountingStore, Probe};
 
+/// A gate whose store reads may take a minute: these tests hold the lookup on purpose,
+/// longer than the default budget (`tests/store_budget.rs` tests that budget).
+fn patient(store: &CountingStore, hasher: &Probe) -> Gate {
+    Gate::builder(store.clone())
+        .hasher(hasher.clone())
+        .verifier(VerifierConfig {
+            store_timeout: Duration::from_secs(60),
+            ..VerifierConfig::default()
+        })
+        .build()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_first_requests_cause_one_lookup_and_one_hash() {
     let store = CountingStore::default();
     let hasher = Probe::default();
-    let gate = Gate::builder(store.clone()).hasher(hasher.clone()).build();
+    let gate = patient(&store, &hasher);
     let key = create(&gate).await.key.expose_secret().to_string();
 
     // Hold the lookup so that every request arrives while the first is still cold.
@@ -49,7 +61,7 @@ async fn a_thousand_concurrent_first_requests_cause_one_lookup_and_one_hash() {
 async fn a_cancelled_first_request_neither_stalls_nor_fails_the_others() {
     let store = CountingStore::default();
     let hasher = Probe::default();
-    let gate = Gate::builder(store.clone()).hasher(hasher.clone()).build();
+    let gate = patient(&store, &hasher);
     let key = create(&gate).await.key.expose_secret().to_string();
 
     let held = store.hold_finds();

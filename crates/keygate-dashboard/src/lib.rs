@@ -41,7 +41,7 @@
 //! # Example
 //! ```
 //! # #[cfg(feature = "axum")]
-//! # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 //! use axum::{body::Body, extract::Request, Router};
 //! use keygate_dashboard::{dashboard_at, Dashboard};
 //! use tower::ServiceExt;

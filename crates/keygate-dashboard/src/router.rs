@@ -18,7 +18,7 @@ use crate::{Dashboard, DashboardRequest, Served};
 ///
 /// # Example
 /// ```
-/// # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 /// use axum::{body::Body, extract::Request, Router};
 /// use keygate_dashboard::{dashboard_router, openapi_route, Dashboard};
 /// use tower::ServiceExt;
@@ -47,7 +47,7 @@ pub fn dashboard_router(dashboard: Dashboard) -> Router {
 ///
 /// # Example
 /// ```
-/// # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 /// use axum::{body::Body, extract::Request, Router};
 /// use keygate_dashboard::{dashboard_at, Dashboard};
 /// use tower::ServiceExt;

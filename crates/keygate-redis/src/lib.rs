@@ -58,7 +58,6 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-mod breaker;
 mod broadcast;
 mod limiter;
 mod local;

@@ -13,13 +13,13 @@ use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::Script;
 
-use crate::breaker::Breaker;
 use crate::window::{decide, plan, MAX_INSTANT_MICROS};
 use crate::Connection;
 use keygate_core::account::Holder;
+use keygate_core::backend::Breaker;
 
 /// How long a call waits for Redis by default.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+pub const DEFAULT_TIMEOUT: Duration = keygate_core::backend::DEFAULT_TIMEOUT;
 
 /// The script: checks and counts every window of one request (see `acquire.lua`).
 const ACQUIRE: &str = include_str!("acquire.lua");

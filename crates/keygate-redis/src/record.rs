@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use keygate_core::backend::BackendError;
+use keygate_core::backend::{BackendError, Budget};
 use keygate_core::record::SpendDelta;
 use keygate_core::spend::Month;
-use keygate_core::store::{DynKeyStore, KeyStore};
+use keygate_core::store::{DynKeyStore, KeyStore, StoreError};
 use keygate_core::KeyId;
 
 /// (key, month) totals a store outage may hold back at most; beyond, a charge still
@@ -20,6 +20,9 @@ pub(crate) struct Record {
     pending: Mutex<HashMap<(KeyId, Month), u64>>,
     /// One flush at a time, so that a reseed waits for a flush under way to land.
     flushing: tokio::sync::Mutex<()>,
+    /// The reads on the request path (a reseed, a total during an outage), each within
+    /// its timeout and behind a breaker.
+    budget: Budget,
 }
 
 impl Record {
@@ -28,6 +31,7 @@ impl Record {
             store: Arc::new(store),
             pending: Mutex::default(),
             flushing: tokio::sync::Mutex::new(()),
+            budget: Budget::default(),
         }
     }
 
@@ -37,42 +41,41 @@ impl Record {
         merge(&mut pending, (key_id.clone(), month), micro_cents);
     }
 
-    /// The total to seed a missing counter with: the recorded one, once this instance's
-    /// pending charges are written, plus those of this key that could not be. No other
-    /// flush runs meanwhile, so each of this instance's charges is counted once.
+    /// The total to seed a missing counter with: the recorded one plus this instance's
+    /// charges of this key not yet written. No flush runs meanwhile (the flush lock is
+    /// held), so each of this instance's charges is in exactly one of the two. Only
+    /// reads, within the budget: a hung store costs the request its timeout, and no
+    /// write is cut short.
     pub(crate) async fn seed(&self, key_id: &KeyId, month: Month) -> Result<u64, BackendError> {
-        let _one = self.flushing.lock().await;
-        self.write_pending().await;
-        let held = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&(key_id.clone(), month))
-            .copied()
-            .unwrap_or(0);
-        let recorded = self
-            .store
-            .spent(key_id, month)
+        let read = async {
+            let _one = self.flushing.lock().await;
+            let recorded = self.store.spent(key_id, month).await?;
+            Ok::<u64, StoreError>(recorded.saturating_add(self.held(key_id, month)))
+        };
+        self.budget
+            .call(read, StoreError::is_outage)
             .await
-            .map_err(|e| BackendError(format!("could not read the recorded spend: {e}")))?;
-        Ok(recorded.saturating_add(held))
+            .map_err(|e| BackendError(format!("could not read the recorded spend: {e}")))
     }
 
     /// This instance's view of a total: the recorded one plus its unwritten charges.
     pub(crate) async fn view(&self, key_id: &KeyId, month: Month) -> Result<u64, BackendError> {
         let recorded = self
-            .store
-            .spent(key_id, month)
+            .budget
+            .call(self.store.spent(key_id, month), StoreError::is_outage)
             .await
             .map_err(|e| BackendError(format!("could not read the recorded spend: {e}")))?;
-        let held = self
-            .pending
+        Ok(recorded.saturating_add(self.held(key_id, month)))
+    }
+
+    /// This instance's charges of `key_id` in `month` not yet written.
+    fn held(&self, key_id: &KeyId, month: Month) -> u64 {
+        self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&(key_id.clone(), month))
             .copied()
-            .unwrap_or(0);
-        Ok(recorded.saturating_add(held))
+            .unwrap_or(0)
     }
 
     /// Writes what is pending in one batch; on failure keeps it for the next flush.

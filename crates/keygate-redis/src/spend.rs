@@ -12,10 +12,10 @@ use keygate_core::KeyId;
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-use crate::breaker::Breaker;
 use crate::limiter::DEFAULT_TIMEOUT;
 use crate::local::Local;
 use crate::record::Record;
+use keygate_core::backend::Breaker;
 
 /// Charges `ARGV[1]` to the counter `KEYS[1]` and returns the new total; a missing
 /// counter is first set to `ARGV[2]` (its recorded total), or, when `ARGV[2]` is empty,
@@ -73,10 +73,12 @@ return total
 /// Redis fails it.
 ///
 /// A counter missing from Redis (Redis restarted, or the counter expired) is reseeded
-/// from the record before it is used: the instance that finds it missing writes its own
-/// pending charges to the store, reads the recorded total ([`KeyStore::spent`]) plus any
-/// of its own that the store would not take, and one script sets the counter to that
-/// unless another instance got there first, then charges.
+/// from the record before it is used: the instance that finds it missing reads the
+/// recorded total ([`KeyStore::spent`]) plus its own charges not yet written, and one
+/// script sets the counter to that unless another instance got there first, then
+/// charges. The read has a time budget of its own (50 ms, with a breaker, as the
+/// store's reads have in a cold verification): a hung store fails the call (answered
+/// as the outage policy says) instead of holding the request.
 /// Concurrent reseeds from several instances are safe: the first sets the counter, the
 /// others only charge.
 ///

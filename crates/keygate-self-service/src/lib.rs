@@ -45,7 +45,7 @@
 //! use keygate_core::{Gate, MemoryStore, NewKey, RoutePolicy};
 //! use keygate_self_service::{Account, Caller, SelfService};
 //!
-//! # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 //! let gate = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast()).build();
 //! let api = SelfService::new(gate.clone());
 //!

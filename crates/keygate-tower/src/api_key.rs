@@ -11,7 +11,7 @@
 //! use keygate_tower::ApiKeyLayer;
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
-//! # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 //! let gate = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast()).build();
 //! let reader = gate.keys().create(NewKey::new("acct_1", "reader").scopes(["read"])).await.unwrap();
 //!

@@ -19,7 +19,7 @@
 //! use keygate_tower::ApiKeyLayer;
 //! use tower::ServiceExt;
 //!
-//! # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 //! let gate = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast()).build();
 //! let created = gate.keys().create(NewKey::new("acct_1", "docs")).await.unwrap();
 //!

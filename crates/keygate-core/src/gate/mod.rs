@@ -25,7 +25,7 @@
 //! use keygate_core::{Gate, MemoryStore, NewKey, RoutePolicy};
 //! use http::{HeaderMap, StatusCode};
 //!
-//! # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 //! let gate = Gate::builder(MemoryStore::new()).hasher(Argon2Hasher::insecure_fast()).build();
 //! let created = gate.keys().create(NewKey::new("acct_1", "demo")).await.unwrap();
 //!

@@ -26,7 +26,7 @@ const IDLE: Duration = Duration::from_secs(32 * 86_400);
 /// use keygate_core::spend::{MemorySpendMeter, Month, SpendMeter};
 /// use keygate_core::KeyId;
 ///
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let meter = MemorySpendMeter::new();
 /// let key = KeyId::from("kg_live_a1b2c3d4");
 /// let march = Month { year: 2026, month: 3 };

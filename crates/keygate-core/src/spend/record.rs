@@ -11,10 +11,10 @@ use moka::sync::Cache;
 use tokio::sync::OnceCell;
 
 use super::{Month, SpendMeter};
-use crate::backend::BackendError;
+use crate::backend::{BackendError, Budget};
 use crate::key::KeyId;
 use crate::record::SpendDelta;
-use crate::store::{DynKeyStore, KeyStore};
+use crate::store::{DynKeyStore, KeyStore, StoreError};
 
 /// Counters held by default.
 const DEFAULT_MAX_ENTRIES: u64 = 100_000;
@@ -45,7 +45,7 @@ const MAX_PENDING: usize = 100_000;
 /// use keygate_core::spend::{Month, RecordSpendMeter, SpendMeter};
 /// use keygate_core::{KeyId, MemoryStore};
 ///
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let store = MemoryStore::new();
 /// let key = KeyId::from("kg_live_a1b2c3d4");
 /// let march = Month { year: 2026, month: 3 };
@@ -62,6 +62,9 @@ const MAX_PENDING: usize = 100_000;
 #[derive(Clone)]
 pub struct RecordSpendMeter {
     inner: Arc<Inner>,
+    /// Each read of a recorded total, within its timeout and behind a breaker (shared
+    /// by the clones).
+    budget: Budget,
 }
 
 struct Inner {
@@ -99,7 +102,19 @@ impl RecordSpendMeter {
                     .build(),
                 pending: Mutex::default(),
             }),
+            budget: Budget::default(),
         }
+    }
+
+    /// How long the first use of a (key, month) waits to read its recorded total
+    /// ([`DEFAULT_TIMEOUT`](crate::backend::DEFAULT_TIMEOUT), 50 ms, by default). A
+    /// read that fails or takes longer fails the call (the gate answers as its
+    /// [`FailMode`](crate::backend::FailMode) says) and the charge is still recorded; a
+    /// few in a row open a breaker that answers at once until a probe finds the store
+    /// back.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.budget = Budget::new(timeout);
+        self
     }
 
     fn total(&self, key_id: &KeyId, month: Month) -> Arc<Total> {
@@ -109,22 +124,22 @@ impl RecordSpendMeter {
     }
 
     /// Reads the recorded total into `total`, once; concurrent first uses wait for one
-    /// read. Charges are counted only after it, so none is counted twice.
+    /// read. Charges are counted only after it, so none is counted twice. The wait and
+    /// the read together take at most the budget's timeout.
     async fn load(&self, total: &Total, key_id: &KeyId, month: Month) -> Result<(), BackendError> {
-        total
-            .loaded
-            .get_or_try_init(|| async {
-                let recorded = self
-                    .inner
-                    .store
-                    .spent(key_id, month)
-                    .await
-                    .map_err(|e| BackendError(format!("could not read the recorded spend: {e}")))?;
-                total.spent.fetch_add(recorded, Ordering::AcqRel);
-                Ok::<(), BackendError>(())
-            })
+        if total.loaded.initialized() {
+            return Ok(());
+        }
+        let read = total.loaded.get_or_try_init(|| async {
+            let recorded = self.inner.store.spent(key_id, month).await?;
+            total.spent.fetch_add(recorded, Ordering::AcqRel);
+            Ok::<(), StoreError>(())
+        });
+        self.budget
+            .call(read, StoreError::is_outage)
             .await
             .map(|_| ())
+            .map_err(|e| BackendError(format!("could not read the recorded spend: {e}")))
     }
 
     /// Adds `micro_cents` to what waits to be written.

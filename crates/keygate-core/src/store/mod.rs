@@ -12,7 +12,7 @@
 //! assert!(store.find(&KeyId::from("kg_live_missing0")).await.unwrap().is_none());
 //! # });
 //! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
-//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 //! # }
 //! ```
 //!
@@ -72,6 +72,14 @@ pub enum StoreError {
     /// The store does not keep this (a custom store without owner limits).
     #[error("this store does not keep {0}")]
     Unsupported(&'static str),
+}
+
+impl StoreError {
+    /// Whether the store is down or failing (the call may succeed later), rather than
+    /// refusing this one call: what counts against a [`Breaker`](crate::backend::Breaker).
+    pub fn is_outage(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
 }
 
 /// A page of a listing: `limit` records after skipping `offset`, oldest first.

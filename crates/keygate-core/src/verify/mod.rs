@@ -54,21 +54,24 @@ use crate::account::{spend_subject, OwnerLimits};
 use crate::background::UsageCell;
 use crate::rate::Bucket;
 mod cache;
+mod config;
 mod lockout;
 mod pool;
 mod quiet;
 mod suspects;
 
+use crate::backend::Budget;
 use crate::clock::{Clock, Timestamp};
 use crate::hash::{HashError, KeyHasher, SecretHash};
 use crate::key::KeyId;
 use crate::observe::{cold_verification, Counters};
 use crate::principal::Principal;
-use crate::store::DynKeyStore;
+use crate::store::{DynKeyStore, StoreError};
 use cache::HotCache;
 #[cfg(test)]
 pub(crate) use cache::HASHED;
 pub(crate) use cache::{digest, Digest};
+pub use config::VerifierConfig;
 use lockout::Lockout;
 pub(crate) use pool::{HashPool, PoolError};
 use quiet::Hushed;
@@ -133,63 +136,6 @@ pub(crate) enum Failure {
 
 type Outcome = Result<Arc<Verified>, Failure>;
 
-/// Settings of the verifier.
-#[derive(Clone, Debug)]
-pub struct VerifierConfig {
-    /// How long a verified key stays cached: the bound on how long another instance
-    /// may honour a key revoked elsewhere, when no feed reaches it. Counted on the
-    /// gate's clock (a [`ManualClock`](crate::clock::ManualClock) moves it too); a clock
-    /// stepped back ends an entry rather than lengthening it.
-    pub cache_ttl: Duration,
-    /// Most keys cached.
-    pub cache_capacity: u64,
-    /// How long a failed key is remembered.
-    pub negative_ttl: Duration,
-    /// Most failed keys remembered.
-    pub negative_capacity: u64,
-    /// argon2 calls running at once (the blocking pool's width), for verification and
-    /// key creation together.
-    pub hash_workers: usize,
-    /// Cold verifications allowed to wait for a worker; past it they are shed.
-    pub hash_queue: usize,
-    /// Key creations and rotations holding or waiting for a worker at once (1 to
-    /// `hash_workers`): half the cores by default, so that a burst of creations leaves
-    /// workers to cold verifications.
-    pub create_workers: usize,
-    /// Creations allowed to wait for their turn; past it a creation fails at once with
-    /// [`ManageError::Busy`](crate::manage::ManageError::Busy) (503 in self-service).
-    pub create_queue: usize,
-    /// Failed attempts (wrong secrets, unknown ids) tolerated per key id within
-    /// `failure_window` before further cold attempts on that id are refused without
-    /// hashing (503 with `Retry-After`).
-    pub failure_limit: u32,
-    /// The window of `failure_limit`, counted from the first failure on the gate's clock.
-    pub failure_window: Duration,
-    /// How long a key whose secret was proven is spared by `failure_limit`, and re-read
-    /// from the store without argon2 once its cache entry has expired (while the stored
-    /// hash is unchanged). At most `cache_capacity` proofs are kept.
-    pub proven_ttl: Duration,
-}
-
-impl Default for VerifierConfig {
-    fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self {
-            cache_ttl: Duration::from_secs(300),
-            cache_capacity: 100_000,
-            negative_ttl: Duration::from_secs(10),
-            negative_capacity: 10_000,
-            hash_workers: cores,
-            hash_queue: cores * 16,
-            create_workers: (cores / 2).max(1),
-            create_queue: cores * 16,
-            failure_limit: 20,
-            failure_window: Duration::from_secs(60),
-            proven_ttl: Duration::from_secs(24 * 3600),
-        }
-    }
-}
-
 /// A waiting request's view of one cold verification.
 type Flight = watch::Receiver<Option<Outcome>>;
 
@@ -214,6 +160,8 @@ pub(crate) struct Verifier {
     shed_log: Hushed,
     throttle_log: Hushed,
     store_log: Hushed,
+    /// Each store read of a cold verification, within its timeout and behind a breaker.
+    store_budget: Budget,
     /// The gate's counters (`observe.rs`), here where most of them are counted.
     pub(crate) counters: Counters,
     /// Ids that received wrong secrets lately (`verify/suspects.rs`).
@@ -252,6 +200,7 @@ impl Verifier {
             shed_log: Hushed::new(),
             throttle_log: Hushed::new(),
             store_log: Hushed::new(),
+            store_budget: Budget::new(config.store_timeout),
             counters: Counters::default(),
             suspects: Suspects::new(),
         }
@@ -482,7 +431,10 @@ impl Verifier {
         _admitted: OwnedSemaphorePermit,
     ) -> Outcome {
         let loaded_epoch = self.epoch.load(Ordering::Acquire);
-        let found = self.store.find(key_id).await;
+        let found = self
+            .store_budget
+            .call(self.store.find(key_id), StoreError::is_outage)
+            .await;
         let now = self.clock.timestamp().unix_nanos();
         let record = match found {
             Ok(Some(record)) => record,
@@ -535,7 +487,8 @@ impl Verifier {
             }
         }
         self.lockout.prove(digest, &record.secret_hash, now);
-        let account = match self.store.owner_limits(&record.owner).await {
+        let limits = self.store.owner_limits(&record.owner);
+        let account = match self.store_budget.call(limits, StoreError::is_outage).await {
             Ok(limits) => limits.filter(|l| !l.is_empty()).map(Account::new),
             Err(error) => {
                 if let Some(suppressed) = self.store_log.admit(now) {

@@ -28,6 +28,9 @@ pub struct CountingStore {
     hash: Arc<Mutex<Option<SecretHash>>>,
     /// While lookups are held: what they wait on (closed to release them).
     held: Arc<Mutex<Option<Arc<tokio::sync::Semaphore>>>>,
+    spents: Arc<AtomicUsize>,
+    /// While reads of the recorded spend are held: what they wait on.
+    held_spent: Arc<Mutex<Option<Arc<tokio::sync::Semaphore>>>>,
 }
 
 /// Lookups held at a [`CountingStore`] until this is dropped.
@@ -51,6 +54,18 @@ impl CountingStore {
     pub fn hold_finds(&self) -> HoldFinds {
         *self.held.lock().unwrap() = Some(Arc::new(tokio::sync::Semaphore::new(0)));
         HoldFinds(self.held.clone())
+    }
+
+    /// Reads of the recorded spend (`spent`).
+    pub fn spents(&self) -> usize {
+        self.spents.load(Ordering::SeqCst)
+    }
+
+    /// Holds every read of the recorded spend (counted as it arrives) until the
+    /// [`HoldFinds`] is dropped.
+    pub fn hold_spent(&self) -> HoldFinds {
+        *self.held_spent.lock().unwrap() = Some(Arc::new(tokio::sync::Semaphore::new(0)));
+        HoldFinds(self.held_spent.clone())
     }
 
     /// Every record found from now on carries `hash`.
@@ -110,6 +125,11 @@ impl KeyStore for CountingStore {
         self.inner.record_spend(batch).await
     }
     async fn spent(&self, key_id: &KeyId, month: Month) -> Result<u64, StoreError> {
+        self.spents.fetch_add(1, Ordering::SeqCst);
+        let door = self.held_spent.lock().unwrap().clone();
+        if let Some(door) = door {
+            let _ = door.acquire().await;
+        }
         self.inner.spent(key_id, month).await
     }
     async fn changes_since(&self, cursor: u64) -> Result<Changes, StoreError> {

@@ -1,4 +1,12 @@
-//! What the gate does when a backend (a rate limiter, a spend meter) cannot answer.
+//! Backends on the request path (the key store, a rate limiter, a spend meter): what
+//! the gate does when one cannot answer ([`FailMode`]), and how long it waits for one
+//! ([`Budget`]: a timeout per call and a circuit [`Breaker`]).
+
+mod breaker;
+mod budget;
+
+pub use breaker::{Breaker, COOL_DOWN, THRESHOLD};
+pub use budget::{Budget, Unanswered, DEFAULT_TIMEOUT};
 
 /// A limiter or meter could not answer.
 #[derive(Debug, thiserror::Error)]

@@ -1,18 +1,36 @@
-//! A circuit breaker in front of Redis: after a few failures in a row, calls are not
-//! sent for a while, so that a down or hung Redis costs a request nothing instead of the
-//! timeout; then one call at a time probes whether it is back.
+//! [`Breaker`]: a circuit breaker in front of a backend. After a few failures in a row,
+//! calls are not sent for a while, so that a down or hung backend costs a request
+//! nothing instead of its timeout; then one call at a time probes whether it is back.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, not std's: the same as the timeouts the breaker sits beside, so that
+// a test with paused time (`tokio::time::pause`) moves both.
+use tokio::time::Instant;
 
 /// Failures in a row that open the breaker.
-pub(crate) const THRESHOLD: u32 = 3;
+pub const THRESHOLD: u32 = 3;
 /// How long an open breaker sends nothing before one call probes.
-pub(crate) const COOL_DOWN: Duration = Duration::from_secs(1);
+pub const COOL_DOWN: Duration = Duration::from_secs(1);
 
-/// Shared by the clones of one limiter or meter.
+/// A circuit breaker, shared (behind an `Arc`) by every clone of one backend's client:
+/// closed, every call is sent; [`THRESHOLD`] failures in a row open it, and for
+/// [`COOL_DOWN`] no call is sent; then the one call that claims the probe is sent, and
+/// its answer closes the breaker or opens it again. Lock-free: two atomics.
+///
+/// ```
+/// use keygate_core::backend::{Breaker, THRESHOLD};
+///
+/// let breaker = Breaker::default();
+/// for _ in 0..THRESHOLD {
+///     assert!(breaker.allow());
+///     breaker.failure();
+/// }
+/// assert!(!breaker.allow(), "open: the backend is spared, the caller answers at once");
+/// ```
 #[derive(Debug)]
-pub(crate) struct Breaker {
+pub struct Breaker {
     origin: Instant,
     failures: AtomicU32,
     /// Milliseconds since `origin` before which no call is sent (0: closed).
@@ -34,10 +52,10 @@ impl Breaker {
         u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Whether a call may go to Redis now: always while closed; while open, only the one
+    /// Whether a call may be sent now: always while closed; while open, only the one
     /// call that claims the probe once the cool-down is over (the others wait another
     /// cool-down).
-    pub(crate) fn allow(&self) -> bool {
+    pub fn allow(&self) -> bool {
         let until = self.open_until.load(Ordering::Acquire);
         if until == 0 {
             return true;
@@ -52,15 +70,15 @@ impl Breaker {
             .is_ok()
     }
 
-    /// Redis answered: the breaker closes.
-    pub(crate) fn success(&self) {
+    /// The backend answered: the breaker closes.
+    pub fn success(&self) {
         self.failures.store(0, Ordering::Release);
         self.open_until.store(0, Ordering::Release);
     }
 
-    /// Redis failed or did not answer in time: the breaker opens at [`THRESHOLD`]
-    /// failures in a row (or again, after a failed probe).
-    pub(crate) fn failure(&self) {
+    /// The backend failed or did not answer in time: the breaker opens at
+    /// [`THRESHOLD`] failures in a row (or again, after a failed probe).
+    pub fn failure(&self) {
         let failures = self.failures.fetch_add(1, Ordering::AcqRel).saturating_add(1);
         if failures >= THRESHOLD {
             let until = self.now_ms().saturating_add(cool_down_ms()).max(1);
@@ -69,8 +87,7 @@ impl Breaker {
     }
 
     /// Whether calls are being held back now.
-    #[cfg(test)]
-    pub(crate) fn is_open(&self) -> bool {
+    pub fn is_open(&self) -> bool {
         let until = self.open_until.load(Ordering::Acquire);
         until != 0 && self.now_ms() < until
     }
