@@ -89,6 +89,7 @@ pub(crate) struct Counters {
     pub(crate) shed: AtomicU64,
     pub(crate) wrong_secrets: AtomicU64,
     pub(crate) backend_errors: AtomicU64,
+    pub(crate) store_errors: AtomicU64,
 }
 
 impl Counters {
@@ -108,6 +109,7 @@ impl Counters {
             shed: load(&self.shed),
             wrong_secrets: load(&self.wrong_secrets),
             backend_errors: load(&self.backend_errors),
+            store_errors: load(&self.store_errors),
         }
     }
 }
@@ -120,6 +122,7 @@ pub struct Stats {
     shed: u64,
     wrong_secrets: u64,
     backend_errors: u64,
+    store_errors: u64,
 }
 
 impl Stats {
@@ -167,6 +170,12 @@ impl Stats {
         self.backend_errors
     }
 
+    /// Key store reads of cold verifications that failed, ran out of time or were not
+    /// sent because the store's breaker was open (each answered 503).
+    pub fn store_errors(&self) -> u64 {
+        self.store_errors
+    }
+
     /// Hands these totals to the installed `metrics` recorder (absolute counters, so
     /// publishing twice counts nothing twice). Without a recorder it does nothing.
     pub fn publish(&self) {
@@ -184,6 +193,7 @@ impl Stats {
         metrics::counter!("keygate_verifications_shed_total").absolute(self.shed);
         metrics::counter!("keygate_wrong_secrets_total").absolute(self.wrong_secrets);
         metrics::counter!("keygate_backend_errors_total").absolute(self.backend_errors);
+        metrics::counter!("keygate_store_errors_total").absolute(self.store_errors);
     }
 }
 

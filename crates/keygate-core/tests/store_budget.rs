@@ -144,6 +144,11 @@ async fn after_timeouts_in_a_row_the_breaker_answers_at_once_and_one_probe_finds
             "refused while down, admitted now"
         );
     }
+    assert_eq!(
+        gate.stats().store_errors(),
+        u64::from(THRESHOLD) + 2,
+        "the timeouts and the calls the open breaker held back, counted"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -447,6 +447,7 @@ impl Verifier {
                 return Err(Failure::Invalid);
             }
             Err(error) => {
+                Counters::bump(&self.counters.store_errors);
                 if let Some(suppressed) = self.store_log.admit(now) {
                     tracing::error!(%error, suppressed, "key store lookup failed");
                 }
@@ -491,6 +492,7 @@ impl Verifier {
         let account = match self.store_budget.call(limits, StoreError::is_outage).await {
             Ok(limits) => limits.filter(|l| !l.is_empty()).map(Account::new),
             Err(error) => {
+                Counters::bump(&self.counters.store_errors);
                 if let Some(suppressed) = self.store_log.admit(now) {
                     tracing::error!(%error, suppressed, "owner limits lookup failed");
                 }
