@@ -3,7 +3,9 @@
 //! to add and the [`Charge`] to await.
 
 use std::fmt;
+use std::future::{poll_fn, Future};
 use std::sync::Arc;
+use std::task::Poll;
 
 use http::HeaderMap;
 
@@ -171,7 +173,29 @@ impl Charge {
     /// Adds the cost to the key's spend this month, and to its owner's when the owner
     /// has limits. A meter that fails is logged, never turned into an error response:
     /// the request has already been served.
+    ///
+    /// The charge lands whole even if this future is dropped (the client hung up while
+    /// its request was being charged): most charges land on their first poll (a meter in
+    /// memory); one that waits on I/O (Redis, the store's first read of a month) goes on
+    /// in a task of its own, so neither the key's charge nor its account's is lost.
     pub async fn apply(self) {
+        if self.gate.inner.meter.is_none() {
+            return;
+        }
+        let mut charge = Box::pin(self.land());
+        if poll_fn(|cx| Poll::Ready(charge.as_mut().poll(cx).is_ready())).await {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                // A charge that panicked has been reported by the panic hook.
+                let _ = runtime.spawn(charge).await;
+            }
+            Err(_) => charge.await,
+        }
+    }
+
+    async fn land(self) {
         let Some(meter) = &self.gate.inner.meter else {
             return;
         };
