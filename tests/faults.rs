@@ -333,8 +333,11 @@ impl Scenario {
             Service::start("axum_service", url, None).await,
             Service::start("actix_service", url, None).await,
         ];
-        for instance in &instances {
-            assert_eq!(instance.whoami(&cached).await.0, 200, "warm");
+        // A fresh instance's first read may find the pool still connecting, on a loaded
+        // machine longer than the budget: 503, then 200 once connected.
+        let started = Instant::now();
+        for (instance, name) in instances.iter().zip(["axum", "actix"]) {
+            admitted_again(instance, name, &cached, started).await;
         }
         Scenario {
             instances,
@@ -405,8 +408,8 @@ async fn store_down_answers(instance: &Service, name: &str, cached: &str, unknow
     assert_eq!(instance.whoami(cached).await.0, 200, "{name}: cached, after");
 }
 
-/// Until `key` is admitted by `instance` (503 meanwhile, while the pool reconnects or
-/// the breaker waits for its probe), at most 30 s after `since`.
+/// Until `key` is admitted by `instance` (503 meanwhile, while the pool connects or the
+/// breaker waits for its probe), at most 30 s after `since`.
 async fn admitted_again(instance: &Service, name: &str, key: &str, since: Instant) {
     loop {
         match instance.whoami(key).await.0 {

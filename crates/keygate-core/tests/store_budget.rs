@@ -74,6 +74,32 @@ async fn a_hung_store_costs_a_cold_request_the_store_timeout_and_answers_503() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_read_past_the_budget_still_runs_to_its_end() {
+    // So that a connection it was opening is kept for the next request, not thrown away.
+    let store = CountingStore::default();
+    let gate = gate(&store);
+    let cold = create(&gate).await.key.expose_secret().to_string();
+    let hung = store.hold_finds();
+    let (answer, _) = timed(&gate, &cold).await;
+    assert_eq!(
+        answer.expect_err("hung").status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(store.finds_done(), 0);
+    drop(hung);
+    let finished = async {
+        // Sleeps, not yields: paused time moves only while the runtime is idle.
+        while store.finds_done() == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    timeout(HANG, finished)
+        .await
+        .expect("the read given up on finishes");
+    assert_eq!(status(&gate, &cold).await, StatusCode::OK);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_store_timeout_is_a_setting() {
     let store = CountingStore::default();
     let budget = Duration::from_millis(200);

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use keygate_core::backend::{BackendError, Budget};
 use keygate_core::record::SpendDelta;
 use keygate_core::spend::Month;
-use keygate_core::store::{DynKeyStore, KeyStore, StoreError};
+use keygate_core::store::{detached, DynKeyStore, KeyStore, StoreError};
 use keygate_core::KeyId;
 
 /// (key, month) totals a store outage may hold back at most; beyond, a charge still
@@ -49,7 +49,7 @@ impl Record {
     pub(crate) async fn seed(&self, key_id: &KeyId, month: Month) -> Result<u64, BackendError> {
         let read = async {
             let _one = self.flushing.lock().await;
-            let recorded = self.store.spent(key_id, month).await?;
+            let recorded = read_spent(&self.store, key_id, month).await?;
             Ok::<u64, StoreError>(recorded.saturating_add(self.held(key_id, month)))
         };
         self.budget
@@ -62,7 +62,7 @@ impl Record {
     pub(crate) async fn view(&self, key_id: &KeyId, month: Month) -> Result<u64, BackendError> {
         let recorded = self
             .budget
-            .call(self.store.spent(key_id, month), StoreError::is_outage)
+            .call(read_spent(&self.store, key_id, month), StoreError::is_outage)
             .await
             .map_err(|e| BackendError(format!("could not read the recorded spend: {e}")))?;
         Ok(recorded.saturating_add(self.held(key_id, month)))
@@ -112,6 +112,13 @@ impl Record {
             }
         }
     }
+}
+
+/// The recorded total of `key_id` in `month`, read in a task of its own (see
+/// [`detached`]).
+async fn read_spent(store: &Arc<dyn DynKeyStore>, key_id: &KeyId, month: Month) -> Result<u64, StoreError> {
+    let (store, id) = (Arc::clone(store), key_id.clone());
+    detached(async move { store.spent(&id, month).await }).await
 }
 
 /// Adds `micro_cents` to `key`'s entry, if there is room for a new one.

@@ -14,7 +14,7 @@ use super::{Month, SpendMeter};
 use crate::backend::{BackendError, Budget};
 use crate::key::KeyId;
 use crate::record::SpendDelta;
-use crate::store::{DynKeyStore, KeyStore, StoreError};
+use crate::store::{detached, DynKeyStore, KeyStore, StoreError};
 
 /// Counters held by default.
 const DEFAULT_MAX_ENTRIES: u64 = 100_000;
@@ -131,7 +131,8 @@ impl RecordSpendMeter {
             return Ok(());
         }
         let read = total.loaded.get_or_try_init(|| async {
-            let recorded = self.inner.store.spent(key_id, month).await?;
+            let (store, id) = (Arc::clone(&self.inner.store), key_id.clone());
+            let recorded = detached(async move { store.spent(&id, month).await }).await?;
             total.spent.fetch_add(recorded, Ordering::AcqRel);
             Ok::<(), StoreError>(())
         });

@@ -82,6 +82,24 @@ impl StoreError {
     }
 }
 
+/// Runs the store read `read` in a task of its own and waits for its answer. A caller
+/// that stops waiting (at a [`Budget`](crate::backend::Budget)'s timeout) leaves the read
+/// to finish: a connection it is opening is kept (a new connection to a distant database
+/// takes several round trips, and would otherwise be thrown away by every timed-out read,
+/// so the pool never grew), and no query is cut in half. Only for reads; outside a Tokio
+/// runtime it runs in place.
+pub async fn detached<T: Send + 'static>(
+    read: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime
+            .spawn(read)
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Unavailable(format!("the store read failed: {e}")))),
+        Err(_) => read.await,
+    }
+}
+
 /// A page of a listing: `limit` records after skipping `offset`, oldest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Page {

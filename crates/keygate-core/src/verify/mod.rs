@@ -66,7 +66,7 @@ use crate::hash::{HashError, KeyHasher, SecretHash};
 use crate::key::KeyId;
 use crate::observe::{cold_verification, Counters};
 use crate::principal::Principal;
-use crate::store::{DynKeyStore, StoreError};
+use crate::store::{detached, DynKeyStore, StoreError};
 use cache::HotCache;
 #[cfg(test)]
 pub(crate) use cache::HASHED;
@@ -431,10 +431,9 @@ impl Verifier {
         _admitted: OwnedSemaphorePermit,
     ) -> Outcome {
         let loaded_epoch = self.epoch.load(Ordering::Acquire);
-        let found = self
-            .store_budget
-            .call(self.store.find(key_id), StoreError::is_outage)
-            .await;
+        let (store, id) = (Arc::clone(&self.store), key_id.clone());
+        let find = detached(async move { store.find(&id).await });
+        let found = self.store_budget.call(find, StoreError::is_outage).await;
         let now = self.clock.timestamp().unix_nanos();
         let record = match found {
             Ok(Some(record)) => record,
@@ -488,7 +487,8 @@ impl Verifier {
             }
         }
         self.lockout.prove(digest, &record.secret_hash, now);
-        let limits = self.store.owner_limits(&record.owner);
+        let (store, owner) = (Arc::clone(&self.store), record.owner.clone());
+        let limits = detached(async move { store.owner_limits(&owner).await });
         let account = match self.store_budget.call(limits, StoreError::is_outage).await {
             Ok(limits) => limits.filter(|l| !l.is_empty()).map(Account::new),
             Err(error) => {

@@ -29,6 +29,8 @@ pub struct CountingStore {
     /// While lookups are held: what they wait on (closed to release them).
     held: Arc<Mutex<Option<Arc<tokio::sync::Semaphore>>>>,
     spents: Arc<AtomicUsize>,
+    /// Lookups that ran to their end (a held one, once released).
+    finds_done: Arc<AtomicUsize>,
     /// While reads of the recorded spend are held: what they wait on.
     held_spent: Arc<Mutex<Option<Arc<tokio::sync::Semaphore>>>>,
 }
@@ -54,6 +56,11 @@ impl CountingStore {
     pub fn hold_finds(&self) -> HoldFinds {
         *self.held.lock().unwrap() = Some(Arc::new(tokio::sync::Semaphore::new(0)));
         HoldFinds(self.held.clone())
+    }
+
+    /// Lookups that ran to their end.
+    pub fn finds_done(&self) -> usize {
+        self.finds_done.load(Ordering::SeqCst)
     }
 
     /// Reads of the recorded spend (`spent`).
@@ -83,7 +90,9 @@ impl KeyStore for CountingStore {
             let _ = door.acquire().await;
         }
         let replaced = self.hash.lock().unwrap().clone();
-        let found = self.inner.find(key_id).await?;
+        let found = self.inner.find(key_id).await;
+        self.finds_done.fetch_add(1, Ordering::SeqCst);
+        let found = found?;
         Ok(found.map(|mut record| {
             if let Some(hash) = replaced {
                 record.secret_hash = hash;
