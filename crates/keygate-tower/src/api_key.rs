@@ -89,10 +89,10 @@ where
                 StateProj::Passed { inner } => return inner.poll(cx),
                 StateProj::Boxed { future } => return future.as_mut().poll(cx),
                 StateProj::Admitted { inner, after } => {
-                    let response = ready!(inner.poll(cx))?;
-                    match finish(std::mem::take(after), response) {
-                        (response, None) => return Poll::Ready(Ok(response)),
-                        (response, Some(charge)) => Box::pin(async move {
+                    let mut response = ready!(inner.poll(cx))?;
+                    match finish(std::mem::take(after), &mut response) {
+                        None => return Poll::Ready(Ok(response)),
+                        Some(charge) => Box::pin(async move {
                             charge.apply().await;
                             Ok(response)
                         }),
@@ -105,14 +105,15 @@ where
 }
 
 /// Step two of core's protocol: the admission's headers go into the response, and the
-/// charge, if any, is what is left to await.
-fn finish<B>(after: After, mut response: Response<B>) -> (Response<B>, Option<Charge>) {
+/// charge, if any, is what is left to await. The response is edited where it is, not
+/// moved in and out.
+fn finish<B>(after: After, response: &mut Response<B>) -> Option<Charge> {
     let status = response.status().as_u16();
     let Finish { headers, charge } = after.finish(status, || response.extensions().get::<Cost>().copied());
     if let Some(headers) = headers {
         headers.append_to(response.headers_mut());
     }
-    (response, charge)
+    charge
 }
 
 /// Applies [`ApiKeyService`] to a service: every request must carry a key the
@@ -286,8 +287,8 @@ where
             if let Some(principal) = principal {
                 request.extensions_mut().insert(principal);
             }
-            let (response, charge) = finish(after, inner.call(request).await?);
-            if let Some(charge) = charge {
+            let mut response = inner.call(request).await?;
+            if let Some(charge) = finish(after, &mut response) {
                 charge.apply().await;
             }
             Ok(response)
