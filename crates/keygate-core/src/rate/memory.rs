@@ -10,6 +10,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use super::gcra::{decide, Counter, Now};
 use super::{Bucket, RateDecision, RateLimiter, WindowState};
@@ -255,15 +256,32 @@ impl BuildHasher for IdHashing {
 
 struct IdHasher(u64);
 
+impl IdHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(ID_HASH_K);
+    }
+}
+
 const ID_HASH_K: u64 = 0xf135_7aea_2e62_a9c5;
 
 impl std::hash::Hasher for IdHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(ID_HASH_K);
+        // Whole words read as such, and the tail folded in byte by byte: copying each
+        // chunk into a word cost a call to `memcpy` per chunk.
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            if let Ok(word) = <[u8; 8]>::try_from(word) {
+                self.mix(u64::from_le_bytes(word));
+            }
         }
+        let tail = words.remainder();
+        if !tail.is_empty() {
+            self.mix(tail.iter().fold(0, |word, &b| (word << 8) | u64::from(b)));
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.mix(u64::from(byte));
     }
 
     fn finish(&self) -> u64 {
@@ -326,7 +344,13 @@ impl MemoryRateLimiter {
     pub fn try_acquire(&self, key_id: &KeyId, buckets: &[Bucket], now: impl Into<Timestamp>) -> RateDecision {
         let at = now.into();
         let now = Now::new(at);
-        if buckets.iter().any(|b| b.account.is_some()) {
+        // One pass for both: whether an account counts too, and the longest window.
+        let (mut account, mut longest) = (false, Duration::ZERO);
+        for bucket in buckets {
+            account |= bucket.account.is_some();
+            longest = longest.max(bucket.limit.period);
+        }
+        if account {
             return self.acquire_with_account(key_id, buckets, &now, at);
         }
         if buckets.is_empty() {
@@ -336,13 +360,14 @@ impl MemoryRateLimiter {
                     limit: u32::MAX,
                     period_secs: 0,
                     remaining: u32::MAX,
-                    reset_at: u64::try_from(now.secs.max(0)).unwrap_or(0),
+                    reset_at: u64::try_from(now.secs().max(0)).unwrap_or(0),
                 },
                 retry_after: 0,
                 holder: Holder::Key,
             };
         }
-        let (longest, seen) = (longest_period(buckets), at.unix_nanos());
+        let longest = u64::try_from(longest.as_nanos()).unwrap_or(u64::MAX);
+        let seen = at.unix_nanos();
         self.keys
             .with_state(key_id, seen, longest, buckets.len(), |state| {
                 decide(&mut state.lock(longest, seen), buckets, &now)
