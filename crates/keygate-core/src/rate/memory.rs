@@ -10,7 +10,6 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use super::gcra::{decide, Counter, Now};
 use super::{Bucket, RateDecision, RateLimiter, WindowState};
@@ -166,7 +165,6 @@ impl<K: Hash + Eq + Clone> KeyMap<K> {
         &self,
         key_id: &K,
         now: i64,
-        longest: u64,
         windows: usize,
         f: impl FnOnce(&KeyState) -> R,
     ) -> R {
@@ -174,7 +172,7 @@ impl<K: Hash + Eq + Clone> KeyMap<K> {
         if let Some(state) = shard.read().unwrap_or_else(|p| p.into_inner()).get(key_id) {
             return f(state);
         }
-        self.insert_with(shard, key_id, now, longest, windows, f)
+        self.insert_with(shard, key_id, now, windows, f)
     }
 
     /// [`with_state`](Self::with_state) for a key not seen yet, under the write lock.
@@ -184,7 +182,6 @@ impl<K: Hash + Eq + Clone> KeyMap<K> {
         shard: &Shard<K>,
         key_id: &K,
         now: i64,
-        longest: u64,
         windows: usize,
         f: impl FnOnce(&KeyState) -> R,
     ) -> R {
@@ -204,8 +201,9 @@ impl<K: Hash + Eq + Clone> KeyMap<K> {
                 map.remove(&oldest);
             }
         }
+        // Idle for no time until `f` creates its counters (see `decide_in`).
         let state = map.entry(key_id.clone()).or_insert_with(|| KeyState {
-            idle_nanos: AtomicU64::new(longest),
+            idle_nanos: AtomicU64::new(0),
             last_seen: AtomicI64::new(now),
             counters: Mutex::new(Vec::with_capacity(windows)),
         });
@@ -292,16 +290,25 @@ impl std::hash::Hasher for IdHasher {
 
 /// The counters of one key.
 struct KeyState {
-    /// How long the entry may stay idle: its longest window, in nanoseconds.
+    /// How long the entry may stay idle: the longest window of its counters (any it
+    /// ever had), in nanoseconds.
     idle_nanos: AtomicU64,
     /// When the key was last checked, in nanoseconds since the epoch (limiter time).
     last_seen: AtomicI64,
     counters: Mutex<Vec<Counter>>,
 }
 
-fn longest_period(buckets: &[Bucket]) -> u64 {
-    let longest = buckets.iter().map(|b| b.limit.period).max().unwrap_or_default();
-    u64::try_from(longest.as_nanos()).unwrap_or(u64::MAX)
+/// Decides on the locked `counters` of `state`. Every window of a call has a counter
+/// once it is decided (a new one is created, even by a refusal), so the counters the
+/// call created are the only windows that can lengthen the entry's idle time: the usual
+/// call, on known counters, reads no period for it.
+fn decide_in(state: &KeyState, counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) -> RateDecision {
+    let known = counters.len();
+    let decided = decide(counters, buckets, now);
+    if let Some(created) = counters.get(known..).filter(|created| !created.is_empty()) {
+        state.extend_idle(created);
+    }
+    decided
 }
 
 impl MemoryRateLimiter {
@@ -344,13 +351,7 @@ impl MemoryRateLimiter {
     pub fn try_acquire(&self, key_id: &KeyId, buckets: &[Bucket], now: impl Into<Timestamp>) -> RateDecision {
         let at = now.into();
         let now = Now::new(at);
-        // One pass for both: whether an account counts too, and the longest window.
-        let (mut account, mut longest) = (false, Duration::ZERO);
-        for bucket in buckets {
-            account |= bucket.account.is_some();
-            longest = longest.max(bucket.limit.period);
-        }
-        if account {
+        if buckets.iter().any(|b| b.account.is_some()) {
             return self.acquire_with_account(key_id, buckets, &now, at);
         }
         if buckets.is_empty() {
@@ -366,12 +367,10 @@ impl MemoryRateLimiter {
                 holder: Holder::Key,
             };
         }
-        let longest = u64::try_from(longest.as_nanos()).unwrap_or(u64::MAX);
         let seen = at.unix_nanos();
-        self.keys
-            .with_state(key_id, seen, longest, buckets.len(), |state| {
-                decide(&mut state.lock(longest, seen), buckets, &now)
-            })
+        self.keys.with_state(key_id, seen, buckets.len(), |state| {
+            decide_in(state, &mut state.lock(seen), buckets, &now)
+        })
     }
 
     /// A call with account buckets: the key's windows decided under the key's lock, then,
@@ -394,12 +393,9 @@ impl MemoryRateLimiter {
             return self.try_acquire(key_id, &own, at);
         };
         let decide_account = || {
-            let longest = longest_period(&account);
-            let decided = self
-                .accounts
-                .with_state(&owner, seen, longest, account.len(), |state| {
-                    decide(&mut state.lock(longest, seen), &account, now)
-                });
+            let decided = self.accounts.with_state(&owner, seen, account.len(), |state| {
+                decide_in(state, &mut state.lock(seen), &account, now)
+            });
             RateDecision {
                 holder: Holder::Account,
                 ..decided
@@ -408,11 +404,10 @@ impl MemoryRateLimiter {
         if own.is_empty() {
             return decide_account();
         }
-        let longest = longest_period(&own);
-        self.keys.with_state(key_id, seen, longest, own.len(), |state| {
-            let mut counters = state.lock(longest, seen);
+        self.keys.with_state(key_id, seen, own.len(), |state| {
+            let mut counters = state.lock(seen);
             let before = counters.clone();
-            let mine = decide(&mut counters, &own, now);
+            let mine = decide_in(state, &mut counters, &own, now);
             if !mine.allowed {
                 return mine;
             }
@@ -437,20 +432,26 @@ fn tighter(a: RateDecision, b: RateDecision) -> RateDecision {
 }
 
 impl KeyState {
-    /// The counters, locked, with the entry's idle time and last sighting brought up to
-    /// this call. The counters are plain integers, valid after any panic: poisoning is
-    /// ignored.
-    fn lock(&self, longest: u64, seen: i64) -> std::sync::MutexGuard<'_, Vec<Counter>> {
+    /// The counters, locked, with the entry's last sighting brought up to this call. The
+    /// counters are plain integers, valid after any panic: poisoning is ignored.
+    fn lock(&self, seen: i64) -> std::sync::MutexGuard<'_, Vec<Counter>> {
         let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        // Under the key's lock, so plain loads and stores keep both monotonic. A route
-        // with a longer window than the entry was created for extends its idle time.
-        if self.idle_nanos.load(Ordering::Relaxed) < longest {
-            self.idle_nanos.store(longest, Ordering::Relaxed);
-        }
+        // Under the key's lock, so a plain load and store keep it monotonic.
         if self.last_seen.load(Ordering::Relaxed) < seen {
             self.last_seen.store(seen, Ordering::Relaxed);
         }
         counters
+    }
+
+    /// Lengthens the entry's idle time to the longest window of the `created` counters
+    /// (a route with a longer window than the entry has seen). Under the key's lock.
+    #[cold]
+    fn extend_idle(&self, created: &[Counter]) {
+        let longest = created.iter().map(|c| c.period).max().unwrap_or_default();
+        let longest = u64::try_from(longest.as_nanos()).unwrap_or(u64::MAX);
+        if self.idle_nanos.load(Ordering::Relaxed) < longest {
+            self.idle_nanos.store(longest, Ordering::Relaxed);
+        }
     }
 }
 
