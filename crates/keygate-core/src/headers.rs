@@ -6,6 +6,7 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::clock::Timestamp;
 use crate::rate::WindowState;
 
 static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
@@ -19,7 +20,8 @@ static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy"
 #[derive(Clone, Copy, Debug)]
 pub struct RateHeaders {
     window: WindowState,
-    now_secs: u64,
+    /// The request's time: the IETF fields' reset is relative to it.
+    now: Timestamp,
     ietf: bool,
 }
 
@@ -28,10 +30,10 @@ impl RateHeaders {
     /// `x-ratelimit-remaining`, `x-ratelimit-reset`.
     pub const NAMES: [&'static str; 3] = ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"];
 
-    pub(crate) fn new(window: WindowState, now_secs: u64, ietf: bool) -> Self {
+    pub(crate) fn new(window: WindowState, now: Timestamp, ietf: bool) -> Self {
         Self {
             window,
-            now_secs,
+            now,
             ietf,
         }
     }
@@ -59,7 +61,8 @@ impl RateHeaders {
             return None;
         }
         let w = self.window;
-        let reset = w.reset_at.saturating_sub(self.now_secs);
+        let now_secs = u64::try_from(self.now.unix_secs()).unwrap_or(0);
+        let reset = w.reset_at.saturating_sub(now_secs);
         Some([
             (
                 RATELIMIT.as_str(),
@@ -218,7 +221,7 @@ mod tests {
                 remaining: 99,
                 reset_at: 1_795_000_000,
             },
-            1_794_999_999,
+            Timestamp::from_unix_nanos(1_794_999_999_000_000_000),
             false,
         );
         let pairs: Vec<_> = rate.pairs().collect();

@@ -367,8 +367,7 @@ impl Gate {
             Ok(decision) => decision,
             Err(error) => return self.backend_failed(&error, now).map(|()| None),
         };
-        let now_secs = u64::try_from(now.unix_secs()).unwrap_or(0);
-        let shown = RateHeaders::new(decision.tightest, now_secs, self.inner.ietf_headers);
+        let shown = RateHeaders::new(decision.tightest, now, self.inner.ietf_headers);
         if decision.allowed {
             return Ok(Some(shown));
         }
