@@ -49,18 +49,25 @@ pub(super) fn admit_in_place(
             return None;
         }
         let scaled_now = i128::from(at) * i128::from(limit);
-        // How far the counter is ahead of now (0 when idle), then `period` (one request,
-        // scaled) further along: admitted when that fits in `period × limit`. So `used`
-        // stays below 2^94 and the tie-break's products below 2^126.
-        let used = u128::try_from(counter.tat - scaled_now).unwrap_or(0) + u128::from(period);
-        if used > u128::from(period) * u128::from(limit) {
-            return None;
-        }
+        // How far the counter is ahead of now, then `period` (one request, scaled)
+        // further along: admitted when that fits in `period × limit`. So `used` stays
+        // below 2^94 and the tie-break's products below 2^126.
+        let (used, remaining) = match u128::try_from(counter.tat - scaled_now) {
+            Ok(ahead) if ahead > 0 => {
+                let used = ahead + u128::from(period);
+                if used > u128::from(period) * u128::from(limit) {
+                    return None;
+                }
+                let taken = u32::try_from(narrow_div_ceil(used, period)).unwrap_or(u32::MAX);
+                (used, limit.saturating_sub(taken))
+            }
+            // Idle (refilled): this request alone in the window, which always admits it
+            // (the limit is at least 1), with one request taken.
+            _ => (u128::from(period), limit - 1),
+        };
         if let Some(slot) = plan.get_mut(i) {
             *slot = (index, scaled_now + used as i128);
         }
-        let remaining =
-            limit.saturating_sub(u32::try_from(narrow_div_ceil(used, period)).unwrap_or(u32::MAX));
         // As `keep_tightest`: the fewest left, then the latest reset (`used / limit`
         // compared cross-multiplied, exactly; directly between equal limits).
         let tighter = tightest.is_none_or(|(r, u, l, _)| {
