@@ -82,6 +82,7 @@ impl RateHeaders {
 
     /// Appends every header to `headers`: what an adapter on `http` types calls on
     /// each response, with no iterator in between.
+    #[inline]
     pub fn append_to(&self, headers: &mut HeaderMap) {
         // No `reserve`: the usual response (a header or two) does not need it.
         append_numbers(headers, self.numbers());
@@ -137,6 +138,7 @@ fn number_values(numbers: [u64; 3]) -> [HeaderValue; 3] {
 /// `headers`, with values as [`number_values`] makes them: each made where it is
 /// appended, where an array of them in between cost ~300 instructions a response in
 /// moves.
+#[inline]
 fn append_numbers(headers: &mut HeaderMap, numbers: [u64; 3]) {
     let small = small_numbers();
     let [l, r, t] = numbers;
