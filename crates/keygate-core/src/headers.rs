@@ -31,11 +31,7 @@ impl RateHeaders {
     pub const NAMES: [&'static str; 3] = ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"];
 
     pub(crate) fn new(window: WindowState, now: Timestamp, ietf: bool) -> Self {
-        Self {
-            window,
-            now,
-            ietf,
-        }
+        Self { window, now, ietf }
     }
 
     /// The window's limit, the requests left in it, and when it resets (Unix seconds),
@@ -127,11 +123,10 @@ const STATIC_NUMBERS: u64 = 1024;
 /// own: one allocation, freed with the response, where sharing it would cost a second
 /// allocation and the reference counts.
 fn number_values(numbers: [u64; 3]) -> [HeaderValue; 3] {
-    let small = small_numbers();
     let [l, r, t] = numbers;
     // Three plain calls rather than `array::from_fn`, whose closure the compiler may
     // leave out of line (it did, for ~120 instructions a response).
-    LAST.with_borrow_mut(|[a, b, c]| [a.value_of(small, l), b.value_of(small, r), c.value_of(small, t)])
+    LAST.with_borrow_mut(|[a, b, c]| [a.value_of(l), b.value_of(r), c.value_of(t)])
 }
 
 /// Appends the `X-RateLimit-*` headers of `numbers` (limit, remaining, reset) to
@@ -140,12 +135,11 @@ fn number_values(numbers: [u64; 3]) -> [HeaderValue; 3] {
 /// moves.
 #[inline]
 fn append_numbers(headers: &mut HeaderMap, numbers: [u64; 3]) {
-    let small = small_numbers();
     let [l, r, t] = numbers;
     LAST.with_borrow_mut(|[a, b, c]| {
-        headers.append(X_RATELIMIT_LIMIT.clone(), a.value_of(small, l));
-        headers.append(X_RATELIMIT_REMAINING.clone(), b.value_of(small, r));
-        headers.append(X_RATELIMIT_RESET.clone(), c.value_of(small, t));
+        headers.append(X_RATELIMIT_LIMIT.clone(), a.value_of(l));
+        headers.append(X_RATELIMIT_REMAINING.clone(), b.value_of(r));
+        headers.append(X_RATELIMIT_RESET.clone(), c.value_of(t));
     });
 }
 
@@ -162,10 +156,15 @@ struct Shared {
 }
 
 impl Shared {
-    /// The value of `n`: from the static table `small` when it has it, else this slot's.
-    #[inline]
-    fn value_of(&mut self, small: &'static [HeaderValue], n: u64) -> HeaderValue {
-        if let Some(value) = usize::try_from(n).ok().and_then(|i| small.get(i)) {
+    /// The value of `n`: from the static table when it has it, else this slot's.
+    #[inline(always)]
+    fn value_of(&mut self, n: u64) -> HeaderValue {
+        // A large number shown last time too, first: the table is not read for it.
+        // (Only a large number is ever kept with a value.)
+        if let (true, Some(value)) = (self.seen == n, &self.value) {
+            return value.clone();
+        }
+        if let Some(value) = usize::try_from(n).ok().and_then(|i| small_numbers().get(i)) {
             return value.clone();
         }
         if self.seen != n {

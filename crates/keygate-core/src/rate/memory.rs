@@ -161,13 +161,7 @@ impl<K: Hash + Eq + Clone> KeyMap<K> {
     /// Runs `f` on the state of `key_id`, created if new. A known key costs a read lock
     /// and a probe: no reference count is taken. The state holds only integers, valid
     /// after any panic, so lock poisoning is ignored.
-    fn with_state<R>(
-        &self,
-        key_id: &K,
-        now: i64,
-        windows: usize,
-        f: impl FnOnce(&KeyState) -> R,
-    ) -> R {
+    fn with_state<R>(&self, key_id: &K, now: i64, windows: usize, f: impl FnOnce(&KeyState) -> R) -> R {
         let shard = self.shard(key_id);
         if let Some(state) = shard.read().unwrap_or_else(|p| p.into_inner()).get(key_id) {
             return f(state);
@@ -266,13 +260,11 @@ impl std::hash::Hasher for IdHasher {
     fn write(&mut self, bytes: &[u8]) {
         // Whole words read as such, and the tail folded in byte by byte: copying each
         // chunk into a word cost a call to `memcpy` per chunk.
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            if let Ok(word) = <[u8; 8]>::try_from(word) {
-                self.mix(u64::from_le_bytes(word));
-            }
+        let mut tail = bytes;
+        while let Some((word, rest)) = tail.split_first_chunk::<8>() {
+            self.mix(u64::from_le_bytes(*word));
+            tail = rest;
         }
-        let tail = words.remainder();
         if !tail.is_empty() {
             self.mix(tail.iter().fold(0, |word, &b| (word << 8) | u64::from(b)));
         }
