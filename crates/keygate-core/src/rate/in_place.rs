@@ -1,7 +1,8 @@
 //! The fast path of [`decide`](super::gcra::decide): the usual call (every window
 //! admitting, counters where they were, limits unchanged) decided in one pass over the
-//! buckets in 64/128-bit unsigned arithmetic. Wherever it answers, it answers as the general path
-//! does (the test below walks both); everywhere else it declines and counts nothing.
+//! buckets in 64/128-bit unsigned arithmetic. Wherever it answers, it answers as the
+//! general path does (the test below walks both); everywhere else it declines and counts
+//! nothing.
 
 use std::time::Duration;
 

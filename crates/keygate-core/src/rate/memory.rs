@@ -520,6 +520,23 @@ mod tests {
     }
 
     #[test]
+    fn a_longer_window_on_a_later_route_keeps_the_key_as_long() {
+        // The key is first seen with a minute, then on a route that adds a day (refused,
+        // which still creates its counter): idle for a day, not a minute, before it goes.
+        let limiter = MemoryRateLimiter::new();
+        let now = at("2026-03-10T12:00:00Z");
+        let a = key("a");
+        let minute = bucket(RateLimit::per_minute(10));
+        limiter.try_acquire(&a, &[minute.clone()], now);
+        let closed = bucket(RateLimit::per_day(0));
+        assert!(!limiter.try_acquire(&a, &[minute, closed], now).allowed);
+        limiter.evict_idle(now + chrono::Duration::hours(23));
+        assert_eq!(limiter.key_count(), 1);
+        limiter.evict_idle(now + chrono::Duration::days(1));
+        assert_eq!(limiter.key_count(), 0);
+    }
+
+    #[test]
     fn clones_share_their_counters() {
         let limiter = MemoryRateLimiter::new();
         let clone = limiter.clone();
