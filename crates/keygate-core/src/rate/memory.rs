@@ -527,7 +527,7 @@ mod tests {
         let now = at("2026-03-10T12:00:00Z");
         let a = key("a");
         let minute = bucket(RateLimit::per_minute(10));
-        limiter.try_acquire(&a, &[minute.clone()], now);
+        limiter.try_acquire(&a, std::slice::from_ref(&minute), now);
         let closed = bucket(RateLimit::per_day(0));
         assert!(!limiter.try_acquire(&a, &[minute, closed], now).allowed);
         limiter.evict_idle(now + chrono::Duration::hours(23));
