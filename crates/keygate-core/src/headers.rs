@@ -6,6 +6,7 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::clock::Timestamp;
 use crate::rate::WindowState;
 
 static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
@@ -19,7 +20,8 @@ static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy"
 #[derive(Clone, Copy, Debug)]
 pub struct RateHeaders {
     window: WindowState,
-    now_secs: u64,
+    /// The request's time: the IETF fields' reset is relative to it.
+    now: Timestamp,
     ietf: bool,
 }
 
@@ -28,12 +30,8 @@ impl RateHeaders {
     /// `x-ratelimit-remaining`, `x-ratelimit-reset`.
     pub const NAMES: [&'static str; 3] = ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"];
 
-    pub(crate) fn new(window: WindowState, now_secs: u64, ietf: bool) -> Self {
-        Self {
-            window,
-            now_secs,
-            ietf,
-        }
+    pub(crate) fn new(window: WindowState, now: Timestamp, ietf: bool) -> Self {
+        Self { window, now, ietf }
     }
 
     /// The window's limit, the requests left in it, and when it resets (Unix seconds),
@@ -59,7 +57,8 @@ impl RateHeaders {
             return None;
         }
         let w = self.window;
-        let reset = w.reset_at.saturating_sub(self.now_secs);
+        let now_secs = u64::try_from(self.now.unix_secs()).unwrap_or(0);
+        let reset = w.reset_at.saturating_sub(now_secs);
         Some([
             (
                 RATELIMIT.as_str(),
@@ -79,12 +78,10 @@ impl RateHeaders {
 
     /// Appends every header to `headers`: what an adapter on `http` types calls on
     /// each response, with no iterator in between.
+    #[inline]
     pub fn append_to(&self, headers: &mut HeaderMap) {
-        headers.reserve(if self.ietf { 5 } else { 3 });
-        // Two loops, not a chain: the chained iterator cost ~500 instructions a response.
-        for (name, value) in self.http_numbers() {
-            headers.append(name, value);
-        }
+        // No `reserve`: the usual response (a header or two) does not need it.
+        append_numbers(headers, self.numbers());
         if self.ietf {
             for (name, value) in self.http_ietf() {
                 headers.append(name, value);
@@ -126,14 +123,29 @@ const STATIC_NUMBERS: u64 = 1024;
 /// own: one allocation, freed with the response, where sharing it would cost a second
 /// allocation and the reference counts.
 fn number_values(numbers: [u64; 3]) -> [HeaderValue; 3] {
-    thread_local! {
-        static LAST: std::cell::RefCell<[Shared; 3]> = std::cell::RefCell::new(Default::default());
-    }
-    let small = small_numbers();
     let [l, r, t] = numbers;
     // Three plain calls rather than `array::from_fn`, whose closure the compiler may
     // leave out of line (it did, for ~120 instructions a response).
-    LAST.with_borrow_mut(|[a, b, c]| [a.value_of(small, l), b.value_of(small, r), c.value_of(small, t)])
+    LAST.with_borrow_mut(|[a, b, c]| [a.value_of(l), b.value_of(r), c.value_of(t)])
+}
+
+/// Appends the `X-RateLimit-*` headers of `numbers` (limit, remaining, reset) to
+/// `headers`, with values as [`number_values`] makes them: each made where it is
+/// appended, where an array of them in between cost ~300 instructions a response in
+/// moves.
+#[inline]
+fn append_numbers(headers: &mut HeaderMap, numbers: [u64; 3]) {
+    let [l, r, t] = numbers;
+    LAST.with_borrow_mut(|[a, b, c]| {
+        headers.append(X_RATELIMIT_LIMIT.clone(), a.value_of(l));
+        headers.append(X_RATELIMIT_REMAINING.clone(), b.value_of(r));
+        headers.append(X_RATELIMIT_RESET.clone(), c.value_of(t));
+    });
+}
+
+thread_local! {
+    /// Each header's last large number and value, per thread.
+    static LAST: std::cell::RefCell<[Shared; 3]> = std::cell::RefCell::new(Default::default());
 }
 
 /// One header's last large number, and its shared value once it has repeated.
@@ -144,10 +156,15 @@ struct Shared {
 }
 
 impl Shared {
-    /// The value of `n`: from the static table `small` when it has it, else this slot's.
-    #[inline]
-    fn value_of(&mut self, small: &'static [HeaderValue], n: u64) -> HeaderValue {
-        if let Some(value) = usize::try_from(n).ok().and_then(|i| small.get(i)) {
+    /// The value of `n`: from the static table when it has it, else this slot's.
+    #[inline(always)]
+    fn value_of(&mut self, n: u64) -> HeaderValue {
+        // A large number shown last time too, first: the table is not read for it.
+        // (Only a large number is ever kept with a value.)
+        if let (true, Some(value)) = (self.seen == n, &self.value) {
+            return value.clone();
+        }
+        if let Some(value) = usize::try_from(n).ok().and_then(|i| small_numbers().get(i)) {
             return value.clone();
         }
         if self.seen != n {
@@ -205,7 +222,7 @@ mod tests {
                 remaining: 99,
                 reset_at: 1_795_000_000,
             },
-            1_794_999_999,
+            Timestamp::from_unix_nanos(1_794_999_999_000_000_000),
             false,
         );
         let pairs: Vec<_> = rate.pairs().collect();

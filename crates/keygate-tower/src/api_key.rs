@@ -35,7 +35,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -89,14 +89,24 @@ where
                 StateProj::Passed { inner } => return inner.poll(cx),
                 StateProj::Boxed { future } => return future.as_mut().poll(cx),
                 StateProj::Admitted { inner, after } => {
-                    let response = ready!(inner.poll(cx))?;
-                    match finish(std::mem::take(after), response) {
-                        (response, None) => return Poll::Ready(Ok(response)),
-                        (response, Some(charge)) => Box::pin(async move {
-                            charge.apply().await;
-                            Ok(response)
-                        }),
-                    }
+                    // The response is finished where the inner future answered it, and
+                    // that answer returned as it is: no copies of it on the way out.
+                    let mut polled = inner.poll(cx);
+                    let charge = match &mut polled {
+                        Poll::Ready(Ok(response)) => finish(after, response),
+                        _ => None,
+                    };
+                    let Some(charge) = charge else {
+                        return polled;
+                    };
+                    let response = match polled {
+                        Poll::Ready(Ok(response)) => response,
+                        other => return other,
+                    };
+                    Box::pin(async move {
+                        charge.apply().await;
+                        Ok(response)
+                    })
                 }
             };
             state.set(State::Boxed { future: charging });
@@ -105,14 +115,16 @@ where
 }
 
 /// Step two of core's protocol: the admission's headers go into the response, and the
-/// charge, if any, is what is left to await.
-fn finish<B>(after: After, mut response: Response<B>) -> (Response<B>, Option<Charge>) {
+/// charge, if any, is what is left to await. The response is edited where it is, and
+/// `after` taken here, not moved in and out.
+fn finish<B>(after: &mut After, response: &mut Response<B>) -> Option<Charge> {
     let status = response.status().as_u16();
+    let after = std::mem::take(after);
     let Finish { headers, charge } = after.finish(status, || response.extensions().get::<Cost>().copied());
     if let Some(headers) = headers {
         headers.append_to(response.headers_mut());
     }
-    (response, charge)
+    charge
 }
 
 /// Applies [`ApiKeyService`] to a service: every request must carry a key the
@@ -279,15 +291,15 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let future = Box::pin(async move {
-            let (principal, after) = match cold.await {
+            let (principal, mut after) = match cold.await {
                 Ok(admission) => admission.into_parts(),
                 Err(rejection) => return Ok(rejection.into_response()),
             };
             if let Some(principal) = principal {
                 request.extensions_mut().insert(principal);
             }
-            let (response, charge) = finish(after, inner.call(request).await?);
-            if let Some(charge) = charge {
+            let mut response = inner.call(request).await?;
+            if let Some(charge) = finish(&mut after, &mut response) {
                 charge.apply().await;
             }
             Ok(response)

@@ -357,7 +357,27 @@ impl Gate {
         }
     }
 
+    /// The limiter's answer as headers, or the refusal. An admission is made here, in
+    /// line; anything else in [`rate_answer`](Self::rate_answer), out of line.
+    #[inline]
     fn rate_verdict(
+        &self,
+        principal: &Principal,
+        answer: Result<RateDecision, BackendError>,
+        now: Timestamp,
+    ) -> Result<Option<RateHeaders>, Rejection> {
+        match answer {
+            Ok(decision) if decision.allowed => Ok(Some(RateHeaders::new(
+                decision.tightest,
+                now,
+                self.inner.ietf_headers,
+            ))),
+            answer => self.rate_answer(principal, answer, now),
+        }
+    }
+
+    #[cold]
+    fn rate_answer(
         &self,
         principal: &Principal,
         answer: Result<RateDecision, BackendError>,
@@ -367,8 +387,7 @@ impl Gate {
             Ok(decision) => decision,
             Err(error) => return self.backend_failed(&error, now).map(|()| None),
         };
-        let now_secs = u64::try_from(now.unix_secs()).unwrap_or(0);
-        let shown = RateHeaders::new(decision.tightest, now_secs, self.inner.ietf_headers);
+        let shown = RateHeaders::new(decision.tightest, now, self.inner.ietf_headers);
         if decision.allowed {
             return Ok(Some(shown));
         }

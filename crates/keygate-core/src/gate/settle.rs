@@ -129,6 +129,7 @@ impl After {
     /// when a charge may be due, so a gate that meters nothing reads no extension. A
     /// handler that failed (5xx) is not charged the route's fixed cost; a cost it
     /// declares is charged, as declared.
+    #[inline]
     pub fn finish(self, status: u16, declared: impl FnOnce() -> Option<Cost>) -> Finish {
         let charge = self.charge.and_then(|pending| {
             let cost = pending.due(status, declared())?;

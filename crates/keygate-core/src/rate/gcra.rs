@@ -29,6 +29,21 @@ pub(crate) struct Counter {
     /// The theoretical arrival time in nanoseconds since the Unix epoch, times `scale`,
     /// so that `period / limit` is exact.
     pub(crate) tat: i128,
+    /// `period` in nanoseconds (at least 1) for the in-place path, converted once; 0
+    /// for a period too long for it.
+    pub(crate) narrow_period: u64,
+}
+
+impl Counter {
+    fn new(service: Option<Arc<str>>, period: Duration, scale: u32, tat: i128) -> Self {
+        Self {
+            narrow_period: in_place::narrow_period(period),
+            service,
+            period,
+            scale,
+            tat,
+        }
+    }
 }
 
 /// A window in scaled units: nanoseconds times the limit.
@@ -108,8 +123,8 @@ impl Window {
     /// The window's state with `used` of it used and `remaining` requests left.
     fn state_of(&self, used: i128, remaining: u32, now: &Now) -> WindowState {
         // Whole again `used / scale` nanoseconds from now, rounded up to a second.
-        let full_in = now.subsec_nanos + div_ceil(used, self.scale);
-        let reset_at = now.secs + div_ceil(full_in, NANOS_PER_SEC);
+        let full_in = now.subsec_nanos() + div_ceil(used, self.scale);
+        let reset_at = now.secs() + div_ceil(full_in, NANOS_PER_SEC);
         WindowState {
             limit: self.limit,
             period_secs: u64::try_from(div_ceil(self.period, NANOS_PER_SEC)).unwrap_or(u64::MAX),
@@ -119,21 +134,30 @@ impl Window {
     }
 }
 
-/// The instant of a call, in the forms the arithmetic needs.
+/// The instant of a call, in the forms the arithmetic needs. Seconds are split off only
+/// where a state is shown: the fast path does its own, in 64 bits.
 pub(crate) struct Now {
+    at: Timestamp,
     /// Nanoseconds since the Unix epoch.
     pub(crate) nanos: i128,
-    pub(crate) secs: i128,
-    pub(crate) subsec_nanos: i128,
 }
 
 impl Now {
     pub(crate) fn new(at: Timestamp) -> Self {
         Self {
+            at,
             nanos: i128::from(at.unix_nanos()),
-            secs: i128::from(at.unix_secs()),
-            subsec_nanos: i128::from(at.subsec_nanos()),
         }
+    }
+
+    /// Whole seconds since the Unix epoch.
+    pub(crate) fn secs(&self) -> i128 {
+        i128::from(self.at.unix_secs())
+    }
+
+    /// Nanoseconds past [`secs`](Self::secs).
+    fn subsec_nanos(&self) -> i128 {
+        i128::from(self.at.subsec_nanos())
     }
 }
 
@@ -205,6 +229,8 @@ pub(crate) fn decide(counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now)
 }
 
 /// [`decide`] in every case: new or reordered buckets, a changed limit, a refusal.
+/// Out of line, so that the usual call stays short.
+#[inline(never)]
 pub(crate) fn decide_general(counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) -> RateDecision {
     // Each bucket's counter and limit, found once: on the stack for the usual few
     // buckets (small entries, since the array is initialised on every call). `SKIP`
@@ -232,12 +258,12 @@ pub(crate) fn decide_general(counters: &mut Vec<Counter>, buckets: &[Bucket], no
         let index = match find(counters, bucket) {
             Some(index) => index,
             None => {
-                counters.push(Counter {
-                    service: bucket.service.clone(),
-                    period: bucket.limit.period,
-                    scale: limit.max(1),
-                    tat: i128::MIN / 2,
-                });
+                counters.push(Counter::new(
+                    bucket.service.clone(),
+                    bucket.limit.period,
+                    limit.max(1),
+                    i128::MIN / 2,
+                ));
                 counters.len() - 1
             }
         };

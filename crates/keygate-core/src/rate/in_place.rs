@@ -1,70 +1,92 @@
 //! The fast path of [`decide`](super::gcra::decide): the usual call (every window
-//! admitting, counters where they were, limits unchanged) decided in two short passes in
-//! 64/128-bit unsigned arithmetic. Wherever it answers, it answers as the general path
-//! does (the test below walks both); everywhere else it declines and counts nothing.
+//! admitting, counters where they were, limits unchanged) decided in one pass over the
+//! buckets in 64/128-bit unsigned arithmetic. Wherever it answers, it answers as the
+//! general path does (the test below walks both); everywhere else it declines and counts
+//! nothing.
+
+use std::time::Duration;
 
 use super::gcra::{find, same_identity, Counter, Now};
 use super::{Bucket, RateDecision, WindowState};
 use crate::account::Holder;
 
-/// The usual call, decided in two short passes in narrow integers: at most
+/// The usual call, decided in one pass over the buckets in narrow integers: at most
 /// [`IN_PLACE`] buckets of distinct identities, each with a counter at an unchanged,
 /// non-zero limit, periods below 146 years, a time after 1970, and every window
 /// admitting. Otherwise `None`, with nothing counted, and [`decide`] takes the general
 /// path; both decide alike (a test compares them).
+#[inline]
 pub(super) fn admit_in_place(
     counters: &mut [Counter],
     buckets: &[Bucket],
     now: &Now,
 ) -> Option<RateDecision> {
     let at = u64::try_from(now.nanos).ok()?;
-    // Each bucket's counter: usually at the bucket's own position (the same route as
-    // last time), else found by identity (another route of the same key).
-    let mut found = [0usize; IN_PLACE];
-    let found = found.get_mut(..buckets.len())?;
-    for (i, bucket) in buckets.iter().enumerate() {
-        let at_position = |index: usize| {
-            counters
-                .get(index)
-                .is_some_and(|c| same_identity(bucket, &c.service, c.period))
-        };
-        let index = if at_position(i) {
-            i
-        } else {
-            find(counters, bucket)?
-        };
-        let counter = &counters[index];
-        let limit = bucket.limit.limit;
-        // A second bucket on one counter is counted once, by the general path.
-        if limit == 0 || counter.scale != limit || found[..i].contains(&index) {
-            return None;
-        }
-        let (period, used) = narrow_state(counter, at)?;
-        // Admitted when one more request fits: used + period <= period × limit.
-        if used + u128::from(period) > u128::from(period) * u128::from(limit) {
-            return None;
-        }
-        found[i] = index;
-    }
+    // Each bucket's counter and its arrival time once counted: every window is checked
+    // before any counter is written.
+    let mut plan = [(0usize, 0i128); IN_PLACE];
+    let plan = plan.get_mut(..buckets.len())?;
+    // Whether every counter so far sat at its bucket's position (the same route as last
+    // time): they are distinct then, with nothing to compare.
+    let mut in_order = true;
     // (remaining, used, limit, period) of the tightest window.
     let mut tightest: Option<(u32, u128, u32, u64)> = None;
-    for &index in found.iter() {
-        let counter = &mut counters[index];
-        let limit = counter.scale;
-        let (period, used) = narrow_state(counter, at)?;
-        // Counted: the window is `period` (one request, scaled) further along. `used`
-        // is at most `period × limit` (checked above), below 2^94.
-        let used = used + u128::from(period);
-        counter.tat = i128::from(at) * i128::from(limit) + used as i128;
-        let remaining =
-            limit.saturating_sub(u32::try_from(narrow_div_ceil(used, period)).unwrap_or(u32::MAX));
+    for (i, bucket) in buckets.iter().enumerate() {
+        let index = match counters.get(i) {
+            Some(c) if same_identity(bucket, &c.service, c.period) => i,
+            // Another route of the same key: found by identity.
+            _ => {
+                in_order = false;
+                find(counters, bucket)?
+            }
+        };
+        // A second bucket on one counter is counted once, by the general path.
+        if !in_order && plan[..i].iter().any(|&(j, _)| j == index) {
+            return None;
+        }
+        let counter = counters.get(index)?;
+        let (limit, period) = (bucket.limit.limit, counter.narrow_period);
+        if limit == 0 || counter.scale != limit || period == 0 {
+            return None;
+        }
+        let scaled_now = i128::from(at) * i128::from(limit);
+        // How far the counter is ahead of now, then `period` (one request, scaled)
+        // further along: admitted when that fits in `period × limit`. So `used` stays
+        // below 2^94 and the tie-break's products below 2^126.
+        let (used, remaining) = match u128::try_from(counter.tat - scaled_now) {
+            Ok(ahead) if ahead > 0 => {
+                let used = ahead + u128::from(period);
+                if used > u128::from(period) * u128::from(limit) {
+                    return None;
+                }
+                let taken = u32::try_from(narrow_div_ceil(used, period)).unwrap_or(u32::MAX);
+                (used, limit.saturating_sub(taken))
+            }
+            // Idle (refilled): this request alone in the window, which always admits it
+            // (the limit is at least 1), with one request taken.
+            _ => (u128::from(period), limit - 1),
+        };
+        if let Some(slot) = plan.get_mut(i) {
+            *slot = (index, scaled_now + used as i128);
+        }
         // As `keep_tightest`: the fewest left, then the latest reset (`used / limit`
-        // compared cross-multiplied, exactly: both products are below 2^126).
+        // compared cross-multiplied, exactly; directly between equal limits).
         let tighter = tightest.is_none_or(|(r, u, l, _)| {
-            remaining < r || (remaining == r && used * u128::from(l) > u * u128::from(limit))
+            remaining < r
+                || (remaining == r
+                    && if l == limit {
+                        used > u
+                    } else {
+                        used * u128::from(l) > u * u128::from(limit)
+                    })
         });
         if tighter {
             tightest = Some((remaining, used, limit, period));
+        }
+    }
+    for &(index, tat) in plan.iter() {
+        if let Some(counter) = counters.get_mut(index) {
+            counter.tat = tat;
         }
     }
     let (remaining, used, limit, period) = tightest?;
@@ -87,22 +109,20 @@ pub(super) fn admit_in_place(
 /// Buckets per call that [`admit_in_place`] takes.
 const IN_PLACE: usize = 8;
 
-/// A counter's period in nanoseconds and how much of it is used at `at`, scaled, for
-/// [`admit_in_place`]; `None` for a period of 2^62 ns (146 years) or more. Below that,
-/// `used` stays under 2^94 and the tie-break's products under 2^126, so the general
-/// path's saturating arithmetic never saturates where this one is exact.
-fn narrow_state(counter: &Counter, at: u64) -> Option<(u64, u128)> {
-    let period = u64::try_from(counter.period.as_nanos())
+/// A period in nanoseconds for [`admit_in_place`] (at least 1), or 0 for a period of
+/// 2^62 ns (146 years) or more, which it leaves to the general path. Below that, `used`
+/// stays under 2^94 and the tie-break's products under 2^126, so the general path's
+/// saturating arithmetic never saturates where this one is exact.
+pub(super) fn narrow_period(period: Duration) -> u64 {
+    u64::try_from(period.as_nanos())
         .ok()
-        .filter(|p| *p < 1 << 62)?
-        .max(1);
-    let used = (counter.tat - i128::from(at) * i128::from(counter.scale)).max(0);
-    // Not negative, after `max(0)`.
-    Some((period, used as u128))
+        .filter(|p| *p < 1 << 62)
+        .map_or(0, |p| p.max(1))
 }
 
 /// `a / b` rounded up, in 64 bits when `a` fits (it does but for extreme windows);
 /// `b > 0`. The quotient fits: it is at most a limit, or a period in nanoseconds.
+#[inline]
 fn narrow_div_ceil(a: u128, b: u64) -> u64 {
     match u64::try_from(a) {
         Ok(a) => a.div_ceil(b),
@@ -113,7 +133,6 @@ fn narrow_div_ceil(a: u128, b: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
 
     use super::*;
     use crate::clock::Timestamp;

@@ -161,19 +161,12 @@ impl<K: Hash + Eq + Clone> KeyMap<K> {
     /// Runs `f` on the state of `key_id`, created if new. A known key costs a read lock
     /// and a probe: no reference count is taken. The state holds only integers, valid
     /// after any panic, so lock poisoning is ignored.
-    fn with_state<R>(
-        &self,
-        key_id: &K,
-        now: i64,
-        longest: u64,
-        windows: usize,
-        f: impl FnOnce(&KeyState) -> R,
-    ) -> R {
+    fn with_state<R>(&self, key_id: &K, now: i64, windows: usize, f: impl FnOnce(&KeyState) -> R) -> R {
         let shard = self.shard(key_id);
         if let Some(state) = shard.read().unwrap_or_else(|p| p.into_inner()).get(key_id) {
             return f(state);
         }
-        self.insert_with(shard, key_id, now, longest, windows, f)
+        self.insert_with(shard, key_id, now, windows, f)
     }
 
     /// [`with_state`](Self::with_state) for a key not seen yet, under the write lock.
@@ -183,7 +176,6 @@ impl<K: Hash + Eq + Clone> KeyMap<K> {
         shard: &Shard<K>,
         key_id: &K,
         now: i64,
-        longest: u64,
         windows: usize,
         f: impl FnOnce(&KeyState) -> R,
     ) -> R {
@@ -203,8 +195,9 @@ impl<K: Hash + Eq + Clone> KeyMap<K> {
                 map.remove(&oldest);
             }
         }
+        // Idle for no time until `f` creates its counters (see `decide_in`).
         let state = map.entry(key_id.clone()).or_insert_with(|| KeyState {
-            idle_nanos: AtomicU64::new(longest),
+            idle_nanos: AtomicU64::new(0),
             last_seen: AtomicI64::new(now),
             counters: Mutex::new(Vec::with_capacity(windows)),
         });
@@ -255,15 +248,30 @@ impl BuildHasher for IdHashing {
 
 struct IdHasher(u64);
 
+impl IdHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(ID_HASH_K);
+    }
+}
+
 const ID_HASH_K: u64 = 0xf135_7aea_2e62_a9c5;
 
 impl std::hash::Hasher for IdHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(ID_HASH_K);
+        // Whole words read as such, and the tail folded in byte by byte: copying each
+        // chunk into a word cost a call to `memcpy` per chunk.
+        let mut tail = bytes;
+        while let Some((word, rest)) = tail.split_first_chunk::<8>() {
+            self.mix(u64::from_le_bytes(*word));
+            tail = rest;
         }
+        if !tail.is_empty() {
+            self.mix(tail.iter().fold(0, |word, &b| (word << 8) | u64::from(b)));
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.mix(u64::from(byte));
     }
 
     fn finish(&self) -> u64 {
@@ -274,16 +282,25 @@ impl std::hash::Hasher for IdHasher {
 
 /// The counters of one key.
 struct KeyState {
-    /// How long the entry may stay idle: its longest window, in nanoseconds.
+    /// How long the entry may stay idle: the longest window of its counters (any it
+    /// ever had), in nanoseconds.
     idle_nanos: AtomicU64,
     /// When the key was last checked, in nanoseconds since the epoch (limiter time).
     last_seen: AtomicI64,
     counters: Mutex<Vec<Counter>>,
 }
 
-fn longest_period(buckets: &[Bucket]) -> u64 {
-    let longest = buckets.iter().map(|b| b.limit.period).max().unwrap_or_default();
-    u64::try_from(longest.as_nanos()).unwrap_or(u64::MAX)
+/// Decides on the locked `counters` of `state`. Every window of a call has a counter
+/// once it is decided (a new one is created, even by a refusal), so the counters the
+/// call created are the only windows that can lengthen the entry's idle time: the usual
+/// call, on known counters, reads no period for it.
+fn decide_in(state: &KeyState, counters: &mut Vec<Counter>, buckets: &[Bucket], now: &Now) -> RateDecision {
+    let known = counters.len();
+    let decided = decide(counters, buckets, now);
+    if let Some(created) = counters.get(known..).filter(|created| !created.is_empty()) {
+        state.extend_idle(created);
+    }
+    decided
 }
 
 impl MemoryRateLimiter {
@@ -336,17 +353,16 @@ impl MemoryRateLimiter {
                     limit: u32::MAX,
                     period_secs: 0,
                     remaining: u32::MAX,
-                    reset_at: u64::try_from(now.secs.max(0)).unwrap_or(0),
+                    reset_at: u64::try_from(now.secs().max(0)).unwrap_or(0),
                 },
                 retry_after: 0,
                 holder: Holder::Key,
             };
         }
-        let (longest, seen) = (longest_period(buckets), at.unix_nanos());
-        self.keys
-            .with_state(key_id, seen, longest, buckets.len(), |state| {
-                decide(&mut state.lock(longest, seen), buckets, &now)
-            })
+        let seen = at.unix_nanos();
+        self.keys.with_state(key_id, seen, buckets.len(), |state| {
+            decide_in(state, &mut state.lock(seen), buckets, &now)
+        })
     }
 
     /// A call with account buckets: the key's windows decided under the key's lock, then,
@@ -369,12 +385,9 @@ impl MemoryRateLimiter {
             return self.try_acquire(key_id, &own, at);
         };
         let decide_account = || {
-            let longest = longest_period(&account);
-            let decided = self
-                .accounts
-                .with_state(&owner, seen, longest, account.len(), |state| {
-                    decide(&mut state.lock(longest, seen), &account, now)
-                });
+            let decided = self.accounts.with_state(&owner, seen, account.len(), |state| {
+                decide_in(state, &mut state.lock(seen), &account, now)
+            });
             RateDecision {
                 holder: Holder::Account,
                 ..decided
@@ -383,11 +396,10 @@ impl MemoryRateLimiter {
         if own.is_empty() {
             return decide_account();
         }
-        let longest = longest_period(&own);
-        self.keys.with_state(key_id, seen, longest, own.len(), |state| {
-            let mut counters = state.lock(longest, seen);
+        self.keys.with_state(key_id, seen, own.len(), |state| {
+            let mut counters = state.lock(seen);
             let before = counters.clone();
-            let mine = decide(&mut counters, &own, now);
+            let mine = decide_in(state, &mut counters, &own, now);
             if !mine.allowed {
                 return mine;
             }
@@ -412,20 +424,26 @@ fn tighter(a: RateDecision, b: RateDecision) -> RateDecision {
 }
 
 impl KeyState {
-    /// The counters, locked, with the entry's idle time and last sighting brought up to
-    /// this call. The counters are plain integers, valid after any panic: poisoning is
-    /// ignored.
-    fn lock(&self, longest: u64, seen: i64) -> std::sync::MutexGuard<'_, Vec<Counter>> {
+    /// The counters, locked, with the entry's last sighting brought up to this call. The
+    /// counters are plain integers, valid after any panic: poisoning is ignored.
+    fn lock(&self, seen: i64) -> std::sync::MutexGuard<'_, Vec<Counter>> {
         let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        // Under the key's lock, so plain loads and stores keep both monotonic. A route
-        // with a longer window than the entry was created for extends its idle time.
-        if self.idle_nanos.load(Ordering::Relaxed) < longest {
-            self.idle_nanos.store(longest, Ordering::Relaxed);
-        }
+        // Under the key's lock, so a plain load and store keep it monotonic.
         if self.last_seen.load(Ordering::Relaxed) < seen {
             self.last_seen.store(seen, Ordering::Relaxed);
         }
         counters
+    }
+
+    /// Lengthens the entry's idle time to the longest window of the `created` counters
+    /// (a route with a longer window than the entry has seen). Under the key's lock.
+    #[cold]
+    fn extend_idle(&self, created: &[Counter]) {
+        let longest = created.iter().map(|c| c.period).max().unwrap_or_default();
+        let longest = u64::try_from(longest.as_nanos()).unwrap_or(u64::MAX);
+        if self.idle_nanos.load(Ordering::Relaxed) < longest {
+            self.idle_nanos.store(longest, Ordering::Relaxed);
+        }
     }
 }
 
@@ -497,6 +515,23 @@ mod tests {
         assert_eq!(limiter.key_count(), 2);
         limiter.evict_idle(now + chrono::Duration::seconds(60));
         assert_eq!(limiter.key_count(), 1, "a, idle for its minute, is gone");
+        limiter.evict_idle(now + chrono::Duration::days(1));
+        assert_eq!(limiter.key_count(), 0);
+    }
+
+    #[test]
+    fn a_longer_window_on_a_later_route_keeps_the_key_as_long() {
+        // The key is first seen with a minute, then on a route that adds a day (refused,
+        // which still creates its counter): idle for a day, not a minute, before it goes.
+        let limiter = MemoryRateLimiter::new();
+        let now = at("2026-03-10T12:00:00Z");
+        let a = key("a");
+        let minute = bucket(RateLimit::per_minute(10));
+        limiter.try_acquire(&a, std::slice::from_ref(&minute), now);
+        let closed = bucket(RateLimit::per_day(0));
+        assert!(!limiter.try_acquire(&a, &[minute, closed], now).allowed);
+        limiter.evict_idle(now + chrono::Duration::hours(23));
+        assert_eq!(limiter.key_count(), 1);
         limiter.evict_idle(now + chrono::Duration::days(1));
         assert_eq!(limiter.key_count(), 0);
     }
