@@ -39,6 +39,13 @@ async fn timed(gate: &Gate, key: &str) -> (Result<StatusCode, Rejection>, Durati
     (answer.map(|_| StatusCode::OK), started.elapsed())
 }
 
+/// The refusal in `answer`, which must be a 503 (`why`: the case, for the message).
+fn unavailable(answer: Result<StatusCode, Rejection>, why: &str) -> Rejection {
+    let refused = answer.expect_err(why);
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE, "{why}");
+    refused
+}
+
 /// Whether `elapsed` is `budget`, to the timer's millisecond.
 fn spent_the_budget(elapsed: Duration, budget: Duration) -> bool {
     elapsed >= budget && elapsed <= budget + Duration::from_millis(1)
@@ -54,8 +61,7 @@ async fn a_hung_store_costs_a_cold_request_the_store_timeout_and_answers_503() {
 
     let _hung = store.hold_finds();
     let (answer, took) = timed(&gate, &cold).await;
-    let refused = answer.expect_err("a cold key with the store hung");
-    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let refused = unavailable(answer, "a cold key with the store hung");
     let retry_after = refused.headers().get(http::header::RETRY_AFTER);
     assert!(
         retry_after
@@ -81,10 +87,7 @@ async fn a_read_past_the_budget_still_runs_to_its_end() {
     let cold = create(&gate).await.key.expose_secret().to_string();
     let hung = store.hold_finds();
     let (answer, _) = timed(&gate, &cold).await;
-    assert_eq!(
-        answer.expect_err("hung").status(),
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    unavailable(answer, "hung");
     assert_eq!(store.finds_done(), 0);
     drop(hung);
     let finished = async {
@@ -113,10 +116,7 @@ async fn the_store_timeout_is_a_setting() {
     let cold = create(&gate).await.key.expose_secret().to_string();
     let _hung = store.hold_finds();
     let (answer, took) = timed(&gate, &cold).await;
-    assert_eq!(
-        answer.expect_err("hung").status(),
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    unavailable(answer, "hung");
     assert!(spent_the_budget(took, budget), "answered after {took:?}");
 }
 
@@ -131,10 +131,7 @@ async fn after_timeouts_in_a_row_the_breaker_answers_at_once_and_one_probe_finds
     let hung = store.hold_finds();
     for key in &keys[..THRESHOLD as usize] {
         let (answer, took) = timed(&gate, key).await;
-        assert_eq!(
-            answer.expect_err("hung").status(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
+        unavailable(answer, "hung");
         assert!(spent_the_budget(took, DEFAULT_TIMEOUT), "answered after {took:?}");
     }
     assert_eq!(store.finds(), THRESHOLD as usize, "each of them asked the store");
@@ -142,20 +139,14 @@ async fn after_timeouts_in_a_row_the_breaker_answers_at_once_and_one_probe_finds
     // Open: answered at once, and the store is not asked.
     let probe = &keys[THRESHOLD as usize];
     let (answer, took) = timed(&gate, probe).await;
-    assert_eq!(
-        answer.expect_err("open").status(),
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    unavailable(answer, "open");
     assert_eq!(took, Duration::ZERO, "an open breaker costs a request nothing");
     assert_eq!(store.finds(), THRESHOLD as usize, "not sent");
 
     // The store answers again; the breaker does not know it before its cool-down.
     drop(hung);
     let (answer, _) = timed(&gate, probe).await;
-    assert_eq!(
-        answer.expect_err("still open").status(),
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    unavailable(answer, "still open");
     assert_eq!(store.finds(), THRESHOLD as usize, "not sent");
 
     tokio::time::advance(COOL_DOWN).await;

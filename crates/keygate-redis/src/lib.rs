@@ -53,7 +53,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use keygate_core::backend::BackendError;
+use keygate_core::backend::{BackendError, Budget};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
@@ -143,8 +143,21 @@ fn connect_lazy(url: &str) -> Result<ConnectionManager, redis::RedisError> {
     ConnectionManager::new_lazy_with_config(client, manager_config())
 }
 
-/// Runs one Redis call within `timeout`: a failure or no answer in time is a
-/// [`BackendError`].
+/// Runs one Redis call within `budget`, keygate-core's timeout and circuit breaker: not
+/// sent while the breaker is open; a failure or no answer in time is a [`BackendError`]
+/// and counts against the breaker.
+async fn guarded<T>(
+    budget: &Budget,
+    request: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, BackendError> {
+    budget
+        .call(request, |_| true)
+        .await
+        .map_err(|e| BackendError(format!("redis: {e}")))
+}
+
+/// Runs one Redis call within `timeout`, outside any breaker: a failure or no answer in
+/// time is a [`BackendError`].
 async fn call<T>(
     timeout: Duration,
     request: impl Future<Output = redis::RedisResult<T>>,

@@ -16,7 +16,7 @@ use redis::Script;
 use crate::window::{decide, plan, MAX_INSTANT_MICROS};
 use crate::Connection;
 use keygate_core::account::Holder;
-use keygate_core::backend::Breaker;
+use keygate_core::backend::Budget;
 
 /// How long a call waits for Redis by default.
 pub const DEFAULT_TIMEOUT: Duration = keygate_core::backend::DEFAULT_TIMEOUT;
@@ -125,16 +125,16 @@ const ACQUIRE: &str = include_str!("acquire.lua");
 pub struct RedisRateLimiter {
     connection: Connection,
     script: Arc<Script>,
-    timeout: Duration,
+    /// Each call's timeout, and the breaker the calls share.
+    budget: Budget,
     caller_time: bool,
-    breaker: Arc<Breaker>,
     local: Option<Arc<MemoryRateLimiter>>,
 }
 
 impl fmt::Debug for RedisRateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisRateLimiter")
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.budget.timeout())
             .field("caller_time", &self.caller_time)
             .field("local_fallback", &self.local.is_some())
             .finish_non_exhaustive()
@@ -162,9 +162,8 @@ impl RedisRateLimiter {
         Self {
             connection,
             script: Arc::new(Script::new(ACQUIRE)),
-            timeout: DEFAULT_TIMEOUT,
+            budget: Budget::new(DEFAULT_TIMEOUT),
             caller_time: false,
-            breaker: Arc::default(),
             local: None,
         }
     }
@@ -207,7 +206,7 @@ impl RedisRateLimiter {
 
     /// Sets how long a call waits for Redis before it fails with a [`BackendError`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.budget = Budget::new(timeout);
         self
     }
 
@@ -258,22 +257,12 @@ impl RedisRateLimiter {
         for w in &windows {
             invocation.arg(w.limit).arg(w.period).arg(w.scale).arg(w.step);
         }
-        if !self.breaker.allow() {
-            let error = BackendError("redis: unavailable (circuit breaker open)".into());
-            return self.outage(error, key_id, buckets, now).await;
-        }
         let mut connection = self.connection.clone();
-        let reply: Vec<i64> = match crate::call(self.timeout, invocation.invoke_async(&mut connection)).await
-        {
-            Ok(reply) => {
-                self.breaker.success();
-                reply
-            }
-            Err(error) => {
-                self.breaker.failure();
-                return self.outage(error, key_id, buckets, now).await;
-            }
-        };
+        let reply: Vec<i64> =
+            match crate::guarded(&self.budget, invocation.invoke_async(&mut connection)).await {
+                Ok(reply) => reply,
+                Err(error) => return self.outage(error, key_id, buckets, now).await,
+            };
         decide(&windows, &reply)
     }
 }

@@ -15,7 +15,7 @@ use redis::Script;
 use crate::limiter::DEFAULT_TIMEOUT;
 use crate::local::Local;
 use crate::record::Record;
-use keygate_core::backend::Breaker;
+use keygate_core::backend::Budget;
 
 /// Charges `ARGV[1]` to the counter `KEYS[1]` and returns the new total; a missing
 /// counter is first set to `ARGV[2]` (its recorded total), or, when `ARGV[2]` is empty,
@@ -110,17 +110,17 @@ return total
 #[derive(Clone)]
 pub struct RedisSpendMeter {
     connection: ConnectionManager,
-    timeout: Duration,
+    /// Each call's timeout, and the breaker the calls share.
+    budget: Budget,
     record: Option<Arc<Record>>,
     script: Arc<Script>,
-    breaker: Arc<Breaker>,
     local: Option<Arc<Local>>,
 }
 
 impl fmt::Debug for RedisSpendMeter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisSpendMeter")
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.budget.timeout())
             .finish_non_exhaustive()
     }
 }
@@ -130,10 +130,9 @@ impl RedisSpendMeter {
     pub fn new(connection: ConnectionManager) -> Self {
         Self {
             connection,
-            timeout: DEFAULT_TIMEOUT,
+            budget: Budget::new(DEFAULT_TIMEOUT),
             record: None,
             script: Arc::new(Script::new(CHARGE_SEEDED)),
-            breaker: Arc::default(),
             local: None,
         }
     }
@@ -169,36 +168,19 @@ impl RedisSpendMeter {
 
     /// Sets how long a call waits for Redis before it fails with a [`BackendError`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.budget = Budget::new(timeout);
         self
-    }
-
-    /// One call behind the breaker: not sent while it is open.
-    async fn guarded<T>(
-        &self,
-        request: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, BackendError> {
-        if !self.breaker.allow() {
-            return Err(BackendError("redis: unavailable (circuit breaker open)".into()));
-        }
-        let result = crate::call(self.timeout, request).await;
-        match &result {
-            Ok(_) => self.breaker.success(),
-            Err(_) => self.breaker.failure(),
-        }
-        result
     }
 
     async fn spent_in(&self, key_id: &KeyId, month: Month) -> Result<u64, BackendError> {
         let mut connection = self.connection.clone();
-        let total: Option<i64> = self
-            .guarded(async {
-                redis::cmd("GET")
-                    .arg(spend_key(key_id, month))
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await?;
+        let total: Option<i64> = crate::guarded(&self.budget, async {
+            redis::cmd("GET")
+                .arg(spend_key(key_id, month))
+                .query_async(&mut connection)
+                .await
+        })
+        .await?;
         total_of(total.unwrap_or(0))
     }
 
@@ -220,7 +202,7 @@ impl RedisSpendMeter {
             .arg(month.next().next().start().timestamp());
         let mut connection = self.connection.clone();
         let total: Option<i64> = crate::call(
-            self.timeout,
+            self.budget.timeout(),
             invocation.invoke_async::<Option<i64>>(&mut connection),
         )
         .await?;
@@ -239,7 +221,7 @@ impl RedisSpendMeter {
         // Refused before anything is sent: not an outage.
         i64::try_from(micro_cents)
             .map_err(|_| BackendError(format!("a charge of {micro_cents} micro-cents is beyond i64")))?;
-        if !self.breaker.allow() {
+        if !self.budget.breaker().allow() {
             let error = BackendError("redis: unavailable (circuit breaker open)".into());
             return self.outage(record, error, key_id, month, micro_cents).await;
         }
@@ -252,13 +234,13 @@ impl RedisSpendMeter {
             .await
         {
             Ok(Some(total)) => {
-                self.breaker.success();
+                self.budget.breaker().success();
                 total
             }
             // Missing: this instance's own charges go to the record first, so the total
             // read back holds them (what was owed included), and is charged in Redis once.
             Ok(None) => {
-                self.breaker.success();
+                self.budget.breaker().success();
                 let recorded = match record.seed(key_id, month).await {
                     Ok(recorded) => recorded,
                     Err(error) => return self.outage(record, error, key_id, month, micro_cents).await,
@@ -267,13 +249,13 @@ impl RedisSpendMeter {
                     Ok(Some(total)) => total,
                     Ok(None) => return Err(BackendError("redis: the spend counter was not seeded".into())),
                     Err(error) => {
-                        self.breaker.failure();
+                        self.budget.breaker().failure();
                         return self.outage(record, error, key_id, month, micro_cents).await;
                     }
                 }
             }
             Err(error) => {
-                self.breaker.failure();
+                self.budget.breaker().failure();
                 if let Some(local) = &self.local {
                     local.owe(key_id, month, owed);
                 }
@@ -337,17 +319,16 @@ impl RedisSpendMeter {
         let key = spend_key(key_id, month);
         let expires = month.next().next().start().timestamp();
         let mut connection = self.connection.clone();
-        let (total,): (i64,) = self
-            .guarded(async {
-                redis::pipe()
-                    .atomic()
-                    .incr(&key, delta)
-                    .expire_at(&key, expires)
-                    .ignore()
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await?;
+        let (total,): (i64,) = crate::guarded(&self.budget, async {
+            redis::pipe()
+                .atomic()
+                .incr(&key, delta)
+                .expire_at(&key, expires)
+                .ignore()
+                .query_async(&mut connection)
+                .await
+        })
+        .await?;
         total_of(total)
     }
 }
